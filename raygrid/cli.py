@@ -1,0 +1,141 @@
+"""`raygrid` command line: plan, run and report grids (every command has --help)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from raygrid.grid import GridError, load_grid
+
+DEFAULT_OUT = Path("runs")
+
+
+def _out_dir(args, grid_name: str) -> Path:
+    return Path(args.out) if args.out else DEFAULT_OUT / grid_name
+
+
+def cmd_plan(args) -> int:
+    """Validate a grid and list its cells; starts nothing."""
+    grid = load_grid(args.grid)
+    print(f"grid {grid.name}: {len(grid.cells)} cells ({' x '.join(f'{len(v)} {k}' for k, v in grid.spec.axes.items()) or 'no axes'})")
+    for i, cell in enumerate(grid.cells, 1):
+        print(f"{i:4d}  {cell.name}")
+    if args.verbose:
+        for cell in grid.cells:
+            print(f"\n# {cell.name}\n{cell.config.model_dump_json(indent=2)}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run every unfinished cell of a grid on Ray, record it in MLflow, print the tables."""
+    grid = load_grid(args.grid)  # fails fast, before Ray or MLflow start
+    from raygrid.data.cache import cache_root
+    from raygrid.launch import run_grid
+    from raygrid.tracking import tracking_uri
+
+    out = _out_dir(args, grid.name)
+    uri = tracking_uri(out)
+    summary = run_grid(grid, out, cache_root(args.cache_dir), uri)
+    _print_report(uri, grid.name, args.format)
+    print(f"\nMLflow: {uri}\n  view with: mlflow ui --backend-store-uri {uri}")
+    if summary.failed:
+        print(f"\n{len(summary.failed)} cell(s) failed:", file=sys.stderr)
+        for name, reason in summary.failed.items():
+            print(f"  {name}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Rebuild the comparison tables from MLflow alone."""
+    from raygrid.tracking import tracking_uri
+
+    target = Path(args.target)
+    if target.suffix in (".yaml", ".yml"):
+        grid = load_grid(target)
+        names, uri = [grid.name], tracking_uri(_out_dir(args, grid.name))
+    elif target.is_dir():
+        uri = tracking_uri(target)
+        names = _grids_in(uri)
+    else:
+        raise GridError(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
+    for name in names:
+        _print_report(uri, name, args.format, save=args.save)
+    return 0
+
+
+def _grids_in(uri: str) -> list[str]:
+    from raygrid.tracking import grid_names
+
+    names = grid_names(uri)
+    if not names:
+        raise GridError(f"{uri}: no raygrid grids recorded there")
+    return names
+
+
+def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None) -> None:
+    from raygrid.report import all_tables, render
+    from raygrid.tracking import fetch_runs
+
+    tables = all_tables(fetch_runs(uri, grid_name))
+    text = render(tables, fmt)
+    print(f"\n## grid {grid_name}\n\n{text}" if fmt == "md" else text)
+    if save:
+        folder = Path(save)
+        folder.mkdir(parents=True, exist_ok=True)
+        for title, table in tables.items():
+            stem = title.split(" (")[0].replace(" ", "_").lower()
+            table.to_csv(folder / f"{grid_name}.{stem}.csv", index=False)
+        (folder / f"{grid_name}.md").write_text(render(tables, "md"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raygrid", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help=cmd_plan.__doc__, description=cmd_plan.__doc__)
+    plan.add_argument("grid", help="grid YAML file")
+    plan.add_argument("-v", "--verbose", action="store_true", help="also print each cell's resolved config")
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
+    run.add_argument("grid", help="grid YAML file")
+    run.add_argument("--out", help="output folder (MLflow SQLite, Ray results); default runs/<grid name>")
+    run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
+    run.add_argument("--format", choices=("md", "csv"), default="md", help="table format")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
+    report.add_argument("target", help="grid YAML file, or an output folder holding mlflow.db")
+    report.add_argument("--out", help="the grid's output folder (with a grid file); default runs/<grid name>")
+    report.add_argument("--format", choices=("md", "csv"), default="md", help="table format")
+    report.add_argument("--save", help="also write the tables (CSV + Markdown) into this folder")
+    report.set_defaults(func=cmd_report)
+
+    _add_bench(sub)
+    return parser
+
+
+def _add_bench(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks that write figures into BENCHMARKS.md")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    attention = kinds.add_parser("attention", help="attention kernels: time, memory and error vs sequence length")
+    try:
+        from raygrid import bench_attention
+    except ImportError:  # TEMP until the attention benchmark lands
+        return
+    bench_attention.add_arguments(attention)
+    attention.set_defaults(func=bench_attention.main)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (GridError, ValueError, FileNotFoundError, LookupError) as err:
+        print(f"raygrid: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

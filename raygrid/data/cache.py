@@ -1,0 +1,150 @@
+"""The tokenized-document cache: tokenize once per (data, split policy, tokenizer, max_len), reuse forever.
+
+Layout: `<root>/tokenized/<dataset>-<key>/{train,validation,test}.parquet` + `meta.json`, where
+`key` hashes the source files' content, every DataConfig field that changes the rows, and the
+tokenizer files. Rows hold unpadded `input_ids` (padding happens per batch, see batching.py).
+Ray Data reads these files in every trial; nothing is tokenized inside a trial.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raygrid.config import DataConfig
+from raygrid.data.sources import load_raw
+from raygrid.data.splits import SPLITS, apply_split_policy
+from raygrid.paths import is_local, resolve_location
+
+CACHE_VERSION = 1  # bump when the cached row format changes
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def cache_root(explicit: str | Path | None = None) -> Path:
+    """--cache-dir, else $RAYGRID_CACHE, else ~/.cache/raygrid."""
+    return Path(explicit or os.environ.get("RAYGRID_CACHE") or Path.home() / ".cache" / "raygrid").expanduser()
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A finished cache entry."""
+
+    folder: Path
+    meta: dict
+
+    def split_path(self, split: str) -> str:
+        return str(self.folder / f"{split}.parquet")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.meta["label_names"])
+
+    @classmethod
+    def load(cls, folder: Path) -> "PreparedData":
+        return cls(folder, json.loads((folder / "meta.json").read_text()))
+
+
+def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool = True) -> PreparedData:
+    """Return the cache entry for `cfg`, tokenizing (once) if it does not exist yet."""
+    raw = load_raw(cfg)
+    key = cache_key(cfg, raw.fingerprint, tokenizer_location)
+    folder = root / "tokenized" / f"{cfg.dataset}-{key}"
+    if (folder / "meta.json").is_file():
+        return PreparedData.load(folder)
+    tokenizer = load_tokenizer(tokenizer_location)
+    splits = apply_split_policy(raw, cfg)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary sibling and rename, so a crash never leaves a half-written entry
+    # that a later run would mistake for a finished one.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    stats = {}
+    for split in SPLITS:
+        table = tokenize_table(splits[split], tokenizer, cfg.max_len, desc=f"tokenize {cfg.dataset}/{split}",
+                               progress=progress)
+        pq.write_table(table, tmp / f"{split}.parquet")
+        stats[split] = length_stats(table, cfg.max_len)
+    meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": raw.label_names,
+            "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats,
+            "data": cfg.model_dump(), "tokenizer": tokenizer_location, "source": raw.origin}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process finished the same entry first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PreparedData.load(folder)
+
+
+def cache_key(cfg: DataConfig, source_fingerprint: str, tokenizer_location: str) -> str:
+    rows_fields = cfg.model_dump(exclude={"path"})  # the content fingerprint stands for the path
+    payload = {"v": CACHE_VERSION, "data": rows_fields, "source": source_fingerprint,
+               "tokenizer": tokenizer_fingerprint(tokenizer_location)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tokenizer_fingerprint(location: str) -> str:
+    """Content hash of a local tokenizer's files; the id itself for a hub tokenizer."""
+    if not is_local(location):
+        return location
+    folder = Path(resolve_location(location))
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + (folder / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_tokenizer(location: str):
+    """A fast HF tokenizer from a local folder, pkg:// folder, or hub id."""
+    from transformers import AutoTokenizer  # late import: keeps `raygrid plan` light
+
+    return AutoTokenizer.from_pretrained(resolve_location(location), use_fast=True)
+
+
+def tokenize_table(table: pa.Table, tokenizer, max_len: int, desc: str = "", progress: bool = True,
+                   batch_rows: int = 256) -> pa.Table:
+    """table(text, label) -> table(input_ids: list<int32>, label, n_tokens, truncated)."""
+    from tqdm.auto import tqdm
+
+    texts = table["text"].to_pylist()
+    ids, truncated = [], []
+    for start in tqdm(range(0, len(texts), batch_rows), desc=desc, disable=not progress, unit="batch"):
+        # Overflow windows tell, exactly, which documents lost tokens to max_len; keep window 0.
+        enc = tokenizer(texts[start:start + batch_rows], truncation=True, max_length=max_len,
+                        return_overflowing_tokens=True, return_attention_mask=False)
+        owner = np.asarray(enc["overflow_to_sample_mapping"])
+        first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        counts = np.diff(np.r_[first, len(owner)])
+        ids += [enc["input_ids"][i] for i in first]
+        truncated += (counts > 1).tolist()
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
+    return pa.table({
+        "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
+        "label": table["label"],
+        "n_tokens": pa.array(lengths),
+        "truncated": pa.array(truncated, type=pa.bool_()),
+    })
+
+
+def length_stats(table: pa.Table, max_len: int) -> dict:
+    lengths = table["n_tokens"].to_numpy()
+    labels = table["label"].to_numpy()
+    if len(lengths) == 0:
+        return {"rows": 0}
+    return {
+        "rows": int(len(lengths)),
+        "tokens": int(lengths.sum()),
+        "mean_len": float(lengths.mean()),
+        "median_len": float(np.median(lengths)),
+        "p95_len": float(np.percentile(lengths, 95)),
+        "max_len": int(lengths.max()),
+        "share_truncated": float(table["truncated"].to_numpy().mean()),
+        "label_counts": {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
+    }

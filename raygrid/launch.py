@@ -1,0 +1,165 @@
+"""Running a whole grid on Ray Tune, recording it in MLflow.
+
+`run_grid` skips finished cells, tokenizes what the rest need (once, into the cache), then runs
+one Tune trial per pending cell (see raygrid.trial) with `max_concurrent_trials` sized to the
+cluster. `_MlflowCells` turns Tune's trial events into MLflow child runs in this process.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+import ray.tune
+
+from raygrid.config import Resources
+from raygrid.data.cache import PreparedData, prepare
+from raygrid.grid import Cell, Grid, short_value
+from raygrid.model import check_checkpoint
+from raygrid.tracking import GridTracker
+from raygrid.trial import train_driver
+
+EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "epoch_time_s", "lr")
+FINAL_METRICS = ("test_f1_macro", "test_accuracy", "test_loss", "best_val_f1_macro", "best_epoch",
+                 "train_time_s", "tokens_per_s", "peak_gpu_mem_mb", "peak_host_mem_mb")
+
+
+@dataclass
+class RunSummary:
+    skipped: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) -> RunSummary:
+    """Run every cell of `grid` that has not finished before; return what happened."""
+    summary = RunSummary()
+    tracker = GridTracker(uri, grid.name)
+    done = tracker.finished_cells()
+    pending = [cell for cell in grid.cells if cell.name not in done]
+    summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
+    if summary.skipped:
+        log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
+            f"(delete their runs to rerun them)")
+    tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
+    if not pending:
+        tracker.end_grid()
+        return summary
+    for checkpoint in sorted({cell.config.model.checkpoint for cell in pending}):
+        check_checkpoint(checkpoint)
+    prepared = prepare_cells(pending, cache_dir)
+    _init_ray()
+    use_gpu = _use_gpu(grid.spec.resources)
+    payloads = [_payload(cell, prepared[cell.name], grid.spec.resources, use_gpu, out_dir) for cell in pending]
+    callback = _MlflowCells(tracker, {cell.name: cell for cell in pending}, summary)
+    tuner = ray.tune.Tuner(
+        ray.tune.with_resources(train_driver, {"CPU": 0}),
+        param_space={"cell": ray.tune.grid_search(payloads)},
+        tune_config=ray.tune.TuneConfig(
+            max_concurrent_trials=_max_concurrent(grid.spec.resources, use_gpu),
+            trial_name_creator=lambda t: t.config["cell"]["name"],
+            trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['cell']['name'][:80]}"),
+        run_config=ray.tune.RunConfig(name=grid.name, storage_path=str(out_dir.resolve() / "ray"),
+                                      callbacks=[callback]),
+    )
+    tuner.fit()
+    tracker.end_grid(failed=bool(summary.failed))
+    return summary
+
+
+def prepare_cells(cells: list[Cell], cache_dir: Path) -> dict[str, PreparedData]:
+    """Tokenize once per distinct (data config, tokenizer); map each cell to its cache entry."""
+    entries: dict[str, PreparedData] = {}
+    by_cell = {}
+    for cell in cells:
+        key = cell.config.data.model_dump_json() + cell.config.model.checkpoint
+        if key not in entries:
+            entries[key] = prepare(cell.config.data, cell.config.model.checkpoint, cache_dir)
+        by_cell[cell.name] = entries[key]
+    return by_cell
+
+
+def _payload(cell: Cell, data: PreparedData, res: Resources, use_gpu: bool, out_dir: Path) -> dict:
+    """What a trial receives: plain JSON, re-validated by the worker."""
+    return {"name": cell.name, "config": cell.config.model_dump(mode="json"),
+            "axis": {k: short_value(v) for k, v in cell.axis_values.items()},
+            "data_dir": str(data.folder), "resources": res.model_dump(), "use_gpu": use_gpu,
+            "cpus_per_worker": res.cpus_per_worker, "storage_path": str(out_dir.resolve() / "ray" / "train")}
+
+
+def _init_ray() -> None:
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"])
+    else:
+        ray.init(include_dashboard=False, configure_logging=False)
+
+
+def _use_gpu(res: Resources) -> bool:
+    if res.use_gpu != "auto":
+        return bool(res.use_gpu)
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _max_concurrent(res: Resources, use_gpu: bool) -> int:
+    """As many trials as the cluster can place at once (Train runs start only with all workers)."""
+    if res.max_concurrent_trials:
+        return res.max_concurrent_trials
+    total = ray.cluster_resources()
+    if use_gpu:
+        return max(1, math.floor(total.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker)))
+    return max(1, math.floor(total.get("CPU", 1) / (res.workers_per_trial * res.cpus_per_worker)))
+
+
+class _MlflowCells(ray.tune.Callback):
+    """Tune trial events -> MLflow child runs (runs in the `raygrid run` process)."""
+
+    def __init__(self, tracker: GridTracker, cells: dict[str, Cell], summary: RunSummary):
+        self.tracker, self.cells, self.summary = tracker, cells, summary
+        self.run_ids: dict[str, str] = {}
+        self.scored: set[str] = set()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        name = trial.config["cell"]["name"]
+        if name not in self.run_ids:  # a restarted trial keeps its run
+            payload = trial.config["cell"]
+            self.run_ids[name] = self.tracker.start_cell(name, payload["axis"], payload["config"])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        name = trial.config["cell"]["name"]
+        if result.get("final"):
+            self.tracker.log_metrics(self.run_ids[name], _pick(result, FINAL_METRICS), step=0)
+            self.scored.add(name)
+        elif "val_f1_macro" in result:
+            self.tracker.log_metrics(self.run_ids[name], _pick(result, EPOCH_METRICS), step=int(result["epoch"]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        name = trial.config["cell"]["name"]
+        if name in self.scored:
+            self.tracker.end_cell(self.run_ids[name])
+            self.summary.finished.append(name)
+        else:
+            self._fail(name, "trial ended without test metrics")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = trial.get_error()
+        self._fail(trial.config["cell"]["name"], _one_line(error) if error else "trial failed")
+
+    def _fail(self, name: str, reason: str) -> None:
+        if name in self.run_ids:
+            self.tracker.end_cell(self.run_ids[name], error=reason)
+        self.summary.failed[name] = reason
+
+
+def _pick(result: dict, keys) -> dict[str, float]:
+    return {k: result[k] for k in keys if isinstance(result.get(k), (int, float))}
+
+
+def _one_line(error: BaseException) -> str:
+    """The innermost cause's message: Ray wraps worker errors several layers deep."""
+    text = str(error).strip().splitlines()
+    lines = [line for line in text if line.strip() and not line.startswith(" ")]
+    return (lines[-1] if lines else type(error).__name__)[:1000]

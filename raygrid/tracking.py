@@ -1,0 +1,143 @@
+"""MLflow bookkeeping of a grid: one parent run per grid, one child run per cell.
+
+The only module that imports mlflow. All writes happen in the `raygrid run` process (one writer,
+which SQLite needs); workers only report to Ray. A rerun finds the parent by tag and skips cells
+whose child run FINISHED; an unfinished or failed child run is kept, tagged superseded, and a new
+run records the retry, so nothing recorded is lost or counted twice.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
+TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "mlflow.parentRunId"
+
+
+def tracking_uri(out_dir: str | Path) -> str:
+    """$MLFLOW_TRACKING_URI, else a SQLite file under the output folder (MLflow >= 3.13 refuses ./mlruns)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{out / 'mlflow.db'}"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'pooling': 'cls'}} -> {'model.pooling': 'cls'}."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class GridTracker:
+    """Parent run of one grid and its cell runs, in the experiment named after the grid."""
+
+    def __init__(self, uri: str, grid_name: str, create: bool = True):
+        """Find (or, with create, make) the grid's experiment and parent run."""
+        self.uri, self.grid_name = uri, grid_name
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(grid_name)
+        if experiment is None and not create:
+            raise LookupError(f"no MLflow experiment named {grid_name!r} at {uri}")
+        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(grid_name)
+        parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
+        if parents:
+            self.parent_id = parents[0].info.run_id
+        elif create:
+            run = self.client.create_run(self.experiment_id, run_name=grid_name,
+                                         tags={TAG_GRID: grid_name, TAG_ROLE: "parent"})
+            self.parent_id = run.info.run_id
+        else:
+            raise LookupError(f"no raygrid parent run for grid {grid_name!r} at {uri}")
+
+    def _search(self, filter_string: str):
+        query = f"tags.`{TAG_GRID}` = '{self.grid_name}' and {filter_string}"
+        return self.client.search_runs([self.experiment_id], query, max_results=50000,
+                                       order_by=["attributes.start_time DESC"])
+
+    def cell_runs(self) -> list:
+        """Current (not superseded) child runs."""
+        runs = self._search(f"tags.`{TAG_ROLE}` = 'cell'")
+        return [r for r in runs if r.data.tags.get(TAG_SUPERSEDED) != "true"]
+
+    def finished_cells(self) -> dict[str, str]:
+        """cell name -> run id of cells whose run FINISHED."""
+        return {r.data.tags[TAG_CELL]: r.info.run_id for r in self.cell_runs() if r.info.status == "FINISHED"}
+
+    def log_grid(self, grid_text: str, grid_path: str, n_cells: int) -> None:
+        self.client.set_terminated(self.parent_id, "RUNNING")
+        self.client.log_text(self.parent_id, grid_text, "grid.yaml")
+        self.client.set_tag(self.parent_id, "raygrid.grid_file", grid_path)
+        self.client.set_tag(self.parent_id, "raygrid.cells", str(n_cells))
+
+    def start_cell(self, name: str, axis_values: dict[str, str], config: dict) -> str:
+        """New child run for a cell; earlier unfinished runs of the same cell are marked superseded."""
+        for old in self.cell_runs():
+            if old.data.tags.get(TAG_CELL) == name:
+                self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
+        tags = {TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name, TAG_PARENT: self.parent_id}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        params = {**{f"axis.{k}": v for k, v in axis_values.items()}, **flatten(config)}
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=rows)
+
+    def end_cell(self, run_id: str, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(run_id, TAG_ERROR, error[:4900])
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
+
+    def end_grid(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.parent_id, local_path, artifact_path)
+
+
+def _params(params: dict[str, Any]) -> list[Param]:
+    return [Param(k, str(v)[:6000]) for k, v in params.items()]
+
+
+def fetch_runs(uri: str, grid_name: str) -> pd.DataFrame:
+    """One row per current cell run: tags, params (`params.*`) and latest metrics (`metrics.*`)."""
+    tracker = GridTracker(uri, grid_name, create=False)
+    rows = []
+    for run in tracker.cell_runs():
+        row = {"cell": run.data.tags.get(TAG_CELL), "status": run.info.status, "run_id": run.info.run_id,
+               "error": run.data.tags.get(TAG_ERROR, "")}
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one metric, e.g. val_f1_macro per epoch."""
+    client = MlflowClient(tracking_uri=uri)
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def grid_names(uri: str) -> list[str]:
+    """Names of the grids recorded at `uri` (experiments holding a raygrid parent run)."""
+    client = MlflowClient(tracking_uri=uri)
+    names = []
+    for experiment in client.search_experiments():
+        if client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'parent'", max_results=1):
+            names.append(experiment.name)
+    return sorted(names)

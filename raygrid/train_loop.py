@@ -1,0 +1,174 @@
+"""Fine-tuning of one cell: epochs of AdamW steps, validation, best checkpoint, test scoring.
+
+Framework-free: batches come from callables and results leave through `report`, so the same code
+runs inside a Ray Train worker (raygrid.launch) and in plain unit tests.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from raygrid.config import CellConfig, OptimConfig
+from raygrid.metrics import accuracy, f1_macro, peak_gpu_mem_mb, peak_host_mem_mb
+from raygrid.model import frozen_epochs, set_bottom_frozen
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Loaders:
+    """Where batches come from: train(epoch) reshuffles per epoch; eval splits are fixed."""
+
+    train: Callable[[int], Iterable[Batch]]
+    validation: Callable[[], Iterable[Batch]]
+    test: Callable[[], Iterable[Batch]]
+    steps_per_epoch: int  # optimizer steps (after accumulation), for the LR schedule
+
+
+@dataclass
+class Progress:
+    """Everything needed to resume a cell after its worker died; saved in every checkpoint."""
+
+    epoch: int = 0  # next epoch to run
+    step: int = 0
+    best_val_f1: float = -1.0
+    best_epoch: int = -1
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    best_weights: dict | None = field(default=None, repr=False)
+
+
+def lr_factor(step: int, total: int, warmup_ratio: float, min_lr_ratio: float, schedule: str) -> float:
+    """Linear warmup to 1, then linear or cosine decay to min_lr_ratio at the last step."""
+    warmup = int(warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    shape = 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return min_lr_ratio + (1 - min_lr_ratio) * shape
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW; biases and norm weights get no weight decay (the usual BERT recipe)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_scheduler(optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_ratio, cfg.min_lr_ratio, cfg.schedule))
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on GPU; a no-op context on CPU (fp32 is faster and exact there)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def train_epoch(model, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None) -> dict:
+    """One pass over `batches` with gradient accumulation and clipping; returns loss and counts."""
+    model.train()
+    loss_sum, n_batches, tokens, start = 0.0, 0, 0, time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(batches, start=1):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast(device, cfg.mixed_precision):
+            logits = model(batch["input_ids"], batch["attention_mask"])
+        loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+        (loss / cfg.grad_accum).backward()
+        loss_sum, n_batches = loss_sum + loss.item(), n_batches + 1
+        tokens += int(batch["attention_mask"].sum())
+        if i % cfg.grad_accum == 0:
+            _optimizer_step(model, optimizer, scheduler, cfg.clip_norm)
+            if on_step:
+                on_step()
+    if n_batches % cfg.grad_accum:  # flush a partial accumulation at the epoch's end
+        _optimizer_step(model, optimizer, scheduler, cfg.clip_norm)
+        if on_step:
+            on_step()
+    return {"train_loss": loss_sum / max(1, n_batches), "tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def _optimizer_step(model, optimizer, scheduler, clip_norm: float) -> None:
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def evaluate(model, batches, num_labels: int, device, mixed_precision: bool = True) -> dict:
+    """Loss, F1-macro and accuracy over all batches."""
+    model.eval()
+    preds, labels, loss_sum = [], [], 0.0
+    for batch in batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast(device, mixed_precision):
+            logits = model(batch["input_ids"], batch["attention_mask"]).float()
+        loss_sum += nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
+        preds.append(logits.argmax(-1).cpu().numpy())
+        labels.append(batch["labels"].cpu().numpy())
+    p, y = np.concatenate(preds), np.concatenate(labels)
+    return {"loss": loss_sum / max(1, len(y)), "f1_macro": f1_macro(p, y, num_labels), "accuracy": accuracy(p, y)}
+
+
+def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, device: torch.device,
+        report: Callable[[dict, dict | None], None], resume: dict | None = None,
+        on_step: Callable[[int], None] | None = None) -> dict:
+    """Train for cfg.optim.epochs, report each epoch (with a resumable state), then score test.
+
+    `report(metrics, state)` receives per-epoch metrics and the full state to checkpoint; the
+    final call carries the test metrics and `state=None`.
+    """
+    optim = cfg.optim
+    optimizer = make_optimizer(model, optim)
+    scheduler = make_scheduler(optimizer, optim, optim.epochs * loaders.steps_per_epoch)
+    progress = Progress()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        progress = resume["progress"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step_hook():
+        progress.step += 1
+        if on_step:
+            on_step(progress.step)
+
+    for epoch in range(progress.epoch, optim.epochs):
+        set_bottom_frozen(model, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
+        stats = train_epoch(model, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
+        val = evaluate(model, loaders.validation(), num_labels, device, optim.mixed_precision)
+        progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
+        progress.train_tokens += stats["tokens"]
+        if val["f1_macro"] > progress.best_val_f1:
+            progress.best_val_f1, progress.best_epoch = val["f1_macro"], epoch
+            progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        metrics = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
+                   "val_f1_macro": val["f1_macro"], "val_accuracy": val["accuracy"],
+                   "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "progress": copy.copy(progress)}
+        report(metrics, state)
+
+    model.load_state_dict(progress.best_weights)
+    test = evaluate(model, loaders.test(), num_labels, device, optim.mixed_precision)
+    final = {"test_f1_macro": test["f1_macro"], "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+             "best_val_f1_macro": progress.best_val_f1, "best_epoch": progress.best_epoch,
+             "train_time_s": progress.train_seconds,
+             "tokens_per_s": progress.train_tokens / max(progress.train_seconds, 1e-9),
+             "peak_gpu_mem_mb": peak_gpu_mem_mb(device), "peak_host_mem_mb": peak_host_mem_mb(),
+             "final": 1}
+    report(final, None)
+    return final

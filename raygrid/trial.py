@@ -1,0 +1,116 @@
+"""One grid cell on Ray: the Tune trial function (Train driver) and the Train worker loop.
+
+Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
+workers run `train_worker` -> `train_loop.fit` on batches that Ray Data streams from the tokenized
+Parquet cache. Metrics flow worker -> ray.train.report -> TuneReportCallback -> Tune. Together
+with raygrid.launch, the only modules that import ray.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.tune
+import torch
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from raygrid.config import CellConfig, Resources
+from raygrid.data.batching import pad_batch
+from raygrid.data.cache import PreparedData
+from raygrid.model import build_classifier
+from raygrid.train_loop import Loaders, fit
+
+# --- Train worker ------------------------------------------------------------------------------
+
+
+def train_worker(payload: dict) -> None:
+    """Per-worker loop: re-validate the cell, build the model, stream batches, fit, report."""
+    cfg = CellConfig.model_validate(payload["config"])
+    data = PreparedData.load(Path(payload["data_dir"]))
+    context = ray.train.get_context()
+    torch.set_num_threads(max(1, int(payload["cpus_per_worker"])))
+    device = ray.train.torch.get_device()
+    model = build_classifier(cfg, data.num_labels)
+    model = ray.train.torch.prepare_model(model) if context.get_world_size() > 1 else model.to(device)
+    loaders = _loaders(cfg, data, context.get_world_size())
+    resume = _load_checkpoint(ray.train.get_checkpoint())
+    on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
+    fit(cfg, model, loaders, data.num_labels, device, partial(_report, context.get_world_rank()), resume,
+        on_step=on_step)
+
+
+def _redraw(model, cfg: CellConfig, step: int) -> None:
+    from raygrid.attention import hf_bridge
+
+    hf_bridge.maybe_redraw(getattr(model, "module", model).encoder, cfg.attention, step)
+
+
+def _loaders(cfg: CellConfig, data: PreparedData, world_size: int) -> Loaders:
+    collate = partial(pad_batch, pad_token_id=data.meta["pad_token_id"])
+    optim = cfg.optim
+    eval_bs = optim.eval_batch_size or 2 * optim.batch_size
+
+    def train(epoch: int):
+        shard = ray.train.get_dataset_shard("train")
+        # Seeded per epoch: a resumed or repeated cell sees the same batches in the same order.
+        return shard.iter_torch_batches(batch_size=optim.batch_size, collate_fn=collate,
+                                        local_shuffle_buffer_size=4 * optim.batch_size,
+                                        local_shuffle_seed=cfg.seed * 1000 + epoch)
+
+    def split(name: str):
+        return lambda: ray.train.get_dataset_shard(name).iter_torch_batches(batch_size=eval_bs, collate_fn=collate)
+
+    rows = math.ceil(data.meta["splits"]["train"]["rows"] / world_size)
+    steps = math.ceil(math.ceil(rows / optim.batch_size) / optim.grad_accum)
+    return Loaders(train=train, validation=split("validation"), test=split("test"), steps_per_epoch=steps)
+
+
+def _report(rank: int, metrics: dict, state: dict | None) -> None:
+    """Send metrics to Ray; rank 0 attaches the resumable state as a checkpoint."""
+    if state is None or rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, os.path.join(folder, "state.pt"))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _load_checkpoint(checkpoint) -> dict | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, "state.pt"), map_location="cpu", weights_only=False)
+
+
+# --- Tune trial = Train driver -----------------------------------------------------------------
+
+
+def train_driver(config: dict) -> None:
+    """One Tune trial: a TorchTrainer for one cell, with Ray Data reading its cached splits."""
+    payload = config["cell"]
+    res = Resources.model_validate(payload["resources"])
+    data_dir = Path(payload["data_dir"])
+    datasets = {split: ray.data.read_parquet(str(data_dir / f"{split}.parquet"), ray_remote_args={"num_cpus": 0.1})
+                for split in ("train", "validation", "test")}
+    trial_id = ray.tune.get_context().get_trial_id()
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=payload,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers_per_trial, use_gpu=payload["use_gpu"],
+            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload["use_gpu"] else {})}),
+        # Restores need a stable name: the trial id, never a timestamp.
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}", storage_path=payload["storage_path"], callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    trainer.fit()

@@ -1,0 +1,105 @@
+"""Local data adapters, split policies, the tokenized cache and per-batch padding."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from raygrid.config import DataConfig
+from raygrid.data.batching import pad_batch
+from raygrid.data.cache import prepare
+from raygrid.data.sources import DataError, load_raw
+from raygrid.data.splits import apply_split_policy
+from tests.conftest import SAMPLE
+
+
+def write_split(folder, split, texts, labels, ext="parquet"):
+    table = pa.table({"text": texts, "label": pa.array(labels, pa.int64())})
+    folder.mkdir(parents=True, exist_ok=True)
+    if ext == "parquet":
+        pq.write_table(table, folder / f"{split}.parquet")
+    elif ext == "jsonl":
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps({"text": t, "label": l}) + "\n"
+                                                       for t, l in zip(texts, labels)))
+    else:
+        import pyarrow.csv as pcsv
+        pcsv.write_csv(table, folder / f"{split}.csv")
+
+
+def docs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [f"document {i} " + "word " * int(rng.integers(1, 30)) for i in range(n)], [i % 2 for i in range(n)]
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv", "jsonl"])
+def test_local_files_in_every_format(tmp_path, ext):
+    for split, n in (("train", 20), ("dev", 6), ("test", 6)):
+        write_split(tmp_path, split, *docs(n), ext=ext)
+    raw = load_raw(DataConfig(dataset="local", path=str(tmp_path)))
+    assert {s: t.num_rows for s, t in raw.tables.items()} == {"train": 20, "validation": 6, "test": 6}
+    assert raw.label_names == ["0", "1"]
+
+
+def test_bad_rows_name_file_and_row(tmp_path):
+    write_split(tmp_path, "train", ["ok", "  ", "fine"], [0, 1, 0])
+    write_split(tmp_path, "test", ["a"], [0])
+    with pytest.raises(DataError, match=r"train\.parquet: row 1: empty or missing text"):
+        load_raw(DataConfig(dataset="local", path=str(tmp_path)))
+
+
+def test_label_outside_label_set(tmp_path):
+    write_split(tmp_path, "train", ["a", "b"], [0, 1])
+    write_split(tmp_path, "test", ["a", "b", "c"], [0, 1, 7])
+    with pytest.raises(DataError, match=r"test\.parquet: row 2: label 7 is not one of"):
+        load_raw(DataConfig(dataset="local", path=str(tmp_path)))
+
+
+def test_missing_column_and_missing_train(tmp_path):
+    pq.write_table(pa.table({"body": ["x"], "label": [0]}), tmp_path / "train.parquet")
+    with pytest.raises(DataError, match="missing column 'text'"):
+        load_raw(DataConfig(dataset="local", path=str(tmp_path)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no train file"):
+        load_raw(DataConfig(dataset="local", path=str(tmp_path / "empty")))
+
+
+def test_standard_split_carves_validation_deterministically(tmp_path):
+    write_split(tmp_path, "train", *docs(100))
+    write_split(tmp_path, "test", *docs(10, 1))
+    cfg = DataConfig(dataset="local", path=str(tmp_path), val_fraction=0.2)
+    first = apply_split_policy(load_raw(cfg), cfg)
+    second = apply_split_policy(load_raw(cfg), cfg)
+    assert first["validation"].num_rows == 20 and first["train"].num_rows == 80
+    assert first["validation"]["text"].to_pylist() == second["validation"]["text"].to_pylist()
+    assert not set(first["validation"]["text"].to_pylist()) & set(first["train"]["text"].to_pylist())
+    assert sum(first["validation"]["label"].to_pylist()) == 10  # stratified
+
+
+def test_study_split_is_80_10_10(tmp_path):
+    write_split(tmp_path, "train", *docs(80))
+    write_split(tmp_path, "test", *docs(20, 1))
+    cfg = DataConfig(dataset="local", path=str(tmp_path), split="study")
+    splits = apply_split_policy(load_raw(cfg), cfg)
+    assert [splits[s].num_rows for s in ("train", "validation", "test")] == [80, 10, 10]
+
+
+def test_cache_tokenizes_once_and_keys_on_content(tmp_path, tiny_checkpoint):
+    cfg = DataConfig(dataset="hyperpartisan", path=str(SAMPLE), max_len=32, limit={"train": 10})
+    first = prepare(cfg, str(tiny_checkpoint), tmp_path, progress=False)
+    mtime = (first.folder / "train.parquet").stat().st_mtime_ns
+    again = prepare(cfg, str(tiny_checkpoint), tmp_path, progress=False)
+    assert again.folder == first.folder and (first.folder / "train.parquet").stat().st_mtime_ns == mtime
+    other = prepare(cfg.model_copy(update={"max_len": 16}), str(tiny_checkpoint), tmp_path, progress=False)
+    assert other.folder != first.folder
+    table = pq.read_table(first.split_path("train"))
+    assert table.num_rows == 10 and max(len(r) for r in table["input_ids"].to_pylist()) <= 32
+    assert first.meta["splits"]["train"]["share_truncated"] > 0.5  # news articles are long
+
+
+def test_pad_batch_pads_to_longest_row():
+    batch = pad_batch({"input_ids": np.array([np.array([5, 6, 7]), np.array([8])], dtype=object),
+                       "label": np.array([1, 0])}, pad_token_id=0, multiple=4)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]

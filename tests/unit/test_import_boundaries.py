@@ -1,0 +1,14 @@
+"""ray is imported by the orchestration modules only, mlflow by tracking only."""
+import subprocess
+import sys
+
+PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", "raygrid.data.sources",
+        "raygrid.data.splits", "raygrid.data.cache", "raygrid.data.batching", "raygrid.train_loop",
+        "raygrid.report", "raygrid.metrics", "raygrid.cli"]
+
+
+def test_pure_modules_import_neither_ray_nor_mlflow():
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in PURE) +
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

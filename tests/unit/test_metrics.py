@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+
+from raygrid.metrics import accuracy, f1_macro
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f1_macro_matches_sklearn(seed):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    labels, preds = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    preds[:3] = 3  # make sure some classes collide
+    assert f1_macro(preds, labels, 4) == pytest.approx(sklearn_metrics.f1_score(labels, preds, average="macro"))
+    assert accuracy(preds, labels) == pytest.approx(sklearn_metrics.accuracy_score(labels, preds))
+
+
+def test_f1_macro_extremes():
+    y = np.array([0, 0, 1, 1])
+    assert f1_macro(y, y, 2) == 1.0
+    assert f1_macro(1 - y, y, 2) == 0.0
+    # always predicting the majority class scores at most 0.5 F1-macro on two classes
+    assert f1_macro(np.zeros(4, int), np.array([0, 0, 0, 1]), 2) == pytest.approx((6 / 7) / 2)

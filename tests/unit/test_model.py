@@ -1,0 +1,69 @@
+"""Pooling math, the N_freeze schedule and the classifier head, on a tiny random BERT."""
+import pytest
+import torch
+
+from raygrid.config import CellConfig
+from raygrid.model import (build_classifier, cls_pool, encoder_blocks, frozen_epochs, mean_pool,
+                           set_bottom_frozen)
+
+
+def cell(checkpoint, **model):
+    return CellConfig.model_validate({"data": {"dataset": "local", "path": "/x", "max_len": 64},
+                                      "model": {"checkpoint": str(checkpoint), **model}})
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = mean_pool(hidden, mask)
+    assert torch.allclose(pooled[0], hidden[0, :3].mean(0))
+    assert torch.allclose(pooled[1], hidden[1].mean(0))
+    garbage = hidden.clone()
+    garbage[0, 3:] = 1e6  # whatever sits on padded positions must not leak in
+    assert torch.allclose(mean_pool(garbage, mask), pooled)
+
+
+def test_cls_pool_takes_first_token():
+    hidden = torch.randn(2, 4, 3)
+    assert torch.equal(cls_pool(hidden, torch.ones(2, 4)), hidden[:, 0])
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_logits_are_padding_invariant(tiny_checkpoint, pooling):
+    model = build_classifier(cell(tiny_checkpoint, pooling=pooling), num_labels=3).eval()
+    ids = torch.randint(5, 60, (1, 10))
+    short = model(ids, torch.ones_like(ids))
+    padded_ids = torch.cat([ids, torch.zeros(1, 6, dtype=torch.long)], 1)
+    mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], 1).long()
+    assert short.shape == (1, 3)
+    assert torch.allclose(model(padded_ids, mask), short, atol=1e-5)
+
+
+def test_head_dropout_is_p_drop(tiny_checkpoint):
+    model = build_classifier(cell(tiny_checkpoint, p_drop=0.3), num_labels=2)
+    assert model.dropout.p == 0.3
+
+
+def test_same_seed_same_init(tiny_checkpoint):
+    a = build_classifier(cell(tiny_checkpoint), 2)
+    b = build_classifier(cell(tiny_checkpoint), 2)
+    assert torch.equal(a.head.weight, b.head.weight)
+
+
+@pytest.mark.parametrize("n_freeze,epochs,expected", [(0, 4, 0), (1, 4, 2), (2, 7, 3), (1, 2, 1), (2, 3, 1)])
+def test_frozen_epochs_is_floor_half(n_freeze, epochs, expected):
+    assert frozen_epochs(n_freeze, epochs) == expected
+
+
+def test_freeze_bottom_blocks_and_embeddings(tiny_checkpoint):
+    model = build_classifier(cell(tiny_checkpoint, n_freeze=1), 2)
+    blocks = encoder_blocks(model.encoder)
+    set_bottom_frozen(model, 1, frozen=True)
+    assert not any(p.requires_grad for p in model.encoder.embeddings.parameters())
+    assert not any(p.requires_grad for p in blocks[0].parameters())
+    assert all(p.requires_grad for p in blocks[1].parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    set_bottom_frozen(model, 1, frozen=False)
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="n_freeze"):
+        set_bottom_frozen(model, 5, frozen=True)

@@ -1,0 +1,76 @@
+"""The training loop without Ray: schedule, freezing over epochs, best checkpoint, test scoring."""
+import math
+
+import pytest
+import torch
+
+from raygrid.config import CellConfig
+from raygrid.data.cache import prepare
+from raygrid.data.batching import iterate_table
+from raygrid.model import build_classifier, encoder_blocks
+from raygrid.train_loop import Loaders, fit, lr_factor
+import pyarrow.parquet as pq
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_lr_warms_up_then_decays_to_min_ratio(schedule):
+    total = 100
+    factors = [lr_factor(s, total, 0.1, 0.2, schedule) for s in range(total + 1)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b - 1e-12 for a, b in zip(factors[10:], factors[11:]))
+    assert factors[-1] == pytest.approx(0.2)
+
+
+def _setup(tiny_checkpoint, tmp_path, **over):
+    from tests.conftest import SAMPLE
+
+    raw = {"data": {"dataset": "hyperpartisan", "path": str(SAMPLE), "max_len": 48,
+                    "limit": {"train": 24, "validation": 12, "test": 12}},
+           "model": {"checkpoint": str(tiny_checkpoint), **over.pop("model", {})},
+           "optim": {"lr": 1e-3, "epochs": 3, "batch_size": 8, **over.pop("optim", {})}}
+    cfg = CellConfig.model_validate(raw)
+    data = prepare(cfg.data, cfg.model.checkpoint, tmp_path, progress=False)
+    tables = {s: pq.read_table(data.split_path(s)) for s in ("train", "validation", "test")}
+    pad = data.meta["pad_token_id"]
+    loaders = Loaders(train=lambda e: iterate_table(tables["train"], 8, pad, shuffle_seed=e),
+                      validation=lambda: iterate_table(tables["validation"], 16, pad),
+                      test=lambda: iterate_table(tables["test"], 16, pad),
+                      steps_per_epoch=math.ceil(24 / 8))
+    return cfg, data, loaders
+
+
+def test_fit_reports_each_epoch_then_test_from_best_weights(tiny_checkpoint, tmp_path):
+    cfg, data, loaders = _setup(tiny_checkpoint, tmp_path, model={"n_freeze": 1})
+    model = build_classifier(cfg, data.num_labels)
+    embeddings_before = model.encoder.embeddings.word_embeddings.weight.detach().clone()
+    block1_before = encoder_blocks(model.encoder)[1].attention.self.query.weight.detach().clone()
+    reports, frozen_seen = [], []
+
+    def report(metrics, state):
+        reports.append((metrics, state))
+        frozen_seen.append(torch.equal(model.encoder.embeddings.word_embeddings.weight, embeddings_before))
+
+    final = fit(cfg, model, loaders, data.num_labels, torch.device("cpu"), report)
+    epochs = [m for m, s in reports if s is not None]
+    assert [m["epoch"] for m in epochs] == [0, 1, 2]
+    assert all({"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"} <= m.keys() for m in epochs)
+    # N_freeze=1 with 3 epochs: embeddings frozen during epoch 0 only (floor(3/2) = 1)
+    assert frozen_seen[:3] == [True, False, False]
+    assert not torch.equal(encoder_blocks(model.encoder)[1].attention.self.query.weight, block1_before)
+    assert reports[-1][1] is None and reports[-1][0]["final"] == 1
+    assert final["best_val_f1_macro"] == pytest.approx(max(m["val_f1_macro"] for m in epochs))
+    assert 0 <= final["test_f1_macro"] <= 1 and final["tokens_per_s"] > 0 and final["peak_host_mem_mb"] > 0
+    assert final["peak_gpu_mem_mb"] == 0.0
+
+
+def test_fit_resumes_from_a_checkpointed_state(tiny_checkpoint, tmp_path):
+    cfg, data, loaders = _setup(tiny_checkpoint, tmp_path)
+    states = []
+    fit(cfg, build_classifier(cfg, data.num_labels), loaders, data.num_labels, torch.device("cpu"),
+        lambda m, s: states.append((m, s)))
+    # resume after epoch 0: only epochs 1 and 2 run again, and they match the uninterrupted run
+    resumed = []
+    fit(cfg, build_classifier(cfg, data.num_labels), loaders, data.num_labels, torch.device("cpu"),
+        lambda m, s: resumed.append((m, s)), resume=states[0][1])
+    assert [m["epoch"] for m, s in resumed if s is not None] == [1, 2]
+    assert resumed[0][0]["train_loss"] == pytest.approx(states[1][0]["train_loss"], rel=1e-4)
