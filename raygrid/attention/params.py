@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -31,7 +31,21 @@ class FavorParams(_Strict):
     nb_features: int = Field(256, gt=0, description="feature columns (2m for hyperbolic)")
     orthogonal: bool = True
     redraw_interval: int = Field(0, ge=0, description="optimizer steps between redraws; 0 = fixed")
+    # Added to every feature after the max-subtraction: keeps the denominator > 0 when all
+    # features of a row underflow (fp16/bf16, large norms). Biases the estimate by ~eps.
     stabilizer: float = Field(1e-6, gt=0)
+
+    @model_validator(mode="after")
+    def _even_for_hyperbolic(self) -> "FavorParams":
+        # φ* stacks [exp(ωᵀx), exp(-ωᵀx)], so its column count is 2m.
+        if self.feature_map == "hyperbolic" and self.nb_features % 2:
+            raise ValueError(f"hyperbolic features need an even nb_features (2m), got {self.nb_features}")
+        return self
+
+    @property
+    def num_omegas(self) -> int:
+        """Number of random directions ω (rows of the projection): m."""
+        return self.nb_features // 2 if self.feature_map == "hyperbolic" else self.nb_features
 
 
 class LshParams(_Strict):
@@ -40,8 +54,33 @@ class LshParams(_Strict):
     kind: Literal["lsh"] = "lsh"
     num_hashes: int = Field(2, gt=0)
     chunk_size: int = Field(64, gt=0)
-    num_buckets: int | None = Field(None, gt=1, description="None = tokens / chunk_size")
+    num_buckets: int | None = Field(
+        None,
+        ge=1,
+        description="None = longest real length / chunk_size, rounded up to an even number >= 2; "
+        "1 = no hashing (every token in one bucket: a sliding window over the sequence, for ablations/tests)",
+    )
+    # true = inside the chunk window a query attends only keys of its own bucket (Reformer,
+    # lucidrains attend_across_buckets=False); false = every key of the window (the study's "no mask").
     mask_within_chunks: bool = False
+    # How the num_hashes rounds are merged. "mean" = 1/R Σ_r o_r (the study's slides; default so the
+    # grids reproduce the study); "weighted" = Σ_r softmax_r(lse_r) o_r (Reformer: each round weighted
+    # by its softmax normaliser, i.e. as if all rounds' keys were one softmax).
+    round_combine: Literal["mean", "weighted"] = "mean"
+    # Neighbour chunks in the sorted order that each query chunk also sees (no wrap-around).
+    # Reformer: the previous chunk only (1, 0).
+    look_backward: int = Field(1, ge=0)
+    look_forward: int = Field(0, ge=0)
+    # Reformer ties Q = K, so a token's own key always wins; it masks self unless nothing else is
+    # available. BERT's Q and K are separate, so by default self is an ordinary key (as in softmax).
+    exclude_self: bool = False
+
+    @model_validator(mode="after")
+    def _even_buckets(self) -> "LshParams":
+        # Angular hashing argmax over [xR, -xR] yields an even number of buckets.
+        if self.num_buckets is not None and self.num_buckets > 1 and self.num_buckets % 2:
+            raise ValueError(f"num_buckets must be 1 or even, got {self.num_buckets}")
+        return self
 
 
 AttentionParams = Annotated[Union[SoftmaxParams, FavorParams, LshParams], Field(discriminator="kind")]

@@ -1,0 +1,43 @@
+"""Exact softmax attention: the reference kernel and the tests' oracle.
+
+Vaswani et al. 2017, "Attention Is All You Need", https://arxiv.org/abs/1706.03762
+Runs on torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient backends on GPU).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from raygrid.attention.params import SoftmaxParams
+
+
+def softmax_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    *,
+    params: SoftmaxParams | None = None,
+    scaling: float | None = None,
+) -> torch.Tensor:
+    """softmax(q kᵀ · scaling) v over the real keys; q, k, v (B, H, N, D) -> (B, H, N, D)."""
+    del params  # nothing to tune: "sdpa" vs "eager" only matters inside HF (see hf_bridge)
+    attn_mask = None
+    if key_padding_mask is not None:
+        attn_mask = key_padding_mask[:, None, None, :].to(torch.bool)  # (B, 1, 1, N): True = attend
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=scaling)
+
+
+def softmax_weights(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    *,
+    scaling: float | None = None,
+) -> torch.Tensor:
+    """The dense attention matrix (B, H, N, N) in float32, for tests and inspection only."""
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    logits = torch.einsum("bhnd,bhmd->bhnm", query.float(), key.float()) * scaling
+    if key_padding_mask is not None:
+        logits = logits.masked_fill(~key_padding_mask[:, None, None, :].bool(), float("-inf"))
+    return logits.softmax(dim=-1)

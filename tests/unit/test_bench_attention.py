@@ -1,0 +1,37 @@
+"""Smoke run of `raygrid bench attention`: rows come back, the Markdown section is written and replaced."""
+from __future__ import annotations
+
+import argparse
+
+from raygrid import bench_attention
+from raygrid.bench_attention import END, START, default_variants, run_attention_bench
+
+
+def test_bench_rows_and_section_replaced(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## Training\nkeep me\n")
+    kwargs = dict(lengths=[64], shapes=[(2, 16)], device="cpu", dtype="float32", out_md_path=out, repeats=1,
+                  include_public=False)
+    rows = run_attention_bench(**kwargs, error_length=64, scales=(0.5,), progress=False)
+    speed = [r for r in rows if r["kind"] == "speed"]
+    assert {r["variant"] for r in speed} == {label for label, _ in default_variants()}
+    assert all(r["time_ms"] > 0 and r["peak_mib"] >= 0 for r in speed)
+    errors = {r["variant"]: r["rel_error"] for r in rows if r["kind"] == "error"}
+    assert "mean of v (baseline)" in errors and len(errors) == len(default_variants())  # softmax has no error row
+    first = out.read_text()
+    assert first.count(START) == 1 and first.count(END) == 1 and "keep me" in first
+    assert "| softmax (SDPA) |" in first and "N=64" in first
+
+    run_attention_bench(**kwargs, error_length=64, scales=(0.5,), progress=False, variants=default_variants()[:2])
+    second = out.read_text()
+    assert second.count(START) == 1 and "keep me" in second and "| lsh R=2 L=64 |" not in second
+
+
+def test_cli_arguments_and_new_file(tmp_path):
+    parser = argparse.ArgumentParser()
+    bench_attention.add_arguments(parser)
+    out = tmp_path / "new.md"
+    args = parser.parse_args(["--lengths", "32", "--shapes", "1x8", "--repeats", "1", "--no-public",
+                              "--error-length", "32", "--out", str(out), "--device", "cpu"])
+    assert bench_attention.main(args) == 0
+    assert out.read_text().count(START) == 1
