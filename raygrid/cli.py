@@ -120,10 +120,8 @@ def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks that write figures into BENCHMARKS.md")
     kinds = bench.add_subparsers(dest="bench", required=True)
     attention = kinds.add_parser("attention", help="attention kernels: time, memory and error vs sequence length")
-    try:
-        from raygrid import bench_attention
-    except ImportError:  # TEMP until the attention benchmark lands
-        return
+    from raygrid import bench_attention
+
     bench_attention.add_arguments(attention)
     attention.set_defaults(func=bench_attention.main)
 

@@ -102,6 +102,7 @@ class Resources(Strict):
     # None = as many as the cluster's GPUs (or CPUs) allow at once.
     max_concurrent_trials: int | None = Field(None, gt=0)
     max_failures: int = Field(0, ge=0, description="worker restarts per trial, resuming from the last checkpoint")
+    data_cpus: float = Field(1.0, gt=0, description="CPU budget of each trial's Ray Data reads")
 
 
 class GridConfig(Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from raygrid.model import check_checkpoint
 from raygrid.tracking import GridTracker
 from raygrid.trial import train_driver
 
+# The Train driver (the Tune trial itself) only waits on its workers: a sliver of a CPU, so it
+# never blocks a worker slot. Ray Data read tasks likewise ask for little (see trial.py).
+DRIVER_CPUS = 0.01
 EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "epoch_time_s", "lr")
 FINAL_METRICS = ("test_f1_macro", "test_accuracy", "test_loss", "best_val_f1_macro", "best_epoch",
                  "train_time_s", "tokens_per_s", "peak_gpu_mem_mb", "peak_host_mem_mb")
@@ -55,7 +59,7 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) ->
     payloads = [_payload(cell, prepared[cell.name], grid.spec.resources, use_gpu, out_dir) for cell in pending]
     callback = _MlflowCells(tracker, {cell.name: cell for cell in pending}, summary)
     tuner = ray.tune.Tuner(
-        ray.tune.with_resources(train_driver, {"CPU": 0}),
+        ray.tune.with_resources(train_driver, {"CPU": DRIVER_CPUS}),
         param_space={"cell": ray.tune.grid_search(payloads)},
         tune_config=ray.tune.TuneConfig(
             max_concurrent_trials=_max_concurrent(grid.spec.resources, use_gpu),
@@ -111,7 +115,8 @@ def _max_concurrent(res: Resources, use_gpu: bool) -> int:
     total = ray.cluster_resources()
     if use_gpu:
         return max(1, math.floor(total.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker)))
-    return max(1, math.floor(total.get("CPU", 1) / (res.workers_per_trial * res.cpus_per_worker)))
+    per_trial = res.workers_per_trial * res.cpus_per_worker + DRIVER_CPUS
+    return max(1, math.floor(total.get("CPU", 1) / per_trial))
 
 
 class _MlflowCells(ray.tune.Callback):
@@ -145,8 +150,7 @@ class _MlflowCells(ray.tune.Callback):
             self._fail(name, "trial ended without test metrics")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_error()
-        self._fail(trial.config["cell"]["name"], _one_line(error) if error else "trial failed")
+        self._fail(trial.config["cell"]["name"], _error_reason(trial))
 
     def _fail(self, name: str, reason: str) -> None:
         if name in self.run_ids:
@@ -158,8 +162,23 @@ def _pick(result: dict, keys) -> dict[str, float]:
     return {k: result[k] for k in keys if isinstance(result.get(k), (int, float))}
 
 
-def _one_line(error: BaseException) -> str:
-    """The innermost cause's message: Ray wraps worker errors several layers deep."""
-    text = str(error).strip().splitlines()
-    lines = [line for line in text if line.strip() and not line.startswith(" ")]
-    return (lines[-1] if lines else type(error).__name__)[:1000]
+_RAY_WRAPPERS = ("WorkerGroupError", "RayTaskError", "TrainingFailedError", "TuneError", "RayActorError")
+
+
+def _error_reason(trial) -> str:
+    """The user-facing cause (e.g. `ValueError: model.n_freeze: ...`) out of Ray's wrapped traceback."""
+    text = ""
+    if trial.error_file and os.path.exists(trial.error_file):
+        text = Path(trial.error_file).read_text(errors="replace")
+    elif trial.get_error() is not None:
+        text = str(trial.get_error())
+    return error_reason(text)
+
+
+def error_reason(text: str) -> str:
+    causes = re.findall(r"^\s*((?:[\w.]+\.)?(\w+(?:Error|Exception))): (.+)$", text, flags=re.MULTILINE)
+    own = [f"{name}: {message.strip()}" for _, name, message in causes if name not in _RAY_WRAPPERS]
+    if own:
+        return own[-1][:1000]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "trial failed")[:1000]

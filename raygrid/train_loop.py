@@ -126,8 +126,8 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
         on_step: Callable[[int], None] | None = None) -> dict:
     """Train for cfg.optim.epochs, report each epoch (with a resumable state), then score test.
 
-    `report(metrics, state)` receives per-epoch metrics and the full state to checkpoint; the
-    final call carries the test metrics and `state=None`.
+    `report(metrics, state)` receives per-epoch metrics and the full state to checkpoint (live
+    tensors: save or copy it before returning); the final call carries test metrics and state=None.
     """
     optim = cfg.optim
     optimizer = make_optimizer(model, optim)
@@ -138,6 +138,9 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         progress = resume["progress"]
+        torch.set_rng_state(resume["rng"])  # dropout masks continue as if never interrupted
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -159,7 +162,8 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
                    "val_f1_macro": val["f1_macro"], "val_accuracy": val["accuracy"],
                    "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "progress": copy.copy(progress)}
+                 "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         report(metrics, state)
 
     model.load_state_dict(progress.best_weights)

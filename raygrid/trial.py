@@ -17,6 +17,7 @@ import ray
 import ray.train
 import ray.tune
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -34,7 +35,7 @@ def train_worker(payload: dict) -> None:
     cfg = CellConfig.model_validate(payload["config"])
     data = PreparedData.load(Path(payload["data_dir"]))
     context = ray.train.get_context()
-    torch.set_num_threads(max(1, int(payload["cpus_per_worker"])))
+    torch.set_num_threads(max(1, round(payload["cpus_per_worker"])))  # no oversubscription of cores
     device = ray.train.torch.get_device()
     model = build_classifier(cfg, data.num_labels)
     model = ray.train.torch.prepare_model(model) if context.get_world_size() > 1 else model.to(device)
@@ -51,8 +52,19 @@ def _redraw(model, cfg: CellConfig, step: int) -> None:
     hf_bridge.maybe_redraw(getattr(model, "module", model).encoder, cfg.attention, step)
 
 
+class _PadCollate(NumpyBatchCollateFn):
+    """Ray Data collate: numpy rows -> padded tensors (raygrid.data.batching.pad_batch)."""
+
+    def __init__(self, pad_token_id: int):
+        super().__init__()
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch):
+        return pad_batch(batch, self.pad_token_id)
+
+
 def _loaders(cfg: CellConfig, data: PreparedData, world_size: int) -> Loaders:
-    collate = partial(pad_batch, pad_token_id=data.meta["pad_token_id"])
+    collate = _PadCollate(data.meta["pad_token_id"])
     optim = cfg.optim
     eval_bs = optim.eval_batch_size or 2 * optim.batch_size
 
@@ -96,7 +108,11 @@ def train_driver(config: dict) -> None:
     payload = config["cell"]
     res = Resources.model_validate(payload["resources"])
     data_dir = Path(payload["data_dir"])
-    datasets = {split: ray.data.read_parquet(str(data_dir / f"{split}.parquet"), ray_remote_args={"num_cpus": 0.1})
+    # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    # Data tasks only read small Parquet files: a tenth of a CPU each, so they still get scheduled
+    # when the Train workers hold (almost) every CPU of the node.
+    datasets = {split: ray.data.read_parquet(str(data_dir / f"{split}.parquet"), num_cpus=0.1)
                 for split in ("train", "validation", "test")}
     trial_id = ray.tune.get_context().get_trial_id()
     trainer = TorchTrainer(
@@ -111,6 +127,18 @@ def train_driver(config: dict) -> None:
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_data_options(res)),
     )
     trainer.fit()
+
+
+def _data_options(res: Resources) -> ray.data.ExecutionOptions:
+    """A fixed CPU budget for this trial's Data reads.
+
+    By default Ray Data's budget is "cluster minus training resources"; with every trial's
+    workers placed that can round down to less than one read task, and the read stalls forever
+    (seen on 2 cores with two trials). Reads of the tokenized cache are light, so a fixed budget
+    is both safe and enough; the tasks still only run on CPUs that are free.
+    """
+    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus),
+                                     exclude_resources=ray.data.ExecutionResources.zero())

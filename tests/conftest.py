@@ -57,4 +57,5 @@ base:
   optim: {{lr: 1.0e-3, epochs: 2, batch_size: 8}}
   seed: 0
 axes:
-{axes}{extra}"""
+{axes}resources: {{cpus_per_worker: 0.8}}
+{extra}"""

@@ -1,4 +1,5 @@
 """The training loop without Ray: schedule, freezing over epochs, best checkpoint, test scoring."""
+import copy
 import math
 
 import pytest
@@ -67,7 +68,7 @@ def test_fit_resumes_from_a_checkpointed_state(tiny_checkpoint, tmp_path):
     cfg, data, loaders = _setup(tiny_checkpoint, tmp_path)
     states = []
     fit(cfg, build_classifier(cfg, data.num_labels), loaders, data.num_labels, torch.device("cpu"),
-        lambda m, s: states.append((m, s)))
+        lambda m, s: states.append((m, copy.deepcopy(s))))
     # resume after epoch 0: only epochs 1 and 2 run again, and they match the uninterrupted run
     resumed = []
     fit(cfg, build_classifier(cfg, data.num_labels), loaders, data.num_labels, torch.device("cpu"),

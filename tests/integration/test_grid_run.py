@@ -1,0 +1,85 @@
+"""A real tiny grid through local Ray (2 CPUs), Ray Train V2, Ray Data and MLflow on SQLite."""
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from raygrid.cli import main
+from tests.conftest import tiny_grid_yaml
+
+pytestmark = pytest.mark.integration
+
+EPOCH_METRICS = {"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"}
+CELL_METRICS = {"test_f1_macro", "test_accuracy", "best_val_f1_macro", "train_time_s", "tokens_per_s",
+                "peak_gpu_mem_mb", "peak_host_mem_mb"}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def grid_run(ray_local, tiny_checkpoint, tmp_path_factory):
+    """Run a 4-cell grid (2 cells fail on purpose: N_freeze 5 > the tiny model's 2 blocks)."""
+    root = tmp_path_factory.mktemp("grid")
+    grid = root / "tiny.yaml"
+    grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  model.pooling: [cls, mean]\n  model.n_freeze: [0, 5]\n"))
+    out = root / "out"
+    args = ["run", str(grid), "--out", str(out), "--cache-dir", str(root / "cache")]
+    code = main(args)
+    return {"grid": grid, "out": out, "args": args, "code": code,
+            "uri": f"sqlite:///{(out / 'mlflow.db').resolve()}"}
+
+
+def cell_runs(uri):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], "tags.`raygrid.role` = 'cell'")
+    return client, runs
+
+
+def test_one_child_run_per_cell_with_contract_metrics(grid_run):
+    assert grid_run["code"] == 1  # some cells failed, the grid went on
+    client, runs = cell_runs(grid_run["uri"])
+    assert len(runs) == 4
+    parent = client.search_runs([runs[0].info.experiment_id], "tags.`raygrid.role` = 'parent'")[0]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert "grid.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    finished = {r.data.tags["raygrid.cell"]: r for r in runs if r.info.status == "FINISHED"}
+    assert set(finished) == {"pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0"}
+    for run in finished.values():
+        assert CELL_METRICS | EPOCH_METRICS <= set(run.data.metrics)
+        assert run.data.params["model.pooling"] in ("cls", "mean") and run.data.params["axis.model.n_freeze"] == "0"
+        history = client.get_metric_history(run.info.run_id, "val_f1_macro")
+        assert sorted(m.step for m in history) == [0, 1]  # one value per epoch
+        assert run.data.metrics["peak_gpu_mem_mb"] == 0.0 and run.data.metrics["tokens_per_s"] > 0
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 2 and all("n_freeze" in r.data.tags["raygrid.error"] for r in failed)
+
+
+def test_report_rebuilds_tables_from_mlflow_alone(grid_run, capsys):
+    capsys.readouterr()
+    assert main(["report", str(grid_run["out"]), "--format", "md"]) == 0
+    text = capsys.readouterr().out
+    for cell in ("pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0", "pooling=cls,n_freeze=5"):
+        assert cell in text
+    assert "### test F1-macro" in text and "### best hyperparameters" in text
+    assert main(["report", str(grid_run["grid"]), "--out", str(grid_run["out"]), "--format", "csv"]) == 0
+    assert "# cells\ncell,status" in capsys.readouterr().out
+
+
+def test_rerun_skips_finished_cells_and_keeps_history(grid_run, capsys):
+    capsys.readouterr()
+    main(grid_run["args"])
+    assert "skipping 2 of 4 cells already finished" in capsys.readouterr().out
+    client, runs = cell_runs(grid_run["uri"])
+    finished = [r.data.tags["raygrid.cell"] for r in runs if r.info.status == "FINISHED"]
+    assert sorted(finished) == ["pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0"]  # not duplicated
+    # the failed cells were retried: old runs kept (tagged superseded), one current run each
+    retried = [r for r in runs if "n_freeze=5" in r.data.tags["raygrid.cell"]]
+    assert len(retried) == 4
+    assert sum(r.data.tags.get("raygrid.superseded") == "true" for r in retried) == 2
