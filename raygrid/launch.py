@@ -99,7 +99,7 @@ def _init_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
     else:
-        ray.init(include_dashboard=False, configure_logging=False)
+        ray.init(configure_logging=False)
 
 
 def _use_gpu(res: Resources) -> bool:

@@ -29,6 +29,13 @@ def tracking_uri(out_dir: str | Path) -> str:
     return f"sqlite:///{out / 'mlflow.db'}"
 
 
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts beside a SQLite store (MLflow would otherwise write ./mlruns in the CWD)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server decides where artifacts go
+    return (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """{'model': {'pooling': 'cls'}} -> {'model.pooling': 'cls'}."""
     flat = {}
@@ -51,7 +58,8 @@ class GridTracker:
         experiment = self.client.get_experiment_by_name(grid_name)
         if experiment is None and not create:
             raise LookupError(f"no MLflow experiment named {grid_name!r} at {uri}")
-        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(grid_name)
+        self.experiment_id = (experiment.experiment_id if experiment
+                              else self.client.create_experiment(grid_name, artifact_location=_artifact_root(uri)))
         parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
         if parents:
             self.parent_id = parents[0].info.run_id

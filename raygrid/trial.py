@@ -13,6 +13,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray
 import ray.train
 import ray.tune
@@ -110,10 +111,7 @@ def train_driver(config: dict) -> None:
     data_dir = Path(payload["data_dir"])
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    # Data tasks only read small Parquet files: a tenth of a CPU each, so they still get scheduled
-    # when the Train workers hold (almost) every CPU of the node.
-    datasets = {split: ray.data.read_parquet(str(data_dir / f"{split}.parquet"), num_cpus=0.1)
-                for split in ("train", "validation", "test")}
+    datasets = {split: _cached_split(data_dir / f"{split}.parquet") for split in ("train", "validation", "test")}
     trial_id = ray.tune.get_context().get_trial_id()
     trainer = TorchTrainer(
         train_worker,
@@ -130,6 +128,17 @@ def train_driver(config: dict) -> None:
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_data_options(res)),
     )
     trainer.fit()
+
+
+def _cached_split(path: Path) -> ray.data.Dataset:
+    """A Ray Dataset over one tokenized split.
+
+    The driver reads the (already tokenized, compact) Parquet file and hands the table to Ray Data,
+    which streams it to the workers. `read_parquet` would start a file-listing task that asks for a
+    whole CPU; with every CPU of a small node held by Train workers it never gets scheduled and
+    the trial hangs (seen on 2 cores with two trials side by side).
+    """
+    return ray.data.from_arrow(pq.read_table(path))
 
 
 def _data_options(res: Resources) -> ray.data.ExecutionOptions:
