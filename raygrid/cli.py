@@ -17,7 +17,8 @@ def _out_dir(args, grid_name: str) -> Path:
 def cmd_plan(args) -> int:
     """Validate a grid and list its cells; starts nothing."""
     grid = load_grid(args.grid)
-    print(f"grid {grid.name}: {len(grid.cells)} cells ({' x '.join(f'{len(v)} {k}' for k, v in grid.spec.axes.items()) or 'no axes'})")
+    shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
+    print(f"grid {grid.name}: {len(grid.cells)} cells ({shape or 'no axes'})")
     for i, cell in enumerate(grid.cells, 1):
         print(f"{i:4d}  {cell.name}")
     if args.verbose:

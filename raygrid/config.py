@@ -14,7 +14,7 @@ from raygrid.attention.params import AttentionParams, SoftmaxParams
 
 # Must equal the keys of raygrid.data.datasets.ADAPTERS (a unit test checks it); kept here as a
 # Literal so an unknown name fails validation with the allowed values listed.
-DatasetName = Literal["imdb", "hyperpartisan", "local"]
+DatasetName = Literal["imdb", "hyperpartisan", "arxiv", "local"]
 
 
 class Strict(BaseModel):
@@ -38,6 +38,9 @@ class DataConfig(Strict):
     # Local folder or file prefix holding train/validation/test files (Parquet/CSV/JSONL with
     # `text` and `label`); None = the adapter's default source (the HF hub).
     path: str | None = None
+    # Dataset variant, where one has several: arxiv `default` | `no_ref` (HF configs);
+    # hyperpartisan `byarticle` (Longformer split) | `byarticle_semeval` (official 628-article test).
+    subset: str | None = None
     split: Literal["standard", "study"] = "standard"
     split_seed: int = 0
     val_fraction: float = Field(0.1, gt=0, lt=1, description="carved from train when a dataset has no validation split")
@@ -77,17 +80,20 @@ class OptimConfig(Strict):
 class CellConfig(Strict):
     """Everything one grid cell (one Ray Tune trial) needs, and nothing about where it runs."""
 
-    # Room for later stages (mlm, task-adaptive mlm) and non-neural cells (tfidf) as new kinds.
-    kind: Literal["finetune"] = "finetune"
+    # finetune = encoder + head trained with Ray Train; tfidf = the study's TF-IDF + logistic
+    # regression baseline on the same splits (no model, no GPU). Later stages (mlm) add kinds.
+    kind: Literal["finetune", "tfidf"] = "finetune"
     data: DataConfig
-    model: ModelConfig
+    model: ModelConfig | None = None
     attention: AttentionParams = SoftmaxParams()
     optim: OptimConfig = OptimConfig()
     seed: int = 0
 
     @model_validator(mode="after")
     def _freeze_fits_epochs(self) -> "CellConfig":
-        if self.model.n_freeze and self.optim.epochs < 2:
+        if self.kind == "finetune" and self.model is None:
+            raise ValueError("model: a finetune cell needs a model (checkpoint: ...)")
+        if self.model and self.model.n_freeze and self.optim.epochs < 2:
             raise ValueError("model.n_freeze > 0 needs optim.epochs >= 2 (frozen for the first epochs//2 epochs)")
         return self
 
@@ -105,11 +111,17 @@ class Resources(Strict):
     data_cpus: float = Field(1.0, gt=0, description="CPU budget of each trial's Ray Data reads")
 
 
+Axes = dict[str, Annotated[list, Field(min_length=1)]]
+
+
 class GridConfig(Strict):
     """A grid file: a base cell and the axes whose cartesian product gives the cells."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     base: dict
-    axes: dict[str, Annotated[list, Field(min_length=1)]] = {}
+    # A mapping (one cartesian product) or a list of mappings (the union of their products, e.g.
+    # the fine-tuning grid plus a few attention cells). A value {label: x, set: {dotted: v}}
+    # sets several keys at once (e.g. a dataset with its own max_len, epochs and lr).
+    axes: Axes | list[Axes] = {}
     resources: Resources = Resources()

@@ -48,6 +48,11 @@ class Grid:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def blocks(self) -> list[dict[str, list]]:
+        """The axes as a list of cartesian blocks (one block for a plain mapping)."""
+        return self.spec.axes if isinstance(self.spec.axes, list) else [self.spec.axes]
+
 
 def load_grid(path: str | Path) -> Grid:
     """Read, validate and expand a grid file; raise GridError with a one-line message."""
@@ -69,9 +74,10 @@ def load_grid(path: str | Path) -> Grid:
     except ValidationError as err:
         raise GridError(f"{path}: {describe(err)}") from None
     base = _resolve_paths(spec.base, path.parent)
-    cells = [_make_cell(path, base, spec.axes, combo) for combo in _combinations(spec.axes)]
-    _check_unique(path, cells)
-    return Grid(path=path, spec=spec, cells=cells, text=text)
+    grid = Grid(path=path, spec=spec, cells=[], text=text)
+    grid.cells.extend(_make_cell(path, base, combo) for block in grid.blocks for combo in _combinations(block))
+    _check_unique(path, grid.cells)
+    return grid
 
 
 def describe(err: ValidationError, prefix: str = "") -> str:
@@ -90,8 +96,9 @@ def describe(err: ValidationError, prefix: str = "") -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic inserts the discriminator value ('favor', 'lsh', ...) into error locations.
-    return part in ("softmax", "favor", "lsh")
+    # pydantic inserts the discriminator value ('favor', ...) or a union member's type
+    # ('dict[str,list[any]]') into error locations; neither is a key the user wrote.
+    return part in ("softmax", "favor", "lsh") or (isinstance(part, str) and "[" in part)
 
 
 def _combinations(axes: dict[str, list]):
@@ -100,13 +107,15 @@ def _combinations(axes: dict[str, list]):
         yield dict(zip(keys, values))
 
 
-def _make_cell(path: Path, base: dict, axes: dict, combo: dict[str, Any]) -> Cell:
+def _make_cell(path: Path, base: dict, combo: dict[str, Any]) -> Cell:
     raw = copy.deepcopy(base)
     for key, value in combo.items():
-        try:
-            set_dotted(raw, key, _resolve_paths(value, path.parent))
-        except KeyError as err:
-            raise GridError(f"{path}: axes.{key}: {err.args[0]}") from None
+        settings = value["set"] if is_bundle(value) else {key: value}
+        for dotted, setting in settings.items():
+            try:
+                set_dotted(raw, dotted, _resolve_paths(setting, path.parent))
+            except KeyError as err:
+                raise GridError(f"{path}: axes.{key}: {err.args[0]}") from None
     try:
         config = CellConfig.model_validate(raw)
     except ValidationError as err:
@@ -117,6 +126,11 @@ def _make_cell(path: Path, base: dict, axes: dict, combo: dict[str, Any]) -> Cel
         cell = f" (cell {where})" if combo else ""
         raise GridError(f"{path}: {'axes' if from_axis else 'base'}.{detail}{cell}") from None
     return Cell(name=cell_name(combo), axis_values=combo, config=config)
+
+
+def is_bundle(value: Any) -> bool:
+    """An axis value that sets several keys: {label: name, set: {dotted.key: value, ...}}."""
+    return isinstance(value, dict) and "set" in value and set(value) <= {"label", "set"} and isinstance(value["set"], dict)
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -144,7 +158,9 @@ def cell_name(combo: dict[str, Any]) -> str:
 
 def short_value(value: Any) -> str:
     """Readable, filesystem-safe label of an axis value (dicts become `kind-k=v-...`)."""
-    if isinstance(value, dict):
+    if is_bundle(value) and "label" in value:
+        text = str(value["label"])
+    elif isinstance(value, dict):
         parts = [str(value.get("kind", ""))] if "kind" in value else []
         parts += [f"{k}={short_value(v)}" for k, v in value.items() if k != "kind"]
         text = "-".join(p for p in parts if p)

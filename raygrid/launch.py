@@ -51,12 +51,13 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) ->
     if not pending:
         tracker.end_grid()
         return summary
-    for checkpoint in sorted({cell.config.model.checkpoint for cell in pending}):
+    neural = [cell for cell in pending if cell.config.model is not None]
+    for checkpoint in sorted({cell.config.model.checkpoint for cell in neural}):
         check_checkpoint(checkpoint)
-    prepared = prepare_cells(pending, cache_dir)
+    prepared = prepare_cells(neural, cache_dir)
     _init_ray()
     use_gpu = _use_gpu(grid.spec.resources)
-    payloads = [_payload(cell, prepared[cell.name], grid.spec.resources, use_gpu, out_dir) for cell in pending]
+    payloads = [_payload(cell, prepared.get(cell.name), grid.spec.resources, use_gpu, out_dir) for cell in pending]
     callback = _MlflowCells(tracker, {cell.name: cell for cell in pending}, summary)
     tuner = ray.tune.Tuner(
         ray.tune.with_resources(train_driver, {"CPU": DRIVER_CPUS}),
@@ -85,11 +86,11 @@ def prepare_cells(cells: list[Cell], cache_dir: Path) -> dict[str, PreparedData]
     return by_cell
 
 
-def _payload(cell: Cell, data: PreparedData, res: Resources, use_gpu: bool, out_dir: Path) -> dict:
+def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, out_dir: Path) -> dict:
     """What a trial receives: plain JSON, re-validated by the worker."""
     return {"name": cell.name, "config": cell.config.model_dump(mode="json"),
             "axis": {k: short_value(v) for k, v in cell.axis_values.items()},
-            "data_dir": str(data.folder), "resources": res.model_dump(), "use_gpu": use_gpu,
+            "data_dir": str(data.folder) if data else None, "resources": res.model_dump(), "use_gpu": use_gpu,
             "cpus_per_worker": res.cpus_per_worker, "storage_path": str(out_dir.resolve() / "ray" / "train")}
 
 

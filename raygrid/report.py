@@ -43,8 +43,14 @@ def cells_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _row_keys(runs: pd.DataFrame) -> list[str]:
-    """Pooling, N_freeze, P_drop, then any other varying axis except dataset and seed."""
-    extra = [k for k in _axis_keys(runs) if k not in (*HPARAMS, DATASET, SEED) and not k.startswith("data")]
+    """Pooling, N_freeze, P_drop, then any other axis that varies within a dataset (not seed)."""
+    extra = []
+    for key in _axis_keys(runs):
+        if key in (*HPARAMS, DATASET, SEED) or key.startswith("data"):
+            continue
+        per_dataset = pd.DataFrame({"d": _param(runs, DATASET), "v": _param(runs, f"axis.{key}")})
+        if per_dataset.groupby("d")["v"].nunique().max() > 1:  # e.g. attention; not a per-dataset bundle
+            extra.append(f"axis.{key}")
     return list(HPARAMS) + extra
 
 
@@ -52,8 +58,15 @@ def _finished(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[(runs["status"] == "FINISHED") & runs.get("metrics.test_f1_macro", pd.Series(dtype=float)).notna()]
 
 
+BASELINE = "TF-IDF+LR"
+
+
 def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame({k: _param(runs, k).values for k in keys + [DATASET]}, index=runs.index)
+    baseline = (_param(runs, "kind") == "tfidf").values
+    # The baseline has no pooling/freeze/dropout: one labelled row, sorted first ('T' < 'c', 'm').
+    frame.loc[baseline, keys] = ""
+    frame.loc[baseline, POOLING] = BASELINE
     frame["test_f1"] = runs["metrics.test_f1_macro"].astype(float)
     frame["val_f1"] = runs["metrics.best_val_f1_macro"].astype(float)
     return frame
@@ -83,6 +96,7 @@ def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
 def best_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: the hyperparameters with the best validation F1-macro (mean over seeds)."""
     finished = _finished(runs)
+    finished = finished[_param(finished, "kind") != "tfidf"]  # selection is among fine-tuned cells
     if finished.empty:
         return pd.DataFrame()
     keys = _row_keys(runs)

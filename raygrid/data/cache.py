@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from raygrid.config import DataConfig
 from raygrid.data.sources import load_raw
-from raygrid.data.splits import SPLITS, apply_split_policy
+from raygrid.data.splits import SPLITS, apply_split_policy, cross_split_duplicates
 from raygrid.paths import is_local, resolve_location
 
 CACHE_VERSION = 1  # bump when the cached row format changes
@@ -61,6 +62,11 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
         return PreparedData.load(folder)
     tokenizer = load_tokenizer(tokenizer_location)
     splits = apply_split_policy(raw, cfg)
+    leaks = {pair: n for pair, n in cross_split_duplicates(splits).items() if n}
+    if leaks:
+        warnings.warn(f"{cfg.dataset}: documents shared between splits {leaks}; scores on the later split are "
+                      f"optimistic (for Hyperpartisan, subset: byarticle_semeval "
+                      f"shares 2 documents instead of 58)", stacklevel=2)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling and rename, so a crash never leaves a half-written entry
     # that a later run would mistake for a finished one.
@@ -72,7 +78,7 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
         pq.write_table(table, tmp / f"{split}.parquet")
         stats[split] = length_stats(table, cfg.max_len)
     meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": raw.label_names,
-            "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats,
+            "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats, "leaks": leaks,
             "data": cfg.model_dump(), "tokenizer": tokenizer_location, "source": raw.origin}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:

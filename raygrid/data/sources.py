@@ -51,22 +51,22 @@ def load_local(cfg: DataConfig, prefix: str | None = None, label_names: list[str
     if "train" not in files:
         names = ", ".join(f"{p}train{e}" for p in ([f"{prefix}_"] if prefix else []) + [""] for e in EXTENSIONS[:3])
         raise DataError(f"data.path: no train file in {folder} (looked for {names})")
-    tables = {split: read_labelled(f, cfg.text_column, cfg.label_column) for split, f in files.items()}
     if label_names is None:
-        label_names = [str(v) for v in sorted(pc.unique(tables["train"]["label"]).to_pylist())]
-    origin = {split: str(f) for split, f in files.items()}
-    raw = RawSplits(tables, label_names, origin, fingerprint=_fingerprint_files(files.values()))
-    check_labels(raw)
-    return raw
+        train_labels = read_labelled(files["train"], cfg.text_column, cfg.label_column)["label"]
+        label_names = [str(v) for v in sorted(pc.unique(train_labels).to_pylist())]
+    return _from_files(cfg, files, label_names)
 
 
 def _find_split_file(folder: Path, split: str, prefix: str | None) -> Path | None:
     for alias in SPLIT_ALIASES[split]:
         for stem in ([f"{prefix}_{alias}"] if prefix else []) + [alias]:
-            for ext in EXTENSIONS:
-                if (candidate := folder / f"{stem}{ext}").is_file():
-                    return candidate
+            if found := _find_file(folder, stem):
+                return found
     return None
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{ext}" for ext in EXTENSIONS if (folder / f"{stem}{ext}").is_file()), None)
 
 
 def read_table(path: Path) -> pa.Table:
@@ -144,21 +144,79 @@ def load_imdb(cfg: DataConfig) -> RawSplits:
                                                        "test": "plain_text/test-*.parquet"}, ["neg", "pos"])
 
 
+ARXIV_LABELS = ["math.AC", "cs.CV", "cs.AI", "cs.SY", "math.GR", "cs.CE", "cs.PL", "cs.IT", "cs.DS", "cs.NE",
+                "math.ST"]
+
+
+def load_arxiv(cfg: DataConfig) -> RawSplits:
+    """ArXiv-11 long documents (`ccdv/arxiv-classification`, configs `default` | `no_ref`)."""
+    if cfg.path is not None:
+        return load_local(cfg, prefix="arxiv", label_names=ARXIV_LABELS)
+    subset = cfg.subset or "default"
+    if subset not in ("default", "no_ref"):
+        raise DataError(f"data.subset: arxiv has subsets default and no_ref, not {subset!r}")
+    # The hub's Parquet conversion lives on the refs/convert/parquet branch as <config>/<split>/*.parquet.
+    patterns = {split: f"{subset}/{split}/*.parquet" for split in ("train", "validation", "test")}
+    return _load_hub_parquet(cfg, "ccdv/arxiv-classification", patterns, ARXIV_LABELS,
+                             revision="refs/convert/parquet")
+
+
 def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
-    """Hyperpartisan by-article (SemEval-2019 Task 4); local Parquet with the Longformer split."""
-    if cfg.path is None:
-        raise DataError(
-            "data.path: hyperpartisan from the HF hub (script-based XML archives) is not supported yet; "
-            "point data.path at a folder with hyperpartisan_{train,validation,test}.parquet"
-        )
-    return load_local(cfg, prefix="hyperpartisan", label_names=["false", "true"])
+    """Hyperpartisan News Detection (SemEval-2019 Task 4).
+
+    Local folder (`data.path`): subset `byarticle` (default) reads the Longformer 516/64/65 split
+    (`hyperpartisan_{train,validation,test}.*`), whose test shares articles with train (a warning
+    says so at tokenization); `byarticle_semeval` trains on all 645 by-article articles and tests
+    on the official 628-article test set (`hyperpartisan_byarticle_all.*`,
+    `hyperpartisan_semeval_test.*`). From the hub: `byarticle` (645 + the official test from
+    Zenodo) or `bypublisher` (articles of >= 7,000 characters, as in the study).
+    """
+    names = ["false", "true"]
+    subset = cfg.subset or "byarticle"
+    if cfg.path is not None and subset == "byarticle_semeval":
+        folder = Path(resolve_location(cfg.path)).expanduser()
+        files = {"train": _find_file(folder, "hyperpartisan_byarticle_all"),
+                 "test": _find_file(folder, "hyperpartisan_semeval_test")}
+        if None in files.values():
+            raise DataError(f"data.path: {folder} lacks hyperpartisan_byarticle_all.* or hyperpartisan_semeval_test.*")
+        return _from_files(cfg, files, names)
+    if cfg.path is not None:
+        return load_local(cfg, prefix="hyperpartisan", label_names=names)
+    from raygrid.data.hyperpartisan_hub import load_hub
+
+    if subset not in ("byarticle", "bypublisher"):
+        raise DataError(f"data.subset: hyperpartisan from the hub is byarticle or bypublisher, not {subset!r}")
+    tables = load_hub(subset, zenodo_test=True)
+    tables = {("test" if k == "semeval_test" else k): t.select(["text", "label"]) for k, t in tables.items()}
+    raw = RawSplits(tables, names, {k: f"SemEvalWorkshop/hyperpartisan_news_detection:{subset}" for k in tables},
+                    fingerprint=_fingerprint_tables(tables))
+    check_labels(raw)
+    return raw
 
 
-def _load_hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], label_names) -> RawSplits:
+def _from_files(cfg: DataConfig, files: dict[str, Path], label_names: list[str]) -> RawSplits:
+    tables = {split: read_labelled(f, cfg.text_column, cfg.label_column) for split, f in files.items()}
+    raw = RawSplits(tables, label_names, {s: str(f) for s, f in files.items()},
+                    fingerprint=_fingerprint_files(files.values()))
+    check_labels(raw)
+    return raw
+
+
+def _fingerprint_tables(tables: dict[str, pa.Table]) -> str:
+    digest = hashlib.sha256()
+    for split in sorted(tables):
+        for text in tables[split]["text"].to_pylist():
+            digest.update(text.encode())
+    return digest.hexdigest()[:16]
+
+
+def _load_hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], label_names,
+                      revision: str | None = None) -> RawSplits:
     """Fetch a hub dataset's Parquet files (cached by huggingface_hub) and read them."""
     from huggingface_hub import snapshot_download  # imported late: only hub runs need it
 
-    root = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=list(patterns.values())))
+    root = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
+                                  allow_patterns=list(patterns.values())))
     tables, files = {}, []
     for split, pattern in patterns.items():
         parts = sorted(root.glob(pattern))
@@ -180,5 +238,6 @@ def load_generic(cfg: DataConfig) -> RawSplits:
 ADAPTERS: dict[str, Callable[[DataConfig], RawSplits]] = {
     "imdb": load_imdb,
     "hyperpartisan": load_hyperpartisan,
+    "arxiv": load_arxiv,
     "local": load_generic,
 }

@@ -37,6 +37,17 @@ def apply_split_policy(raw: RawSplits, cfg: DataConfig) -> dict[str, pa.Table]:
     return {split: splits[split] for split in SPLITS}
 
 
+def cross_split_duplicates(splits: dict[str, pa.Table]) -> dict[str, int]:
+    """Documents of validation/test whose exact text also appears in train (or test in validation).
+
+    A non-zero count inflates scores: e.g. the Longformer Hyperpartisan split's test shares 51
+    articles with train.
+    """
+    texts = {split: set(table["text"].to_pylist()) for split, table in splits.items()}
+    pairs = (("validation", "train"), ("test", "train"), ("test", "validation"))
+    return {f"{a}&{b}": len(texts[a] & texts[b]) for a, b in pairs if a in texts and b in texts}
+
+
 def stratified_split(table: pa.Table, fraction: float, rng: np.random.Generator) -> tuple[pa.Table, pa.Table]:
     """Split rows into (rest, part) where `part` holds ~fraction of each label, order preserved."""
     labels = table["label"].to_numpy()

@@ -24,10 +24,11 @@ def ray_local():
 
 @pytest.fixture(scope="module")
 def grid_run(ray_local, tiny_checkpoint, tmp_path_factory):
-    """Run a 4-cell grid (2 cells fail on purpose: N_freeze 5 > the tiny model's 2 blocks)."""
+    """Run 4 fine-tuning cells (2 fail on purpose: N_freeze 5 > the tiny model's 2 blocks) + the baseline."""
     root = tmp_path_factory.mktemp("grid")
     grid = root / "tiny.yaml"
-    grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  model.pooling: [cls, mean]\n  model.n_freeze: [0, 5]\n"))
+    axes = "  - model.pooling: [cls, mean]\n    model.n_freeze: [0, 5]\n  - kind: [tfidf]\n"
+    grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes=axes))
     out = root / "out"
     args = ["run", str(grid), "--out", str(out), "--cache-dir", str(root / "cache")]
     code = main(args)
@@ -45,12 +46,14 @@ def cell_runs(uri):
 def test_one_child_run_per_cell_with_contract_metrics(grid_run):
     assert grid_run["code"] == 1  # some cells failed, the grid went on
     client, runs = cell_runs(grid_run["uri"])
-    assert len(runs) == 4
+    assert len(runs) == 5
     parent = client.search_runs([runs[0].info.experiment_id], "tags.`raygrid.role` = 'parent'")[0]
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert "grid.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     finished = {r.data.tags["raygrid.cell"]: r for r in runs if r.info.status == "FINISHED"}
-    assert set(finished) == {"pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0"}
+    assert set(finished) == {"pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0", "kind=tfidf"}
+    baseline = finished.pop("kind=tfidf")
+    assert {"test_f1_macro", "val_f1_macro", "train_time_s"} <= set(baseline.data.metrics)
     for run in finished.values():
         assert CELL_METRICS | EPOCH_METRICS <= set(run.data.metrics)
         assert run.data.params["model.pooling"] in ("cls", "mean") and run.data.params["axis.model.n_freeze"] == "0"
@@ -65,8 +68,9 @@ def test_report_rebuilds_tables_from_mlflow_alone(grid_run, capsys):
     capsys.readouterr()
     assert main(["report", str(grid_run["out"]), "--format", "md"]) == 0
     text = capsys.readouterr().out
-    for cell in ("pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0", "pooling=cls,n_freeze=5"):
+    for cell in ("pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0", "pooling=cls,n_freeze=5", "kind=tfidf"):
         assert cell in text
+    assert "| TF-IDF+LR |" in text
     assert "### test F1-macro" in text and "### best hyperparameters" in text
     assert main(["report", str(grid_run["grid"]), "--out", str(grid_run["out"]), "--format", "csv"]) == 0
     assert "# cells\ncell,status" in capsys.readouterr().out
@@ -75,10 +79,10 @@ def test_report_rebuilds_tables_from_mlflow_alone(grid_run, capsys):
 def test_rerun_skips_finished_cells_and_keeps_history(grid_run, capsys):
     capsys.readouterr()
     main(grid_run["args"])
-    assert "skipping 2 of 4 cells already finished" in capsys.readouterr().out
+    assert "skipping 3 of 5 cells already finished" in capsys.readouterr().out
     client, runs = cell_runs(grid_run["uri"])
     finished = [r.data.tags["raygrid.cell"] for r in runs if r.info.status == "FINISHED"]
-    assert sorted(finished) == ["pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0"]  # not duplicated
+    assert sorted(finished) == ["kind=tfidf", "pooling=cls,n_freeze=0", "pooling=mean,n_freeze=0"]  # no duplicates
     # the failed cells were retried: old runs kept (tagged superseded), one current run each
     retried = [r for r in runs if "n_freeze=5" in r.data.tags["raygrid.cell"]]
     assert len(retried) == 4

@@ -119,3 +119,25 @@ def test_study_grids_and_quickstart_validate():
     root = Path(__file__).resolve().parents[2] / "grids"
     for path in sorted(root.glob("*.yaml")):
         assert load_grid(path).cells, path
+
+
+def test_axes_list_is_a_union_of_products_and_bundles_set_several_keys(tmp_path):
+    grid = load_grid(write(tmp_path, BASE + """axes:
+  - model.pooling: [cls, mean]
+    task:
+      - {label: short, set: {data.max_len: 128, optim: {epochs: 4}}}
+      - {label: long, set: {data.max_len: 512}}
+  - attention: [{kind: favor, nb_features: 64}]
+"""))
+    assert [c.name for c in grid.cells] == ["pooling=cls,task=short", "pooling=cls,task=long",
+                                            "pooling=mean,task=short", "pooling=mean,task=long",
+                                            "attention=favor-nb_features=64"]
+    short = grid.cells[0].config
+    assert short.data.max_len == 128 and short.optim.epochs == 4 and short.optim.batch_size == 8
+    assert grid.cells[1].config.data.max_len == 512 and grid.cells[1].config.optim.epochs == 3
+    assert grid.cells[-1].config.attention.kind == "favor" and grid.cells[-1].config.model.pooling == "cls"
+
+
+def test_bundle_with_a_bad_key_is_named(tmp_path):
+    message = error_of(tmp_path, BASE + "axes:\n  task: [{label: x, set: {data.max_lenn: 1}}]\n")
+    assert "data.max_lenn: unknown key" in message and "cell task=x" in message

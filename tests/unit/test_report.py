@@ -52,3 +52,15 @@ def test_renderers():
     csv = render(all_tables(runs_frame()), "csv")
     assert "# cells\ncell,status" in csv
     assert to_markdown(pd.DataFrame()) == "_(no finished cells)_\n"
+
+
+def test_baseline_is_the_first_row_and_not_a_selection_candidate():
+    runs = runs_frame()
+    baseline = {"cell": "tfidf", "status": "FINISHED", "error": "", "params.kind": "tfidf",
+                "params.data.dataset": "imdb", "params.seed": "0", "metrics.test_f1_macro": 0.99,
+                "metrics.best_val_f1_macro": 0.99}
+    runs = pd.concat([runs, pd.DataFrame([baseline])], ignore_index=True)
+    table = f1_table(runs)
+    assert table.iloc[0]["pooling"] == "TF-IDF+LR" and table.iloc[0]["imdb"] == "0.9900"
+    assert pd.isna(table.iloc[0]["hyperpartisan"])  # the baseline ran on imdb only
+    assert best_table(runs).set_index("dataset").loc["imdb", "pooling"] == "mean"
