@@ -113,8 +113,56 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--save", help="also write the tables (CSV + Markdown) into this folder")
     report.set_defaults(func=cmd_report)
 
+    _add_data(sub)
     _add_bench(sub)
     return parser
+
+
+def cmd_data_prepare(args) -> int:
+    """Tokenize everything a grid needs into the cache ahead of time (trials then only read)."""
+    from raygrid.data.cache import cache_root, prepare_cells
+
+    grid = load_grid(args.grid)
+    entries = prepare_cells(grid.cells, cache_root(args.cache_dir))
+    for folder in sorted({str(e.folder) for e in entries.values()}):
+        print(folder)
+    return 0
+
+
+def cmd_data_stats(args) -> int:
+    """Documents per split, label balance, length statistics and the share truncated at --max-len."""
+    from raygrid.config import DataConfig
+    from raygrid.data.sources import load_raw
+    from raygrid.data.splits import apply_split_policy
+    from raygrid.data.stats import dataset_stats, format_stats
+
+    cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
+    raw = load_raw(cfg)
+    tokenizer = None
+    if args.tokenizer:
+        from raygrid.data.cache import load_tokenizer
+        tokenizer = load_tokenizer(args.tokenizer)
+    stats = dataset_stats(apply_split_policy(raw, cfg), tokenizer=tokenizer, max_len=args.max_len,
+                          label_names=raw.label_names)
+    print(format_stats(stats, title=f"{args.name} ({args.split} split)"))
+    return 0
+
+
+def _add_data(sub) -> None:
+    data = sub.add_parser("data", help="prepare the tokenized cache, dataset statistics")
+    kinds = data.add_subparsers(dest="data", required=True)
+    prep = kinds.add_parser("prepare", help=cmd_data_prepare.__doc__, description=cmd_data_prepare.__doc__)
+    prep.add_argument("grid", help="grid YAML file")
+    prep.add_argument("--cache-dir", help="default $RAYGRID_CACHE or ~/.cache/raygrid")
+    prep.set_defaults(func=cmd_data_prepare)
+    stats = kinds.add_parser("stats", help=cmd_data_stats.__doc__, description=cmd_data_stats.__doc__)
+    stats.add_argument("name", help="dataset adapter: imdb, hyperpartisan, arxiv, local")
+    stats.add_argument("--path", help="local folder instead of the HF hub")
+    stats.add_argument("--subset", help="dataset variant (e.g. byarticle_semeval, no_ref)")
+    stats.add_argument("--split", choices=("standard", "study"), default="standard")
+    stats.add_argument("--tokenizer", help="tokenizer (folder, pkg://, hub id) for token lengths")
+    stats.add_argument("--max-len", type=int, help="report the share of documents truncated at this length")
+    stats.set_defaults(func=cmd_data_stats)
 
 
 def _add_bench(sub) -> None:

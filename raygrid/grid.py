@@ -169,9 +169,9 @@ def short_value(value: Any) -> str:
     else:
         text = str(value)
     text = re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)
-    if len(text) > 48:  # long values (paths, big dicts) stay unique through a hash suffix
+    if len(text) > 64:  # long values (paths, big dicts) stay unique through a hash suffix
         digest = hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        text = f"{text[:39]}~{digest}"
+        text = f"{text[:55]}~{digest}"
     return text
 
 

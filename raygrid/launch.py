@@ -16,7 +16,7 @@ import ray
 import ray.tune
 
 from raygrid.config import Resources
-from raygrid.data.cache import PreparedData, prepare
+from raygrid.data.cache import PreparedData, prepare_cells
 from raygrid.grid import Cell, Grid, short_value
 from raygrid.model import check_checkpoint
 from raygrid.tracking import GridTracker
@@ -54,7 +54,7 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) ->
     neural = [cell for cell in pending if cell.config.model is not None]
     for checkpoint in sorted({cell.config.model.checkpoint for cell in neural}):
         check_checkpoint(checkpoint)
-    prepared = prepare_cells(neural, cache_dir)
+    prepared = prepare_cells(neural, cache_dir)  # tokenizes once per distinct data config
     _init_ray()
     use_gpu = _use_gpu(grid.spec.resources)
     payloads = [_payload(cell, prepared.get(cell.name), grid.spec.resources, use_gpu, out_dir) for cell in pending]
@@ -72,18 +72,6 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) ->
     tuner.fit()
     tracker.end_grid(failed=bool(summary.failed))
     return summary
-
-
-def prepare_cells(cells: list[Cell], cache_dir: Path) -> dict[str, PreparedData]:
-    """Tokenize once per distinct (data config, tokenizer); map each cell to its cache entry."""
-    entries: dict[str, PreparedData] = {}
-    by_cell = {}
-    for cell in cells:
-        key = cell.config.data.model_dump_json() + cell.config.model.checkpoint
-        if key not in entries:
-            entries[key] = prepare(cell.config.data, cell.config.model.checkpoint, cache_dir)
-        by_cell[cell.name] = entries[key]
-    return by_cell
 
 
 def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, out_dir: Path) -> dict:

@@ -107,9 +107,29 @@ def best_table(runs: pd.DataFrame) -> pd.DataFrame:
     return best.rename(columns={DATASET: "dataset", POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop"})
 
 
+def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Attention variants per dataset: test F1-macro, time per epoch, peak GPU memory (means over cells)."""
+    finished = _finished(runs)
+    # cells outside the attention block (no axis value) are labelled by their kind, e.g. softmax
+    label = _param(finished, "axis.attention").fillna(_param(finished, "attention.kind"))
+    if finished.empty or label.nunique() < 2:
+        return pd.DataFrame()
+    frame = pd.DataFrame({"attention": label.values, "dataset": _param(finished, DATASET).values,
+                          "test_f1": finished["metrics.test_f1_macro"].astype(float).values,
+                          "epoch_s": finished.get("metrics.epoch_time_s", pd.Series(np.nan, finished.index)).values,
+                          "gpu_MiB": finished.get("metrics.peak_gpu_mem_mb", pd.Series(np.nan, finished.index)).values})
+    table = frame.groupby(["attention", "dataset"]).agg(test_f1=("test_f1", mean_std), epoch_s=("epoch_s", "mean"),
+                                                        gpu_MiB=("gpu_MiB", "mean"), cells=("test_f1", "size"))
+    return table.reset_index()
+
+
 def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {"cells": cells_table(runs), "test F1-macro": f1_table(runs),
-            "best hyperparameters (chosen on validation F1-macro)": best_table(runs)}
+    tables = {"cells": cells_table(runs), "test F1-macro": f1_table(runs),
+              "best hyperparameters (chosen on validation F1-macro)": best_table(runs)}
+    attention = attention_table(runs)
+    if not attention.empty:
+        tables["attention variants"] = attention
+    return tables
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -88,6 +88,20 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
     return PreparedData.load(folder)
 
 
+def prepare_cells(cells, root: Path, progress: bool = True) -> dict[str, PreparedData]:
+    """Tokenize once per distinct (data config, tokenizer) among fine-tuning cells; cell name -> entry."""
+    entries: dict[str, PreparedData] = {}
+    by_cell = {}
+    for cell in cells:
+        if cell.config.model is None:  # e.g. the TF-IDF baseline reads raw text
+            continue
+        key = cell.config.data.model_dump_json() + cell.config.model.checkpoint
+        if key not in entries:
+            entries[key] = prepare(cell.config.data, cell.config.model.checkpoint, root, progress)
+        by_cell[cell.name] = entries[key]
+    return by_cell
+
+
 def cache_key(cfg: DataConfig, source_fingerprint: str, tokenizer_location: str) -> str:
     rows_fields = cfg.model_dump(exclude={"path"})  # the content fingerprint stands for the path
     payload = {"v": CACHE_VERSION, "data": rows_fields, "source": source_fingerprint,

@@ -29,3 +29,26 @@ def test_broken_grid_fails_fast_before_ray_or_mlflow(tmp_path, capsys):
     assert err.startswith("raygrid: error:") and str(bad) in err and "model.pooling" in err
     assert len(err.splitlines()) == 1
     assert not out.exists(), "no MLflow store is created for a grid that cannot run"
+
+
+def test_data_stats_on_the_shipped_sample(capsys):
+    assert main(["data", "stats", "hyperpartisan", "--path", "raygrid/resources/hyperpartisan_sample"]) == 0
+    out = capsys.readouterr().out
+    assert "| train | 96 |" in out and "| test | 32 |" in out and "false 61" in out
+
+
+def test_data_prepare_tokenizes_each_distinct_data_config_once(tmp_path, tiny_checkpoint, capsys):
+    from tests.conftest import tiny_grid_yaml
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  model.pooling: [cls, mean]\n  data.max_len: [32, 64]\n"))
+    assert main(["data", "prepare", str(grid), "--cache-dir", str(tmp_path / "cache")]) == 0
+    folders = capsys.readouterr().out.split()
+    assert len(folders) == 2 and len(list((tmp_path / "cache" / "tokenized").iterdir())) == 2
+
+
+def test_every_command_has_help():
+    for argv in (["--help"], ["plan", "--help"], ["run", "--help"], ["report", "--help"], ["data", "stats", "--help"],
+                 ["data", "prepare", "--help"], ["bench", "attention", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "raygrid.cli", *argv], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: raygrid" in out.stdout, argv

@@ -111,8 +111,8 @@ def test_dict_axis_values_merge_unless_kind_changes():
 def test_names_are_readable_and_filesystem_safe():
     assert cell_name({"attention": {"kind": "lsh", "num_hashes": 2, "chunk_size": 64}}) == \
         "attention=lsh-num_hashes=2-chunk_size=64"
-    long = short_value({"kind": "favor", "x" * 60: 1})
-    assert len(long) <= 48 and "/" not in short_value("/a/b/c") and short_value("/a/b/c") == "c"
+    long = short_value({"kind": "favor", "x" * 70: 1})
+    assert len(long) <= 64 and "/" not in short_value("/a/b/c") and short_value("/a/b/c") == "c"
 
 
 def test_study_grids_and_quickstart_validate():

@@ -64,3 +64,13 @@ def test_baseline_is_the_first_row_and_not_a_selection_candidate():
     assert table.iloc[0]["pooling"] == "TF-IDF+LR" and table.iloc[0]["imdb"] == "0.9900"
     assert pd.isna(table.iloc[0]["hyperpartisan"])  # the baseline ran on imdb only
     assert best_table(runs).set_index("dataset").loc["imdb", "pooling"] == "mean"
+
+
+def test_attention_table_appears_only_when_attention_varies():
+    runs = runs_frame()
+    assert "attention variants" not in all_tables(runs)
+    runs["params.axis.attention"] = ["softmax", "favor-nb_features=64"] * 8 + [None]
+    runs["metrics.epoch_time_s"] = 2.0
+    table = all_tables(runs)["attention variants"]
+    assert set(table["attention"]) == {"softmax", "favor-nb_features=64"}
+    assert set(table["dataset"]) == {"imdb", "hyperpartisan"} and (table["cells"] == 4).all()
