@@ -51,10 +51,9 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) ->
     if not pending:
         tracker.end_grid()
         return summary
-    neural = [cell for cell in pending if cell.config.model is not None]
-    for checkpoint in sorted({cell.config.model.checkpoint for cell in neural}):
+    for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
         check_checkpoint(checkpoint)
-    prepared = prepare_cells(neural, cache_dir)  # tokenizes once per distinct data config
+    prepared = prepare_cells(pending, cache_dir)  # tokenizes once per distinct data config
     _init_ray()
     use_gpu = _use_gpu(grid.spec.resources)
     payloads = [_payload(cell, prepared.get(cell.name), grid.spec.resources, use_gpu, out_dir) for cell in pending]

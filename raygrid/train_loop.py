@@ -130,11 +130,12 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
     tensors: save or copy it before returning); the final call carries test metrics and state=None.
     """
     optim = cfg.optim
+    core = getattr(model, "module", model)  # unwrapped under DDP: portable state dicts, direct attributes
     optimizer = make_optimizer(model, optim)
     scheduler = make_scheduler(optimizer, optim, optim.epochs * loaders.steps_per_epoch)
     progress = Progress()
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        core.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         progress = resume["progress"]
@@ -150,23 +151,23 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
             on_step(progress.step)
 
     for epoch in range(progress.epoch, optim.epochs):
-        set_bottom_frozen(model, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
+        set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         stats = train_epoch(model, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
         val = evaluate(model, loaders.validation(), num_labels, device, optim.mixed_precision)
         progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
         progress.train_tokens += stats["tokens"]
         if val["f1_macro"] > progress.best_val_f1:
             progress.best_val_f1, progress.best_epoch = val["f1_macro"], epoch
-            progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
         metrics = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
                    "val_f1_macro": val["f1_macro"], "val_accuracy": val["accuracy"],
                    "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         report(metrics, state)
 
-    model.load_state_dict(progress.best_weights)
+    core.load_state_dict(progress.best_weights)
     test = evaluate(model, loaders.test(), num_labels, device, optim.mixed_precision)
     final = {"test_f1_macro": test["f1_macro"], "test_accuracy": test["accuracy"], "test_loss": test["loss"],
              "best_val_f1_macro": progress.best_val_f1, "best_epoch": progress.best_epoch,

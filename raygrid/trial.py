@@ -39,7 +39,12 @@ def train_worker(payload: dict) -> None:
     torch.set_num_threads(max(1, round(payload["cpus_per_worker"])))  # no oversubscription of cores
     device = ray.train.torch.get_device()
     model = build_classifier(cfg, data.num_labels)
-    model = ray.train.torch.prepare_model(model) if context.get_world_size() > 1 else model.to(device)
+    if context.get_world_size() > 1:
+        # N_freeze leaves the bottom blocks without gradients for a while; DDP must expect that.
+        model = ray.train.torch.prepare_model(
+            model, parallel_strategy_kwargs={"find_unused_parameters": cfg.model.n_freeze > 0})
+    else:
+        model = model.to(device)
     loaders = _loaders(cfg, data, context.get_world_size())
     resume = _load_checkpoint(ray.train.get_checkpoint())
     on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None

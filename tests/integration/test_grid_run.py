@@ -87,3 +87,14 @@ def test_rerun_skips_finished_cells_and_keeps_history(grid_run, capsys):
     retried = [r for r in runs if "n_freeze=5" in r.data.tags["raygrid.cell"]]
     assert len(retried) == 4
     assert sum(r.data.tags.get("raygrid.superseded") == "true" for r in retried) == 2
+
+
+def test_two_workers_per_trial_with_frozen_layers(ray_local, tiny_checkpoint, tmp_path):
+    """DDP across 2 Train workers; N_freeze leaves layers without gradients for the first epoch."""
+    grid = tmp_path / "ddp.yaml"
+    grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  model.n_freeze: [1]\n", name="ddp")
+                    .replace("resources: {cpus_per_worker: 0.8}", "resources: {cpus_per_worker: 0.8, workers_per_trial: 2}"))
+    assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("ddp").experiment_id], "tags.`raygrid.role` = 'cell'")[0]
+    assert run.info.status == "FINISHED" and CELL_METRICS <= set(run.data.metrics)
