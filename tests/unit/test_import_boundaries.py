@@ -3,7 +3,8 @@ import subprocess
 import sys
 
 PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", "raygrid.data.sources",
-        "raygrid.data.splits", "raygrid.data.cache", "raygrid.data.batching", "raygrid.train_loop",
+        "raygrid.data.splits", "raygrid.data.cache", "raygrid.data.batching", "raygrid.data.mlm_text",
+        "raygrid.data.stats", "raygrid.data.hyperpartisan_hub", "raygrid.baseline", "raygrid.train_loop",
         "raygrid.report", "raygrid.metrics", "raygrid.cli"]
 
 
