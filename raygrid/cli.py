@@ -78,7 +78,8 @@ def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None) -
     from raygrid.report import all_tables, render
     from raygrid.tracking import fetch_runs
 
-    tables = all_tables(fetch_runs(uri, grid_name))
+    runs = fetch_runs(uri, grid_name)
+    tables = all_tables(runs)
     text = render(tables, fmt)
     print(f"\n## grid {grid_name}\n\n{text}" if fmt == "md" else text)
     if save:
@@ -88,6 +89,24 @@ def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None) -
             stem = title.split(" (")[0].replace(" ", "_").lower()
             table.to_csv(folder / f"{grid_name}.{stem}.csv", index=False)
         (folder / f"{grid_name}.md").write_text(render(tables, "md"))
+        for png in _save_plots(uri, grid_name, runs, folder):
+            print(f"wrote {png}")
+
+
+def _save_plots(uri: str, grid_name: str, runs, folder: Path) -> list[Path]:
+    """F1 bars and per-epoch curves as PNG files (also logged to the grid's parent run)."""
+    from raygrid.plots import plot_curves, plot_test_f1
+    from raygrid.tracking import GridTracker, metric_history
+
+    written = [plot_test_f1(runs, folder / f"{grid_name}.f1.png")]
+    for metric in ("val_f1_macro", "train_loss"):
+        histories = {row.cell: metric_history(uri, row.run_id, metric) for row in runs.itertuples()}
+        written.append(plot_curves(histories, metric, folder / f"{grid_name}.{metric}.png"))
+    written = [p for p in written if p is not None]
+    tracker = GridTracker(uri, grid_name, create=False)
+    for png in written:
+        tracker.log_artifact(str(png), "plots")
+    return written
 
 
 def build_parser() -> argparse.ArgumentParser:

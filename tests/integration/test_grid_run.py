@@ -72,8 +72,15 @@ def test_report_rebuilds_tables_from_mlflow_alone(grid_run, capsys):
         assert cell in text
     assert "| TF-IDF+LR |" in text
     assert "### test F1-macro" in text and "### best hyperparameters" in text
-    assert main(["report", str(grid_run["grid"]), "--out", str(grid_run["out"]), "--format", "csv"]) == 0
+    save = grid_run["out"] / "tables"
+    assert main(["report", str(grid_run["grid"]), "--out", str(grid_run["out"]), "--format", "csv",
+                 "--save", str(save)]) == 0
     assert "# cells\ncell,status" in capsys.readouterr().out
+    assert {"tiny.f1.png", "tiny.val_f1_macro.png", "tiny.train_loss.png", "tiny.cells.csv"} <= \
+        {p.name for p in save.iterdir()}
+    client, runs = cell_runs(grid_run["uri"])
+    parent = runs[0].data.tags["mlflow.parentRunId"]
+    assert {a.path for a in client.list_artifacts(parent, "plots")} >= {"plots/tiny.f1.png"}
 
 
 def test_rerun_skips_finished_cells_and_keeps_history(grid_run, capsys):
