@@ -142,7 +142,11 @@ def cmd_data_prepare(args) -> int:
     from raygrid.data.cache import cache_root, prepare_cells
 
     grid = load_grid(args.grid)
-    entries = prepare_cells(grid.cells, cache_root(args.cache_dir))
+    tokenize = None
+    if args.ray:
+        from raygrid.launch import ray_tokenize
+        tokenize = ray_tokenize(actors=args.actors)
+    entries = prepare_cells(grid.cells, cache_root(args.cache_dir), tokenize=tokenize)
     for folder in sorted({str(e.folder) for e in entries.values()}):
         print(folder)
     return 0
@@ -173,6 +177,8 @@ def _add_data(sub) -> None:
     prep = kinds.add_parser("prepare", help=cmd_data_prepare.__doc__, description=cmd_data_prepare.__doc__)
     prep.add_argument("grid", help="grid YAML file")
     prep.add_argument("--cache-dir", help="default $RAYGRID_CACHE or ~/.cache/raygrid")
+    prep.add_argument("--ray", action="store_true", help="tokenize on a Ray Data actor pool ($RAY_ADDRESS or local)")
+    prep.add_argument("--actors", type=int, default=2, help="tokenizer actors with --ray (default 2)")
     prep.set_defaults(func=cmd_data_prepare)
     stats = kinds.add_parser("stats", help=cmd_data_stats.__doc__, description=cmd_data_stats.__doc__)
     stats.add_argument("name", help="dataset adapter: imdb, hyperpartisan, arxiv, local")

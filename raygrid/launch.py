@@ -12,11 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import ray
 import ray.tune
 
 from raygrid.config import Resources
-from raygrid.data.cache import PreparedData, prepare_cells
+from raygrid.data.cache import PreparedData, load_tokenizer, prepare_cells, tokenize_table
 from raygrid.grid import Cell, Grid, short_value
 from raygrid.model import check_checkpoint
 from raygrid.tracking import GridTracker
@@ -71,6 +72,32 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) ->
     tuner.fit()
     tracker.end_grid(failed=bool(summary.failed))
     return summary
+
+
+class _TokenizeBatch:
+    """Ray Data actor: loads the tokenizer once, then tokenizes pyarrow batches."""
+
+    def __init__(self, tokenizer_location: str, max_len: int):
+        self.tokenizer, self.max_len = load_tokenizer(tokenizer_location), max_len
+
+    def __call__(self, batch):
+        return tokenize_table(batch, self.tokenizer, self.max_len, progress=False)
+
+
+def ray_tokenize(actors: int = 2, batch_size: int = 256):
+    """A `tokenize` for raygrid.data.cache.prepare that runs on a Ray Data actor pool.
+
+    Order is preserved, so the cache holds exactly the rows the in-process path would write.
+    """
+    def tokenize(table, tokenizer_location: str, max_len: int):
+        _init_ray()
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        ds = ray.data.from_arrow(table).map_batches(
+            _TokenizeBatch, fn_constructor_args=(tokenizer_location, max_len), batch_size=batch_size,
+            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+        return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+
+    return tokenize
 
 
 def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, out_dir: Path) -> dict:

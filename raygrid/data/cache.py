@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -53,8 +54,13 @@ class PreparedData:
         return cls(folder, json.loads((folder / "meta.json").read_text()))
 
 
-def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool = True) -> PreparedData:
-    """Return the cache entry for `cfg`, tokenizing (once) if it does not exist yet."""
+def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool = True,
+            tokenize: Callable[[pa.Table, str, int], pa.Table] | None = None) -> PreparedData:
+    """Return the cache entry for `cfg`, tokenizing (once) if it does not exist yet.
+
+    `tokenize(table, tokenizer_location, max_len)` replaces the in-process tokenizer, e.g. with
+    a Ray Data actor pool (raygrid.launch.ray_tokenize); the rows it returns must be identical.
+    """
     raw = load_raw(cfg)
     key = cache_key(cfg, raw.fingerprint, tokenizer_location)
     folder = root / "tokenized" / f"{cfg.dataset}-{key}"
@@ -73,8 +79,11 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     stats = {}
     for split in SPLITS:
-        table = tokenize_table(splits[split], tokenizer, cfg.max_len, desc=f"tokenize {cfg.dataset}/{split}",
-                               progress=progress)
+        if tokenize is None:
+            table = tokenize_table(splits[split], tokenizer, cfg.max_len, desc=f"tokenize {cfg.dataset}/{split}",
+                                   progress=progress)
+        else:
+            table = tokenize(splits[split], tokenizer_location, cfg.max_len)
         pq.write_table(table, tmp / f"{split}.parquet")
         stats[split] = length_stats(table, cfg.max_len)
     meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": raw.label_names,
@@ -88,7 +97,7 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
     return PreparedData.load(folder)
 
 
-def prepare_cells(cells, root: Path, progress: bool = True) -> dict[str, PreparedData]:
+def prepare_cells(cells, root: Path, progress: bool = True, tokenize=None) -> dict[str, PreparedData]:
     """Tokenize once per distinct (data config, tokenizer) among fine-tuning cells; cell name -> entry."""
     entries: dict[str, PreparedData] = {}
     by_cell = {}
@@ -97,7 +106,7 @@ def prepare_cells(cells, root: Path, progress: bool = True) -> dict[str, Prepare
             continue
         key = cell.config.data.model_dump_json() + cell.config.model.checkpoint
         if key not in entries:
-            entries[key] = prepare(cell.config.data, cell.config.model.checkpoint, root, progress)
+            entries[key] = prepare(cell.config.data, cell.config.model.checkpoint, root, progress, tokenize)
         by_cell[cell.name] = entries[key]
     return by_cell
 

@@ -105,3 +105,17 @@ def test_two_workers_per_trial_with_frozen_layers(ray_local, tiny_checkpoint, tm
     client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
     run = client.search_runs([client.get_experiment_by_name("ddp").experiment_id], "tags.`raygrid.role` = 'cell'")[0]
     assert run.info.status == "FINISHED" and CELL_METRICS <= set(run.data.metrics)
+
+
+def test_ray_data_tokenization_writes_the_same_cache(ray_local, tiny_checkpoint, tmp_path, capsys):
+    """`raygrid data prepare --ray` (actor pool) and the in-process path produce identical rows."""
+    import pyarrow.parquet as pq
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(tiny_grid_yaml(tiny_checkpoint))
+    assert main(["data", "prepare", str(grid), "--cache-dir", str(tmp_path / "local")]) == 0
+    assert main(["data", "prepare", str(grid), "--ray", "--actors", "2", "--cache-dir", str(tmp_path / "ray")]) == 0
+    local, remote = capsys.readouterr().out.split()[-2:]
+    assert local != remote and local.split("/")[-1] == remote.split("/")[-1]  # same key, two roots
+    for split in ("train", "validation", "test"):
+        assert pq.read_table(f"{local}/{split}.parquet").equals(pq.read_table(f"{remote}/{split}.parquet"))
