@@ -144,8 +144,10 @@ def _tfidf_cell(payload: dict) -> None:
     from raygrid.data.splits import apply_split_policy
 
     cfg = CellConfig.model_validate(payload["config"])
-    splits = apply_split_policy(load_raw(cfg.data), cfg.data)
-    scores = tfidf_lr(splits["train"], splits["validation"], splits["test"], seed=cfg.seed)
+    raw = load_raw(cfg.data)
+    splits = apply_split_policy(raw, cfg.data)
+    scores = tfidf_lr(splits["train"], splits["validation"], splits["test"], seed=cfg.seed,
+                      num_labels=len(raw.label_names))
     ray.tune.report({"epoch": 0, "val_f1_macro": scores["val_f1_macro"], "val_accuracy": scores["val_accuracy"]})
     ray.tune.report({**scores, "best_val_f1_macro": scores["val_f1_macro"], "peak_gpu_mem_mb": 0.0, "final": 1})
 
