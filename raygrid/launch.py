@@ -92,7 +92,11 @@ def ray_tokenize(actors: int = 2, batch_size: int = 256):
     def tokenize(table, tokenizer_location: str, max_len: int):
         _init_ray()
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        ds = ray.data.from_arrow(table).map_batches(
+        # Hand Ray Data the table as several blocks so every actor gets work. (Slicing here, not
+        # `repartition`: that needs CPU tasks the actor pool may already hold, and stalls.)
+        step = max(batch_size, -(-table.num_rows // (actors * 4)))
+        blocks = [table.slice(start, step) for start in range(0, max(table.num_rows, 1), step)]
+        ds = ray.data.from_arrow(blocks).map_batches(
             _TokenizeBatch, fn_constructor_args=(tokenizer_location, max_len), batch_size=batch_size,
             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
         return pa.concat_tables(ray.get(ds.to_arrow_refs()))
