@@ -109,7 +109,7 @@ def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: boo
     return {"name": cell.name, "config": cell.config.model_dump(mode="json"),
             "axis": {k: short_value(v) for k, v in cell.axis_values.items()},
             "data_dir": str(data.folder) if data else None, "resources": res.model_dump(), "use_gpu": use_gpu,
-            "cpus_per_worker": res.cpus_per_worker, "storage_path": str(out_dir.resolve() / "ray" / "train")}
+            "storage_path": str(out_dir.resolve() / "ray" / "train")}
 
 
 def _init_ray() -> None:

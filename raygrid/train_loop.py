@@ -88,21 +88,19 @@ def train_epoch(model, batches, optimizer, scheduler, cfg: OptimConfig, device, 
         loss_sum, n_batches = loss_sum + loss.item(), n_batches + 1
         tokens += int(batch["attention_mask"].sum())
         if i % cfg.grad_accum == 0:
-            _optimizer_step(model, optimizer, scheduler, cfg.clip_norm)
-            if on_step:
-                on_step()
+            _optimizer_step(model, optimizer, scheduler, cfg.clip_norm, on_step)
     if n_batches % cfg.grad_accum:  # flush a partial accumulation at the epoch's end
-        _optimizer_step(model, optimizer, scheduler, cfg.clip_norm)
-        if on_step:
-            on_step()
+        _optimizer_step(model, optimizer, scheduler, cfg.clip_norm, on_step)
     return {"train_loss": loss_sum / max(1, n_batches), "tokens": tokens, "seconds": time.perf_counter() - start}
 
 
-def _optimizer_step(model, optimizer, scheduler, clip_norm: float) -> None:
+def _optimizer_step(model, optimizer, scheduler, clip_norm: float, on_step=None) -> None:
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    if on_step:
+        on_step()
 
 
 @torch.no_grad()

@@ -36,7 +36,8 @@ def train_worker(payload: dict) -> None:
     cfg = CellConfig.model_validate(payload["config"])
     data = PreparedData.load(Path(payload["data_dir"]))
     context = ray.train.get_context()
-    torch.set_num_threads(max(1, round(payload["cpus_per_worker"])))  # no oversubscription of cores
+    cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
+    torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
     device = ray.train.torch.get_device()
     model = build_classifier(cfg, data.num_labels)
     if context.get_world_size() > 1:
