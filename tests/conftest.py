@@ -25,7 +25,7 @@ def write_tiny_checkpoint(folder: Path, layers: int = 2, hidden: int = 32, heads
     pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase + string.digits)
     pieces += ["##" + c for c in string.ascii_lowercase + string.digits] + list(string.punctuation) + WORDS
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(pieces)) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
     config = BertConfig(vocab_size=len(dict.fromkeys(pieces)), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=512)
     torch.manual_seed(0)
