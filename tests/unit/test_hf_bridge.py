@@ -7,6 +7,7 @@ from transformers import AutoModel, BertConfig, BertModel
 from transformers.masking_utils import eager_mask, sdpa_mask
 
 from raygrid.attention import FavorParams, LshParams, SoftmaxParams, hf_bridge
+from raygrid.positions import disable_learned_positions
 
 VARIANTS = [FavorParams(nb_features=32), LshParams(chunk_size=4, num_hashes=2)]
 
@@ -40,6 +41,11 @@ def test_implementation_names():
     assert hf_bridge.implementation_name({"kind": "softmax", "implementation": "eager"}) == "eager"
     assert hf_bridge.implementation_name(FavorParams()) == "raygrid_favor"
     assert hf_bridge.implementation_name(LshParams()) == "raygrid_lsh"
+    assert hf_bridge.implementation_name(SoftmaxParams(), rope=True) == "raygrid_rope_softmax"
+    assert hf_bridge.implementation_name({"kind": "softmax", "implementation": "eager"}, rope=True) == \
+        "raygrid_rope_softmax"
+    assert hf_bridge.implementation_name(FavorParams(), rope=True) == "raygrid_rope_favor"
+    assert hf_bridge.implementation_name(LshParams(), rope=True) == "raygrid_rope_lsh"
 
 
 @pytest.mark.parametrize("params", VARIANTS, ids=["favor", "lsh"])
@@ -136,3 +142,111 @@ def test_whole_model_4096_tokens_forward_backward(params):
     hidden[:, :4000].pow(2).mean().backward()
     grad = model.encoder.layer[0].attention.self.query.weight.grad
     assert torch.isfinite(hidden).all() and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+# --- rotary positions ------------------------------------------------------------------------------
+
+ROPE_VARIANTS = [SoftmaxParams(), FavorParams(nb_features=64), LshParams(chunk_size=4, num_hashes=2)]
+KERNEL_OF = {"softmax": "softmax_attention", "favor": "favor_attention", "lsh": "lsh_attention"}
+
+
+def _rope_model(checkpoint, params, seed=0):
+    name = hf_bridge.implementation_name(params, rope=True)
+    model = AutoModel.from_pretrained(checkpoint, attn_implementation=name).eval()
+    disable_learned_positions(model)
+    hf_bridge.attach_attention_state(model, params, seed, rope_base=10000.0)
+    with torch.no_grad():  # random init (std 0.02) gives near-uniform attention: sharpen it so positions show
+        for module in hf_bridge.attention_modules(model):
+            module.query.weight.mul_(8)
+            module.key.weight.mul_(8)
+    return model
+
+
+@pytest.mark.parametrize("params", ROPE_VARIANTS, ids=["softmax", "favor", "lsh"])
+def test_rope_whole_model(tiny_checkpoint, params, monkeypatch):
+    calls = _spy(monkeypatch, KERNEL_OF[params.kind])
+    model = _rope_model(tiny_checkpoint, params)
+    ids = torch.randint(5, 60, (2, 16), generator=torch.Generator().manual_seed(0))
+    out = model(ids, attention_mask=torch.ones(2, 16)).last_hidden_state
+    assert len(calls) == 2 and torch.isfinite(out).all()
+    # right padding leaves the real tokens' positions (0 … n-1) and outputs unchanged
+    padded = torch.cat([ids, torch.zeros(2, 8, dtype=torch.long)], dim=1)
+    long = model(padded, attention_mask=(torch.arange(24) < 16).long().expand(2, 24)).last_hidden_state
+    torch.testing.assert_close(long[:, :16], out, atol=1e-5, rtol=1e-5)
+    # the learned table is gone, yet token order matters: positions come from RoPE
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(1))
+    shuffled = model(ids[:, perm], attention_mask=torch.ones(2, 16)).last_hidden_state
+    assert (shuffled - out[:, perm]).abs().max() > 1e-3  # without positions: < 1e-6 (test_positions)
+    model.train()
+    model(ids, attention_mask=torch.ones(2, 16)).last_hidden_state.pow(2).mean().backward()
+    grad = model.encoder.layer[0].attention.self.query.weight.grad
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_rope_state_checks(tiny_checkpoint):
+    params = SoftmaxParams()
+    model = AutoModel.from_pretrained(tiny_checkpoint, attn_implementation=hf_bridge.implementation_name(params, True))
+    with pytest.raises(RuntimeError, match="rope_base"):
+        model(torch.randint(5, 60, (1, 8)))
+    with pytest.raises(ValueError, match="pass rope_base"):
+        hf_bridge.attach_attention_state(model, params, seed=0)
+    plain = AutoModel.from_pretrained(tiny_checkpoint, attn_implementation="sdpa")
+    with pytest.raises(ValueError, match="ignores it"):
+        hf_bridge.attach_attention_state(plain, params, seed=0, rope_base=10000.0)
+    with pytest.raises(ValueError, match="raygrid_favor but the attention params need sdpa"):
+        hf_bridge.attach_attention_state(_model(FavorParams(nb_features=16)), params, seed=0)
+    with pytest.raises(ValueError, match="need raygrid_rope_lsh"):
+        hf_bridge.attach_attention_state(model, LshParams(), seed=0, rope_base=500)
+    hf_bridge.attach_attention_state(model, params, seed=0, rope_base=500)
+    assert {m.raygrid_rope_base for m in hf_bridge.attention_modules(model)} == {500.0}
+
+
+# --- LSH hashing per top-level forward (gradient checkpointing) ----------------------------------
+
+def test_lsh_gradient_checkpointing_gives_same_gradients(monkeypatch):
+    calls = _spy(monkeypatch, "lsh_attention")
+    params = LshParams(chunk_size=4, num_hashes=2)
+    ids = torch.randint(1, 99, (2, 24), generator=torch.Generator().manual_seed(2))
+    mask = (torch.arange(24) < torch.tensor([[24], [19]])).long()
+
+    def gradients(checkpointing: bool) -> dict:
+        model = _model(params, seed=5).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        hf_bridge.set_lsh_step(model, 7)
+        torch.manual_seed(1)  # dropout masks (checkpointing replays the global RNG itself)
+        model(ids, attention_mask=mask).last_hidden_state.pow(2).mean().backward()
+        return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients(False)
+    assert len(calls) == 2
+    checkpointed = gradients(True)
+    assert len(calls) == 2 + 4  # each layer ran again in backward, and hashed as in its forward
+    assert plain.keys() == checkpointed.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, msg=name)
+
+
+def test_lsh_counter_ticks_per_training_forward_and_resumes():
+    import copy
+
+    params = LshParams(chunk_size=4, num_hashes=1)
+    ids = torch.randint(1, 99, (1, 32), generator=torch.Generator().manual_seed(1))
+    model = _model(params, seed=3)
+    model(ids)
+    assert hf_bridge.lsh_step(model) == 0  # eval forwards do not tick
+    model.train()
+    for _ in range(3):
+        model(ids)
+    assert hf_bridge.lsh_step(model) == 3  # once per top-level forward, not per layer
+    twin = copy.deepcopy(model)
+    twin(ids)
+    assert hf_bridge.lsh_step(twin) == 4 and hf_bridge.lsh_step(model) == 3  # copies keep their own counter
+    torch.manual_seed(0)
+    fourth = model(ids).last_hidden_state
+    resumed = _model(params, seed=3).train()
+    assert hf_bridge.set_lsh_step(torch.nn.ModuleDict({"encoder": resumed}), 3)  # found inside a wrapper
+    torch.manual_seed(0)
+    torch.testing.assert_close(resumed(ids).last_hidden_state, fourth, rtol=0, atol=0)
+    assert not hf_bridge.set_lsh_step(_model(FavorParams(nb_features=16)), 3)
+    assert hf_bridge.lsh_step(_model(FavorParams(nb_features=16))) is None
