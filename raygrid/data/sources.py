@@ -33,10 +33,14 @@ class RawSplits:
     label_names: list[str]
     origin: dict[str, str] = field(default_factory=dict)  # split -> file or hub id, for messages
     fingerprint: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)  # split -> bad rows dropped (data.bad_rows: skip)
 
 
 def load_raw(cfg: DataConfig) -> RawSplits:
     """Dispatch to the adapter named by `cfg.dataset`."""
+    if cfg.dataset not in ADAPTERS:
+        raise DataError(f"data.dataset: {cfg.dataset} is an unlabelled corpus (read by raygrid.data.mlm_data), "
+                        f"not a labelled dataset")
     return ADAPTERS[cfg.dataset](cfg)
 
 
@@ -52,7 +56,8 @@ def load_local(cfg: DataConfig, prefix: str | None = None, label_names: list[str
         names = ", ".join(f"{p}train{e}" for p in ([f"{prefix}_"] if prefix else []) + [""] for e in EXTENSIONS[:3])
         raise DataError(f"data.path: no train file in {folder} (looked for {names})")
     if label_names is None:
-        train_labels = read_labelled(files["train"], cfg.text_column, cfg.label_column)["label"]
+        train, _ = read_labelled_counted(files["train"], cfg.text_column, cfg.label_column, cfg.bad_rows == "skip")
+        train_labels = train["label"]
         label_names = [str(v) for v in sorted(pc.unique(train_labels).to_pylist())]
     return _from_files(cfg, files, label_names)
 
@@ -87,7 +92,16 @@ def read_table(path: Path) -> pa.Table:
 
 
 def read_labelled(path: Path, text_column: str = "text", label_column: str = "label") -> pa.Table:
-    """Read a file and return table(text, label) after checking every row."""
+    """Read a file and return table(text, label) after checking every row (a bad row is an error)."""
+    return read_labelled_counted(path, text_column, label_column)[0]
+
+
+def read_labelled_counted(path: Path, text_column: str = "text", label_column: str = "label",
+                          skip_bad: bool = False) -> tuple[pa.Table, int]:
+    """(table(text, label), rows dropped): bad rows (empty text, no label) raise, or are dropped when skip_bad.
+
+    Whole-file problems (unreadable, missing column, wrong column type) always raise.
+    """
     table = read_table(path)
     for column in (text_column, label_column):
         if column not in table.column_names:
@@ -97,26 +111,40 @@ def read_labelled(path: Path, text_column: str = "text", label_column: str = "la
         raise DataError(f"{path}: column {text_column!r} must hold text, not {text.type}")
     if not pa.types.is_integer(label.type):
         raise DataError(f"{path}: column {label_column!r} must hold integer class ids, not {label.type}")
-    _check_rows(path, text, label)
-    return pa.table({"text": text.cast(pa.string()), "label": label.cast(pa.int64())})
+    out = pa.table({"text": text.cast(pa.string()), "label": label.cast(pa.int64())})
+    bad = _bad_rows(path, text, label, raise_first=not skip_bad)
+    if bad is None:
+        return out, 0
+    return out.filter(pc.invert(bad)), pc.sum(bad).as_py()
 
 
-def _check_rows(path: Path, text: pa.ChunkedArray, label: pa.ChunkedArray) -> None:
-    empty = pc.or_(pc.is_null(text), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0))
-    bad = pc.indices_nonzero(pc.fill_null(empty, True))
-    if len(bad):
-        raise DataError(f"{path}: row {bad[0].as_py()}: empty or missing text ({len(bad)} such rows)")
-    missing = pc.indices_nonzero(pc.is_null(label))
-    if len(missing):
-        raise DataError(f"{path}: row {missing[0].as_py()}: missing label")
+def _bad_rows(path: Path, text: pa.ChunkedArray, label: pa.ChunkedArray, raise_first: bool):
+    """Boolean mask of rows with empty/missing text or a missing label (None if there are none)."""
+    empty = pc.fill_null(pc.or_(pc.is_null(text), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)), True)
+    missing = pc.is_null(label)
+    if raise_first:
+        bad = pc.indices_nonzero(empty)
+        if len(bad):
+            raise DataError(f"{path}: row {bad[0].as_py()}: empty or missing text ({len(bad)} such rows; "
+                            f"data.bad_rows: skip drops them)")
+        unlabelled = pc.indices_nonzero(missing)
+        if len(unlabelled):
+            raise DataError(f"{path}: row {unlabelled[0].as_py()}: missing label (data.bad_rows: skip drops such rows)")
+        return None
+    bad = pc.or_(empty, missing)
+    return bad if pc.any(bad).as_py() else None
 
 
-def check_labels(raw: RawSplits) -> None:
-    """Every split's labels must be class ids 0..len(label_names)-1."""
+def check_labels(raw: RawSplits, skip_bad: bool = False) -> None:
+    """Every split's labels must be class ids 0..len(label_names)-1 (or, with skip_bad, such rows are dropped)."""
     allowed = pa.array(range(len(raw.label_names)), pa.int64())
     for split, table in raw.tables.items():
-        outside = pc.indices_nonzero(pc.invert(pc.is_in(table["label"], value_set=allowed)))
-        if len(outside):
+        inside = pc.is_in(table["label"], value_set=allowed)
+        outside = pc.indices_nonzero(pc.invert(inside))
+        if len(outside) and skip_bad:
+            raw.tables[split] = table.filter(inside)
+            raw.skipped[split] = raw.skipped.get(split, 0) + len(outside)
+        elif len(outside):
             row = outside[0].as_py()
             raise DataError(
                 f"{raw.origin.get(split, split)}: row {row}: label {table['label'][row].as_py()} "
@@ -190,15 +218,17 @@ def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
     tables = {("test" if k == "semeval_test" else k): t.select(["text", "label"]) for k, t in tables.items()}
     raw = RawSplits(tables, names, {k: f"SemEvalWorkshop/hyperpartisan_news_detection:{subset}" for k in tables},
                     fingerprint=_fingerprint_tables(tables))
-    check_labels(raw)
+    check_labels(raw, cfg.bad_rows == "skip")
     return raw
 
 
 def _from_files(cfg: DataConfig, files: dict[str, Path], label_names: list[str]) -> RawSplits:
-    tables = {split: read_labelled(f, cfg.text_column, cfg.label_column) for split, f in files.items()}
-    raw = RawSplits(tables, label_names, {s: str(f) for s, f in files.items()},
-                    fingerprint=_fingerprint_files(files.values()))
-    check_labels(raw)
+    skip = cfg.bad_rows == "skip"
+    read = {split: read_labelled_counted(f, cfg.text_column, cfg.label_column, skip) for split, f in files.items()}
+    raw = RawSplits({split: table for split, (table, _) in read.items()}, label_names,
+                    {s: str(f) for s, f in files.items()}, fingerprint=_fingerprint_files(files.values()),
+                    skipped={split: n for split, (_, n) in read.items() if n})
+    check_labels(raw, skip)
     return raw
 
 
@@ -217,16 +247,20 @@ def _load_hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], l
 
     root = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
                                   allow_patterns=list(patterns.values())))
-    tables, files = {}, []
+    tables, files, skipped = {}, [], {}
+    skip = cfg.bad_rows == "skip"
     for split, pattern in patterns.items():
         parts = sorted(root.glob(pattern))
         if not parts:
             raise DataError(f"{repo_id}: no files match {pattern}")
         files += parts
-        tables[split] = pa.concat_tables([read_labelled(p, cfg.text_column, cfg.label_column) for p in parts])
+        read = [read_labelled_counted(p, cfg.text_column, cfg.label_column, skip) for p in parts]
+        tables[split] = pa.concat_tables([table for table, _ in read])
+        if sum(n for _, n in read):
+            skipped[split] = sum(n for _, n in read)
     raw = RawSplits(tables, label_names, {s: f"{repo_id}:{p}" for s, p in patterns.items()},
-                    fingerprint=_fingerprint_files(files))
-    check_labels(raw)
+                    fingerprint=_fingerprint_files(files), skipped=skipped)
+    check_labels(raw, skip)
     return raw
 
 

@@ -48,6 +48,35 @@ def test_bad_rows_name_file_and_row(tmp_path):
         load_raw(DataConfig(dataset="local", path=str(tmp_path)))
 
 
+def test_bad_rows_can_be_skipped_and_counted(tmp_path, tiny_checkpoint):
+    write_split(tmp_path, "train", ["ok one", "  ", "fine two", "more", "last"] * 4, [0, 1, 0, 1, 0] * 4)
+    pq.write_table(pa.table({"text": ["a", None, "b c", "d"], "label": pa.array([0, 1, None, 1], pa.int64())}),
+                   tmp_path / "test.parquet")
+    write_split(tmp_path, "validation", ["x", "y", "z"], [0, 1, 1])
+    cfg = DataConfig(dataset="imdb", path=str(tmp_path), bad_rows="skip")
+    raw = load_raw(cfg)
+    assert raw.skipped == {"train": 4, "test": 2}
+    assert raw.tables["train"].num_rows == 16 and raw.tables["test"]["text"].to_pylist() == ["a", "d"]
+    # labels outside the label set are dropped too (imdb has 2 classes)
+    write_split(tmp_path, "validation", ["x", "y", "z"], [0, 1, 5])
+    assert load_raw(cfg).skipped == {"train": 4, "test": 2, "validation": 1}
+    with pytest.warns(UserWarning, match="skipped 7 bad rows"):
+        data = prepare(cfg, str(tiny_checkpoint), tmp_path / "cache", progress=False)
+    assert data.meta["skipped_rows"] == {"train": 4, "test": 2, "validation": 1}
+    with pytest.raises(DataError, match=r"train\.parquet: row 1: empty or missing text \(4 such rows"):
+        load_raw(cfg.model_copy(update={"bad_rows": "error"}))
+
+
+def test_corpora_are_not_labelled_datasets():
+    from raygrid.config import DatasetName, CORPORA
+    from raygrid.data.sources import ADAPTERS
+    from typing import get_args
+
+    assert set(get_args(DatasetName)) == set(ADAPTERS) | set(CORPORA)
+    with pytest.raises(DataError, match="wikipedia is an unlabelled corpus"):
+        load_raw(DataConfig(dataset="wikipedia", path="/tmp"))
+
+
 def test_label_outside_label_set(tmp_path):
     write_split(tmp_path, "train", ["a", "b"], [0, 1])
     write_split(tmp_path, "test", ["a", "b", "c"], [0, 1, 7])
