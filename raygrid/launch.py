@@ -3,6 +3,12 @@
 `run_grid` skips finished cells, tokenizes what the rest need (once, into the cache), then runs
 one Tune trial per pending cell (see raygrid.trial) with `max_concurrent_trials` sized to the
 cluster. `_MlflowCells` turns Tune's trial events into MLflow child runs in this process.
+
+Staged grids run stage by stage in dependency order, one Tuner per stage. A chained cell starts
+from the weights its parent cell exported to Ray's storage (the URI is the parent run's
+`raygrid.checkpoint` tag), so weights pass through storage, never through hand-copied paths;
+the child run records the lineage in tags. Parents in another grid must have finished before
+launch, or nothing starts.
 """
 from __future__ import annotations
 
@@ -16,18 +22,21 @@ import pyarrow as pa
 import ray
 import ray.tune
 
-from raygrid.config import Resources
+from raygrid.config import STAGE_SCHEME, Resources
 from raygrid.data.cache import PreparedData, load_tokenizer, prepare_cells, tokenize_table
-from raygrid.grid import Cell, Grid, short_value
+from raygrid.grid import Cell, Grid, GridError, short_value
 from raygrid.model import check_checkpoint
-from raygrid.tracking import GridTracker
+from raygrid.tracking import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
+                              TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
 from raygrid.trial import train_driver
 
 # The Train driver (the Tune trial itself) only waits on its workers: a sliver of a CPU, so it
 # never blocks a worker slot. Ray Data read tasks likewise ask for little (see trial.py).
 DRIVER_CPUS = 0.01
-EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "epoch_time_s", "lr")
+EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "val_mlm_accuracy", "val_mlm_perplexity",
+                 "epoch_time_s", "lr")
 FINAL_METRICS = ("test_f1_macro", "test_accuracy", "test_loss", "best_val_f1_macro", "best_epoch",
+                 "best_val_loss", "final_val_loss", "final_val_perplexity",
                  "train_time_s", "tokens_per_s", "peak_gpu_mem_mb", "peak_host_mem_mb")
 
 
@@ -38,40 +47,110 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print) -> RunSummary:
-    """Run every cell of `grid` that has not finished before; return what happened."""
+def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print, tokenize_actors: int = 0) -> RunSummary:
+    """Run every cell of `grid` that has not finished before; return what happened.
+
+    tokenize_actors > 0 tokenizes missing cache entries on a Ray Data actor pool of that size
+    (documents for classification; MLM blocks are always packed in this process).
+    """
     summary = RunSummary()
-    tracker = GridTracker(uri, grid.name)
-    done = tracker.finished_cells()
+    try:
+        done = GridTracker(uri, grid.name, create=False).finished_cells()
+    except LookupError:  # first run of this grid
+        done = {}
     pending = [cell for cell in grid.cells if cell.name not in done]
     summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
+    # Refusals come before anything is recorded or started.
+    _check_external_parents(grid, pending, uri)
+    for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
+        if not checkpoint.startswith(STAGE_SCHEME):
+            check_checkpoint(checkpoint)
     if summary.skipped:
         log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
             f"(delete their runs to rerun them)")
+    tracker = GridTracker(uri, grid.name)
     tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
     if not pending:
         tracker.end_grid()
         return summary
-    for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
-        check_checkpoint(checkpoint)
-    prepared = prepare_cells(pending, cache_dir)  # tokenizes once per distinct data config
+    tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
+    prepared = prepare_cells(pending, cache_dir, tokenize=tokenize)  # once per distinct data config
     _init_ray()
     use_gpu = _use_gpu(grid.spec.resources)
-    payloads = [_payload(cell, prepared.get(cell.name), grid.spec.resources, use_gpu, out_dir) for cell in pending]
-    callback = _MlflowCells(tracker, {cell.name: cell for cell in pending}, summary)
+    for stage in grid.stage_order or [None]:
+        cells, links = [], {}
+        for cell in (c for c in pending if c.stage == stage):
+            if cell.parent is not None:
+                link = _parent_weights(cell, grid, tracker, uri)
+                if link is None:
+                    summary.failed[cell.name] = f"its parent cell {cell.parent.name} did not finish"
+                    continue
+                links[cell.name] = link
+            cells.append(cell)
+        if cells:
+            if stage is not None:
+                log(f"stage {stage}: {len(cells)} cell(s)")
+            _run_cells(grid, cells, links, prepared, use_gpu, out_dir, tracker, summary)
+    tracker.end_grid(failed=bool(summary.failed))
+    return summary
+
+
+@dataclass(frozen=True)
+class _ParentWeights:
+    grid: str
+    cell: str
+    run_id: str
+    uri: str
+
+
+def _parent_weights(cell: Cell, grid: Grid, tracker: GridTracker, uri: str) -> _ParentWeights | None:
+    """Where the finished parent cell's exported weights are, from its MLflow run."""
+    source = tracker if cell.parent_grid == grid.name else GridTracker(uri, cell.parent_grid, create=False)
+    found = source.exported_weights(cell.parent.name)
+    return _ParentWeights(cell.parent_grid, cell.parent.name, *found) if found else None
+
+
+def _check_external_parents(grid: Grid, pending: list[Cell], uri: str) -> None:
+    """Refuse, before launch, cells whose parent lives in another grid that has not produced it."""
+    missing: dict[str, list[str]] = {}
+    for cell in pending:
+        if cell.parent is None or cell.parent_grid == grid.name:
+            continue
+        try:
+            found = GridTracker(uri, cell.parent_grid, create=False).exported_weights(cell.parent.name)
+        except LookupError:
+            found = None
+        if found is None:
+            missing.setdefault(cell.parent_grid, []).append(cell.parent.name)
+    if missing:
+        name, cells = next(iter(missing.items()))
+        raise GridError(f"{grid.path}: init: {len(cells)} parent cell(s) of grid {name} have not finished at {uri}, "
+                        f"e.g. {cells[0]} (run that grid first, with the same --out / MLFLOW_TRACKING_URI)")
+
+
+def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], prepared, use_gpu: bool,
+               out_dir: Path, tracker: GridTracker, summary: RunSummary) -> None:
+    """One Tuner over `cells` (a whole single-stage grid, or one stage)."""
+    resources = grid.spec.resources
+    payloads = [_payload(cell, prepared.get(cell.name), resources, use_gpu, out_dir, links.get(cell.name))
+                for cell in cells]
+    callback = _MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)
+    experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
     tuner = ray.tune.Tuner(
         ray.tune.with_resources(train_driver, {"CPU": DRIVER_CPUS}),
         param_space={"cell": ray.tune.grid_search(payloads)},
         tune_config=ray.tune.TuneConfig(
-            max_concurrent_trials=_max_concurrent(grid.spec.resources, use_gpu),
+            max_concurrent_trials=_max_concurrent(resources, use_gpu),
             trial_name_creator=lambda t: t.config["cell"]["name"],
-            trial_dirname_creator=lambda t: f"{t.trial_id}-{t.config['cell']['name'][:80]}"),
-        run_config=ray.tune.RunConfig(name=grid.name, storage_path=str(out_dir.resolve() / "ray"),
+            trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(t.config['cell']['name'])[:80]}"),
+        run_config=ray.tune.RunConfig(name=experiment, storage_path=str(out_dir.resolve() / "ray"),
                                       callbacks=[callback]),
     )
     tuner.fit()
-    tracker.end_grid(failed=bool(summary.failed))
-    return summary
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", name)
 
 
 class _TokenizeBatch:
@@ -104,12 +183,15 @@ def ray_tokenize(actors: int = 2, batch_size: int = 256):
     return tokenize
 
 
-def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, out_dir: Path) -> dict:
+def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, out_dir: Path,
+             parent: _ParentWeights | None = None) -> dict:
     """What a trial receives: plain JSON, re-validated by the worker."""
     return {"name": cell.name, "config": cell.config.model_dump(mode="json"),
             "axis": {k: short_value(v) for k, v in cell.axis_values.items()},
             "data_dir": str(data.folder) if data else None, "resources": res.model_dump(), "use_gpu": use_gpu,
-            "storage_path": str(out_dir.resolve() / "ray" / "train")}
+            "storage_path": str(out_dir.resolve() / "ray" / "train"),
+            "init_checkpoint": parent.uri if parent else None,
+            "skipped_rows": sum(data.meta.get("skipped_rows", {}).values()) if data else 0}
 
 
 def _init_ray() -> None:
@@ -141,8 +223,9 @@ def _max_concurrent(res: Resources, use_gpu: bool) -> int:
 class _MlflowCells(ray.tune.Callback):
     """Tune trial events -> MLflow child runs (runs in the `raygrid run` process)."""
 
-    def __init__(self, tracker: GridTracker, cells: dict[str, Cell], summary: RunSummary):
-        self.tracker, self.cells, self.summary = tracker, cells, summary
+    def __init__(self, tracker: GridTracker, cells: dict[str, Cell], links: dict[str, _ParentWeights],
+                 summary: RunSummary):
+        self.tracker, self.cells, self.links, self.summary = tracker, cells, links, summary
         self.run_ids: dict[str, str] = {}
         self.scored: set[str] = set()
 
@@ -150,14 +233,30 @@ class _MlflowCells(ray.tune.Callback):
         name = trial.config["cell"]["name"]
         if name not in self.run_ids:  # a restarted trial keeps its run
             payload = trial.config["cell"]
-            self.run_ids[name] = self.tracker.start_cell(name, payload["axis"], payload["config"])
+            self.run_ids[name] = self.tracker.start_cell(name, payload["axis"], payload["config"], self._tags(name))
+            if payload.get("skipped_rows"):  # data.bad_rows: skip dropped rows of this cell's data
+                self.tracker.log_metrics(self.run_ids[name], {"data_skipped_rows": payload["skipped_rows"]}, step=0)
+
+    def _tags(self, name: str) -> dict[str, str]:
+        tags = {TAG_STAGE: self.cells[name].stage} if self.cells[name].stage else {}
+        if name in self.links:
+            link = self.links[name]
+            tags.update({TAG_INIT_GRID: link.grid, TAG_INIT_CELL: link.cell, TAG_INIT_RUN: link.run_id,
+                         TAG_INIT_CHECKPOINT: link.uri})
+        return tags
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         name = trial.config["cell"]["name"]
         if result.get("final"):
-            self.tracker.log_metrics(self.run_ids[name], _pick(result, FINAL_METRICS), step=0)
-            self.scored.add(name)
-        elif "val_f1_macro" in result:
+            run_id = self.run_ids[name]
+            self.tracker.log_metrics(run_id, _pick(result, FINAL_METRICS), step=0)
+            tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out")}
+            if result.get("weights_out") and result.get("checkpoint_path"):
+                tags[TAG_CHECKPOINT] = _storage_uri(trial.config["cell"]["storage_path"], result["checkpoint_path"])
+            self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})
+            if trial.config["cell"]["config"]["kind"] != "mlm" or TAG_CHECKPOINT in tags:
+                self.scored.add(name)
+        elif "epoch" in result:
             self.tracker.log_metrics(self.run_ids[name], _pick(result, EPOCH_METRICS), step=int(result["epoch"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -166,7 +265,7 @@ class _MlflowCells(ray.tune.Callback):
             self.tracker.end_cell(self.run_ids[name])
             self.summary.finished.append(name)
         else:
-            self._fail(name, "trial ended without test metrics")
+            self._fail(name, "trial ended without its final metrics (or, for mlm, without exported weights)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._fail(trial.config["cell"]["name"], _error_reason(trial))
@@ -175,6 +274,12 @@ class _MlflowCells(ray.tune.Callback):
         if name in self.run_ids:
             self.tracker.end_cell(self.run_ids[name], error=reason)
         self.summary.failed[name] = reason
+
+
+def _storage_uri(storage_path: str, checkpoint_path: str) -> str:
+    """Ray reports checkpoint paths without the filesystem's scheme; put it back (s3://, gs://, ...)."""
+    scheme = storage_path.split("://", 1)[0] + "://" if "://" in storage_path else ""
+    return checkpoint_path if not scheme or checkpoint_path.startswith(scheme) else scheme + checkpoint_path
 
 
 def _pick(result: dict, keys) -> dict[str, float]:

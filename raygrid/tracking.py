@@ -18,6 +18,11 @@ from mlflow.tracking import MlflowClient
 
 TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
 TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "mlflow.parentRunId"
+# Stages: a cell's stage; the weights it exported (a storage URI) and their fingerprint; and, on a
+# chained cell, where its initial weights came from (grid, cell, run id, URI) and their fingerprint.
+TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoint", "raygrid.weights_out"
+TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_cell", "raygrid.init_run_id"
+TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
 
 
 def tracking_uri(out_dir: str | Path) -> str:
@@ -84,22 +89,34 @@ class GridTracker:
         """cell name -> run id of cells whose run FINISHED."""
         return {r.data.tags[TAG_CELL]: r.info.run_id for r in self.cell_runs() if r.info.status == "FINISHED"}
 
+    def exported_weights(self, cell: str) -> tuple[str, str] | None:
+        """(run id, storage URI) of the weights a FINISHED cell exported, or None."""
+        for run in self.cell_runs():
+            tags = run.data.tags
+            if tags.get(TAG_CELL) == cell and run.info.status == "FINISHED" and tags.get(TAG_CHECKPOINT):
+                return run.info.run_id, tags[TAG_CHECKPOINT]
+        return None
+
     def log_grid(self, grid_text: str, grid_path: str, n_cells: int) -> None:
         self.client.set_terminated(self.parent_id, "RUNNING")
         self.client.log_text(self.parent_id, grid_text, "grid.yaml")
         self.client.set_tag(self.parent_id, "raygrid.grid_file", grid_path)
         self.client.set_tag(self.parent_id, "raygrid.cells", str(n_cells))
 
-    def start_cell(self, name: str, axis_values: dict[str, str], config: dict) -> str:
+    def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None) -> str:
         """New child run for a cell; earlier unfinished runs of the same cell are marked superseded."""
         for old in self.cell_runs():
             if old.data.tags.get(TAG_CELL) == name:
                 self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
-        tags = {TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name, TAG_PARENT: self.parent_id}
+        tags = {**(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name, TAG_PARENT: self.parent_id}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         params = {**{f"axis.{k}": v for k, v in axis_values.items()}, **flatten(config)}
         self.client.log_batch(run.info.run_id, params=_params(params))
         return run.info.run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -127,8 +144,11 @@ def fetch_runs(uri: str, grid_name: str) -> pd.DataFrame:
     tracker = GridTracker(uri, grid_name, create=False)
     rows = []
     for run in tracker.cell_runs():
-        row = {"cell": run.data.tags.get(TAG_CELL), "status": run.info.status, "run_id": run.info.run_id,
-               "error": run.data.tags.get(TAG_ERROR, "")}
+        tags = run.data.tags
+        row = {"cell": tags.get(TAG_CELL), "status": run.info.status, "run_id": run.info.run_id,
+               "error": tags.get(TAG_ERROR, ""), "stage": tags.get(TAG_STAGE, "")}
+        row.update({f"tags.{k}": v for k, v in tags.items() if k.startswith(("raygrid.init", "raygrid.weights",
+                                                                             "raygrid.checkpoint"))})
         row.update({f"params.{k}": v for k, v in run.data.params.items()})
         row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
         rows.append(row)

@@ -1,7 +1,9 @@
-"""Fine-tuning of one cell: epochs of AdamW steps, validation, best checkpoint, test scoring.
+"""Training of one cell: epochs of AdamW steps, validation, best checkpoint, test scoring.
 
-Framework-free: batches come from callables and results leave through `report`, so the same code
-runs inside a Ray Train worker (raygrid.launch) and in plain unit tests.
+The objective (raygrid.objectives: classification or masked-language modelling) decides the loss,
+the evaluation and which epoch is best. Framework-free: batches come from callables and results
+leave through `report`, so the same code runs inside a Ray Train worker (raygrid.trial) and in
+plain unit tests.
 """
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
+from raygrid.attention.hf_bridge import lsh_step, set_lsh_step
 from raygrid.config import CellConfig, OptimConfig
-from raygrid.metrics import accuracy, f1_macro, peak_gpu_mem_mb, peak_host_mem_mb
+from raygrid.metrics import peak_gpu_mem_mb, peak_host_mem_mb
 from raygrid.model import frozen_epochs, set_bottom_frozen
+from raygrid.objectives import autocast
 
 Batch = dict[str, torch.Tensor]
 
@@ -28,7 +31,7 @@ class Loaders:
 
     train: Callable[[int], Iterable[Batch]]
     validation: Callable[[], Iterable[Batch]]
-    test: Callable[[], Iterable[Batch]]
+    test: Callable[[], Iterable[Batch]] | None  # None: the objective scores no test split (MLM)
     steps_per_epoch: int  # optimizer steps (after accumulation), for the LR schedule
 
 
@@ -38,7 +41,9 @@ class Progress:
 
     epoch: int = 0  # next epoch to run
     step: int = 0
-    best_val_f1: float = -1.0
+    best_score: float = -math.inf  # the objective's selection metric (higher is better)
+    best_val: dict = field(default_factory=dict)
+    last_val: dict = field(default_factory=dict)
     best_epoch: int = -1
     train_seconds: float = 0.0
     train_tokens: int = 0
@@ -69,12 +74,7 @@ def make_scheduler(optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_ratio, cfg.min_lr_ratio, cfg.schedule))
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on GPU; a no-op context on CPU (fp32 is faster and exact there)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
-
-
-def train_epoch(model, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None) -> dict:
+def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None) -> dict:
     """One pass over `batches` with gradient accumulation and clipping; returns loss and counts."""
     model.train()
     loss_sum, n_batches, tokens, start = 0.0, 0, 0, time.perf_counter()
@@ -82,8 +82,7 @@ def train_epoch(model, batches, optimizer, scheduler, cfg: OptimConfig, device, 
     for i, batch in enumerate(batches, start=1):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device, cfg.mixed_precision):
-            logits = model(batch["input_ids"], batch["attention_mask"])
-        loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+            loss = objective.loss(model, batch)
         (loss / cfg.grad_accum).backward()
         loss_sum, n_batches = loss_sum + loss.item(), n_batches + 1
         tokens += int(batch["attention_mask"].sum())
@@ -103,29 +102,15 @@ def _optimizer_step(model, optimizer, scheduler, clip_norm: float, on_step=None)
         on_step()
 
 
-@torch.no_grad()
-def evaluate(model, batches, num_labels: int, device, mixed_precision: bool = True) -> dict:
-    """Loss, F1-macro and accuracy over all batches."""
-    model.eval()
-    preds, labels, loss_sum = [], [], 0.0
-    for batch in batches:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast(device, mixed_precision):
-            logits = model(batch["input_ids"], batch["attention_mask"]).float()
-        loss_sum += nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
-        preds.append(logits.argmax(-1).cpu().numpy())
-        labels.append(batch["labels"].cpu().numpy())
-    p, y = np.concatenate(preds), np.concatenate(labels)
-    return {"loss": loss_sum / max(1, len(y)), "f1_macro": f1_macro(p, y, num_labels), "accuracy": accuracy(p, y)}
-
-
-def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, device: torch.device,
+def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: torch.device,
         report: Callable[[dict, dict | None], None], resume: dict | None = None,
         on_step: Callable[[int], None] | None = None) -> dict:
-    """Train for cfg.optim.epochs, report each epoch (with a resumable state), then score test.
+    """Train for cfg.optim.epochs, report each epoch (with a resumable state), then the final metrics.
 
     `report(metrics, state)` receives per-epoch metrics and the full state to checkpoint (live
-    tensors: save or copy it before returning); the final call carries test metrics and state=None.
+    tensors: save or copy it before returning); the final call carries the final metrics (test
+    scores for classification) and state=None. The model is left holding the weights the cell
+    passes on: the best-on-validation ones for classification, the last ones for MLM.
     """
     optim = cfg.optim
     core = getattr(model, "module", model)  # unwrapped under DDP: portable state dicts, direct attributes
@@ -138,6 +123,8 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
         scheduler.load_state_dict(resume["scheduler"])
         progress = resume["progress"]
         torch.set_rng_state(resume["rng"])  # dropout masks continue as if never interrupted
+        if resume.get("lsh_step") is not None:  # LSH hashes continue from the same forward count
+            set_lsh_step(core.encoder, resume["lsh_step"])
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
     if device.type == "cuda":
@@ -148,30 +135,40 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, num_labels: int, de
         if on_step:
             on_step(progress.step)
 
+    prefix = "val_mlm_" if objective.kind == "mlm" else "val_"
     for epoch in range(progress.epoch, optim.epochs):
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
-        stats = train_epoch(model, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
-        val = evaluate(model, loaders.validation(), num_labels, device, optim.mixed_precision)
+        objective.start_epoch(epoch, device)
+        stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
+        val = objective.evaluate(model, loaders.validation(), device, optim.mixed_precision)
         progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
         progress.train_tokens += stats["tokens"]
-        if val["f1_macro"] > progress.best_val_f1:
-            progress.best_val_f1, progress.best_epoch = val["f1_macro"], epoch
-            progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
+        progress.last_val = dict(val)
+        if val[objective.selection] > progress.best_score:
+            progress.best_score, progress.best_epoch, progress.best_val = val[objective.selection], epoch, dict(val)
+            if objective.keeps_best_weights:
+                progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
         metrics = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
-                   "val_f1_macro": val["f1_macro"], "val_accuracy": val["accuracy"],
+                   **{f"{prefix}{k}": v for k, v in val.items() if k not in ("loss", objective.selection)},
                    "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
+        if objective.kind != "mlm":
+            metrics[f"val_{objective.selection}"] = val[objective.selection]
         state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                 "lsh_step": lsh_step(core.encoder)}
         report(metrics, state)
 
-    core.load_state_dict(progress.best_weights)
-    test = evaluate(model, loaders.test(), num_labels, device, optim.mixed_precision)
-    final = {"test_f1_macro": test["f1_macro"], "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-             "best_val_f1_macro": progress.best_val_f1, "best_epoch": progress.best_epoch,
-             "train_time_s": progress.train_seconds,
+    final = {"best_epoch": progress.best_epoch, "train_time_s": progress.train_seconds,
              "tokens_per_s": progress.train_tokens / max(progress.train_seconds, 1e-9),
-             "peak_gpu_mem_mb": peak_gpu_mem_mb(device), "peak_host_mem_mb": peak_host_mem_mb(),
-             "final": 1}
+             "peak_gpu_mem_mb": peak_gpu_mem_mb(device), "peak_host_mem_mb": peak_host_mem_mb(), "final": 1}
+    if objective.scores_test:
+        core.load_state_dict(progress.best_weights)
+        test = objective.evaluate(model, loaders.test(), device, optim.mixed_precision)
+        final.update({"test_f1_macro": test["f1_macro"], "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+                      "best_val_f1_macro": progress.best_val["f1_macro"]})
+    else:
+        final.update({"best_val_loss": progress.best_val["loss"], "final_val_loss": progress.last_val["loss"],
+                      "final_val_perplexity": progress.last_val["perplexity"]})
     report(final, None)
     return final

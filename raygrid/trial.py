@@ -7,6 +7,7 @@ with raygrid.launch, the only modules that import ray.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -24,8 +25,9 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from raygrid.config import CellConfig, Resources
 from raygrid.data.batching import pad_batch
-from raygrid.data.cache import PreparedData
-from raygrid.model import build_classifier
+from raygrid.data.cache import PreparedData, tokenizer_location
+from raygrid.model import build_classifier, build_masked_lm, export_pretrained, weights_fingerprint
+from raygrid.objectives import Classification, MaskedLanguageModel
 from raygrid.train_loop import Loaders, fit
 
 # --- Train worker ------------------------------------------------------------------------------
@@ -39,7 +41,18 @@ def train_worker(payload: dict) -> None:
     cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
     torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
     device = ray.train.torch.get_device()
-    model = build_classifier(cfg, data.num_labels)
+    with _init_weights(payload.get("init_checkpoint")) as location:
+        if cfg.kind == "mlm":
+            meta = data.meta
+            objective = MaskedLanguageModel(cfg.mlm, meta["mask_token_id"], meta["vocab_size"], meta["special_ids"],
+                                            cfg.seed)
+            model = build_masked_lm(cfg, location)
+        else:
+            objective = Classification(data.num_labels)
+            model = build_classifier(cfg, data.num_labels, location)
+    # Lineage evidence: the hash of the encoder weights this cell starts from (an earlier stage's
+    # `weights_out` when it is chained).
+    weights_in = weights_fingerprint(model.encoder)
     if context.get_world_size() > 1:
         # N_freeze leaves the bottom blocks without gradients for a while; DDP must expect that.
         model = ray.train.torch.prepare_model(
@@ -49,8 +62,27 @@ def train_worker(payload: dict) -> None:
     loaders = _loaders(cfg, data, context.get_world_size())
     resume = _load_checkpoint(ray.train.get_checkpoint())
     on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
-    fit(cfg, model, loaders, data.num_labels, device, partial(_report, context.get_world_rank()), resume,
-        on_step=on_step)
+    exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
+    report = partial(_report, context.get_world_rank(), exporter, {"weights_in": weights_in})
+    fit(cfg, model, loaders, objective, device, report, resume, on_step=on_step)
+
+
+@contextlib.contextmanager
+def _init_weights(uri: str | None):
+    """A local folder holding an earlier stage's exported weights (downloaded if it lives remotely)."""
+    if uri is None:
+        yield None
+    elif "://" not in uri and Path(uri).is_dir():
+        yield uri  # shared or local storage: read in place
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            yield ray.train.Checkpoint(path=uri).to_directory(folder)
+
+
+def _export(model, tokenizer: str, folder: Path) -> str:
+    """Save the weights later stages start from; returns their fingerprint."""
+    export_pretrained(model, folder, tokenizer)
+    return weights_fingerprint(getattr(model, "module", model).encoder)
 
 
 def _redraw(model, cfg: CellConfig, step: int) -> None:
@@ -87,11 +119,19 @@ def _loaders(cfg: CellConfig, data: PreparedData, world_size: int) -> Loaders:
 
     rows = math.ceil(data.meta["splits"]["train"]["rows"] / world_size)
     steps = math.ceil(math.ceil(rows / optim.batch_size) / optim.grad_accum)
-    return Loaders(train=train, validation=split("validation"), test=split("test"), steps_per_epoch=steps)
+    test = split("test") if "test" in data.meta["splits"] else None
+    return Loaders(train=train, validation=split("validation"), test=test, steps_per_epoch=steps)
 
 
-def _report(rank: int, metrics: dict, state: dict | None) -> None:
-    """Send metrics to Ray; rank 0 attaches the resumable state as a checkpoint."""
+def _report(rank: int, exporter, extra: dict, metrics: dict, state: dict | None) -> None:
+    """Send metrics to Ray; rank 0 attaches the resumable state, or at the end the exported weights."""
+    if metrics.get("final"):
+        metrics = {**metrics, **extra}
+        if exporter is not None and rank == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                metrics["weights_out"] = exporter(Path(folder))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            return
     if state is None or rank != 0:
         ray.train.report(metrics)
         return
@@ -104,7 +144,10 @@ def _load_checkpoint(checkpoint) -> dict | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(os.path.join(folder, "state.pt"), map_location="cpu", weights_only=False)
+        path = os.path.join(folder, "state.pt")
+        if not os.path.exists(path):  # the final export: training had already finished
+            return None
+        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 # --- Tune trial = Train driver -----------------------------------------------------------------
@@ -119,7 +162,8 @@ def train_driver(config: dict) -> None:
     data_dir = Path(payload["data_dir"])
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    datasets = {split: _cached_split(data_dir / f"{split}.parquet") for split in ("train", "validation", "test")}
+    splits = [split for split in ("train", "validation", "test") if (data_dir / f"{split}.parquet").is_file()]
+    datasets = {split: _cached_split(data_dir / f"{split}.parquet") for split in splits}
     trial_id = ray.tune.get_context().get_trial_id()
     trainer = TorchTrainer(
         train_worker,

@@ -6,7 +6,7 @@ import torch
 
 
 def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
-    """Collate rows of `input_ids` (ragged) + `label` into model inputs.
+    """Collate rows of `input_ids` (ragged) + `label` (if present) into model inputs.
 
     Padding to the longest row in the batch (rounded up to `multiple`, which keeps tensor-core
     friendly shapes) instead of max_len is what makes short-document batches cheap.
@@ -19,11 +19,10 @@ def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int, multiple: int = 8
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = row
         attention_mask[i, : len(row)] = 1
-    return {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(attention_mask),
-        "labels": torch.as_tensor(np.asarray(batch["label"], dtype=np.int64)),
-    }
+    out = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+    if "label" in batch:  # MLM blocks carry no label: their targets are drawn when masking
+        out["labels"] = torch.as_tensor(np.asarray(batch["label"], dtype=np.int64))
+    return out
 
 
 def iterate_table(table, batch_size: int, pad_token_id: int, shuffle_seed: int | None = None):
@@ -31,7 +30,11 @@ def iterate_table(table, batch_size: int, pad_token_id: int, shuffle_seed: int |
     order = np.arange(table.num_rows)
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(order)
-    ids, labels = table["input_ids"].to_pylist(), table["label"].to_numpy()
+    ids = table["input_ids"].to_pylist()
+    labels = table["label"].to_numpy() if "label" in table.column_names else None
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        yield pad_batch({"input_ids": [ids[i] for i in rows], "label": labels[rows]}, pad_token_id)
+        batch = {"input_ids": [ids[i] for i in rows]}
+        if labels is not None:
+            batch["label"] = labels[rows]
+        yield pad_batch(batch, pad_token_id)

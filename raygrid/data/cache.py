@@ -68,6 +68,9 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
         return PreparedData.load(folder)
     tokenizer = load_tokenizer(tokenizer_location)
     splits = apply_split_policy(raw, cfg)
+    if raw.skipped:
+        warnings.warn(f"{cfg.dataset}: skipped {sum(raw.skipped.values())} bad rows {raw.skipped} "
+                      f"(data.bad_rows: skip)", stacklevel=2)
     leaks = {pair: n for pair, n in cross_split_duplicates(splits).items() if n}
     if leaks:
         warnings.warn(f"{cfg.dataset}: documents shared between splits {leaks}; scores on the later split are "
@@ -88,6 +91,7 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
         stats[split] = length_stats(table, cfg.max_len)
     meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": raw.label_names,
             "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats, "leaks": leaks,
+            "skipped_rows": raw.skipped,
             "data": cfg.model_dump(), "tokenizer": tokenizer_location, "source": raw.origin}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:
@@ -98,17 +102,31 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
 
 
 def prepare_cells(cells, root: Path, progress: bool = True, tokenize=None) -> dict[str, PreparedData]:
-    """Tokenize once per distinct (data config, tokenizer) among fine-tuning cells; cell name -> entry."""
+    """Tokenize once per distinct (kind, data config, tokenizer) among model cells; cell name -> entry.
+
+    `mlm` cells get fixed-length token blocks (raygrid.data.mlm_data), the others documents.
+    """
+    from raygrid.data.mlm_data import prepare_mlm
+
     entries: dict[str, PreparedData] = {}
     by_cell = {}
     for cell in cells:
         if cell.config.model is None:  # e.g. the TF-IDF baseline reads raw text
             continue
-        key = cell.config.data.model_dump_json() + cell.config.model.checkpoint
+        location = tokenizer_location(cell.config.model)
+        key = cell.config.kind + cell.config.data.model_dump_json() + location
         if key not in entries:
-            entries[key] = prepare(cell.config.data, cell.config.model.checkpoint, root, progress, tokenize)
+            if cell.config.kind == "mlm":
+                entries[key] = prepare_mlm(cell.config.data, location, root, progress)
+            else:
+                entries[key] = prepare(cell.config.data, location, root, progress, tokenize)
         by_cell[cell.name] = entries[key]
     return by_cell
+
+
+def tokenizer_location(model) -> str:
+    """The tokenizer a model config uses: its own `tokenizer`, else its checkpoint's."""
+    return model.tokenizer or model.checkpoint
 
 
 def cache_key(cfg: DataConfig, source_fingerprint: str, tokenizer_location: str) -> str:

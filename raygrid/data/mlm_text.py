@@ -23,8 +23,10 @@ HUB_SOURCES = {
 
 
 def local_files(path: str, pattern: str = "*.parquet") -> list[Path]:
-    """Parquet files of a folder (sorted: a stable document order) or a single file."""
+    """Parquet files of a folder (sorted: a stable document order), a glob like `dir/wiki_*.parquet`, or a file."""
     location = Path(resolve_location(path)).expanduser()
+    if "*" in location.name:
+        location, pattern = location.parent, location.name
     files = sorted(location.glob(pattern)) if location.is_dir() else [location]
     if not files or not all(f.is_file() for f in files):
         raise FileNotFoundError(f"data.path: no Parquet files matching {pattern} at {location}")
@@ -55,26 +57,57 @@ def iter_texts(files: Iterable[Path], column: str = "text", limit: int | None = 
                     return
 
 
-def mlm_blocks(texts: Iterable[str], tokenizer, block_len: int, batch_docs: int = 64) -> Iterator[np.ndarray]:
-    """Concatenate documents and yield int32 blocks of exactly `block_len` ids ([CLS] body [SEP]).
+def wikitext_articles(lines: Iterable[str]) -> Iterator[str]:
+    """WikiText rows are lines; rejoin them into articles, which start at a ` = Title = ` line.
 
-    The final partial block is dropped, as in BERT/RoBERTa pretraining data.
+    Section headings (` = = Section = = `) stay inside their article, so a document boundary
+    ([SEP] in the token stream) falls only between articles, as in the Wikipedia corpus.
     """
-    body = block_len - 2
-    if body < 1:
-        raise ValueError(f"data.max_len: an MLM block needs at least 3 tokens, got {block_len}")
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    buffer: list[int] = []
-    for text in _chain_batches(texts, batch_docs):
-        for ids in tokenizer(text, add_special_tokens=False)["input_ids"]:
-            buffer.extend(ids)
-            buffer.append(sep)  # document boundary
-        while len(buffer) >= body:
-            yield np.asarray([cls, *buffer[:body], sep], dtype=np.int32)
-            del buffer[:body]
+    article: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("= ") and stripped.endswith(" =") and not stripped.startswith("= ="):
+            if article:
+                yield "".join(article)
+            article = []
+        article.append(line if line.endswith("\n") else line + "\n")
+    if article:
+        yield "".join(article)
 
 
-def _chain_batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+class BlockPacker:
+    """Token ids of consecutive documents -> full blocks of `block_len` ids framed as [CLS] body [SEP].
+
+    Documents are separated by [SEP]; a block may span documents (BERT/RoBERTa "full sentences");
+    the final partial block is dropped.
+    """
+
+    def __init__(self, block_len: int, cls_id: int, sep_id: int):
+        if block_len < 3:
+            raise ValueError(f"data.max_len: an MLM block needs at least 3 tokens, got {block_len}")
+        self.body, self.cls, self.sep = block_len - 2, cls_id, sep_id
+        self.buffer: list[int] = []
+
+    def add(self, ids: list[int]) -> list[np.ndarray]:
+        """Append one document; return the blocks it completed."""
+        self.buffer.extend(ids)
+        self.buffer.append(self.sep)  # document boundary
+        blocks = []
+        while len(self.buffer) >= self.body:
+            blocks.append(np.asarray([self.cls, *self.buffer[:self.body], self.sep], dtype=np.int32))
+            del self.buffer[:self.body]
+        return blocks
+
+
+def mlm_blocks(texts: Iterable[str], tokenizer, block_len: int, batch_docs: int = 64) -> Iterator[np.ndarray]:
+    """Concatenate documents and yield int32 blocks of exactly `block_len` ids ([CLS] body [SEP])."""
+    packer = BlockPacker(block_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    for batch in chain_batches(texts, batch_docs):
+        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            yield from packer.add(ids)
+
+
+def chain_batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
     """Group documents into lists of `size` so the fast tokenizer works on batches."""
     batch: list[str] = []
     for text in texts:

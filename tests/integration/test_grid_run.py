@@ -15,14 +15,6 @@ CELL_METRICS = {"test_f1_macro", "test_accuracy", "best_val_f1_macro", "train_ti
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def grid_run(ray_local, tiny_checkpoint, tmp_path_factory):
     """Run 4 fine-tuning cells (2 fail on purpose: N_freeze 5 > the tiny model's 2 blocks) + the baseline."""
     root = tmp_path_factory.mktemp("grid")

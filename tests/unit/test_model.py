@@ -67,3 +67,38 @@ def test_freeze_bottom_blocks_and_embeddings(tiny_checkpoint):
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match="n_freeze"):
         set_bottom_frozen(model, 5, frozen=True)
+
+
+def _long_cell(tiny_checkpoint, max_len, attention=None, **model):
+    return CellConfig.model_validate({"data": {"dataset": "local", "path": "/tmp", "max_len": max_len},
+                                      "model": {"checkpoint": str(tiny_checkpoint), **model},
+                                      "attention": attention or {"kind": "softmax"}})
+
+
+def test_learned_positions_extend_only_when_asked(tiny_checkpoint):
+    with pytest.raises(ValueError, match="data.max_len: 1100 exceeds the checkpoint's 512 learned positions"):
+        build_classifier(_long_cell(tiny_checkpoint, 1100), 2)
+    model = build_classifier(_long_cell(tiny_checkpoint, 1100, extend_positions=True), 2)
+    table = model.encoder.embeddings.position_embeddings.weight
+    assert table.shape[0] == 1100 and torch.equal(table[512:1024], table[:512])
+    ids = torch.randint(5, 40, (1, 1100))
+    model(ids, torch.ones_like(ids)).sum().backward()
+
+
+@pytest.mark.parametrize("attention", [{"kind": "softmax"}, {"kind": "favor", "nb_features": 16},
+                                       {"kind": "lsh", "num_hashes": 2, "chunk_size": 32}])
+def test_rope_scratch_models_have_no_position_table_and_no_length_limit(tiny_checkpoint, attention):
+    cfg = _long_cell(tiny_checkpoint, 2048, attention, from_scratch=True, positions="rope", gradient_checkpointing=True)
+    model = build_classifier(cfg, 2)
+    assert not any("position_embeddings" in name for name, _ in model.named_parameters())
+    assert model.encoder.is_gradient_checkpointing
+    model.train()
+    ids = torch.randint(5, 40, (1, 2048))
+    model(ids, torch.ones_like(ids)).sum().backward()
+    # Without positions, attention is a function of the set of tokens: the first token's output would not
+    # change when the others are reordered. With RoPE it must.
+    short = ids[:, :64]
+    shuffled = torch.cat([short[:, :1], short[:, 1:].flip(-1)], dim=-1)
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model(short, torch.ones_like(short)), model(shuffled, torch.ones_like(short)))

@@ -9,6 +9,7 @@ from raygrid.config import CellConfig
 from raygrid.data.cache import prepare
 from raygrid.data.batching import iterate_table
 from raygrid.model import build_classifier, encoder_blocks
+from raygrid.objectives import Classification
 from raygrid.train_loop import Loaders, fit, lr_factor
 import pyarrow.parquet as pq
 
@@ -51,7 +52,7 @@ def test_fit_reports_each_epoch_then_test_from_best_weights(tiny_checkpoint, tmp
         reports.append((metrics, state))
         frozen_seen.append(torch.equal(model.encoder.embeddings.word_embeddings.weight, embeddings_before))
 
-    final = fit(cfg, model, loaders, data.num_labels, torch.device("cpu"), report)
+    final = fit(cfg, model, loaders, Classification(data.num_labels), torch.device("cpu"), report)
     epochs = [m for m, s in reports if s is not None]
     assert [m["epoch"] for m in epochs] == [0, 1, 2]
     assert all({"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"} <= m.keys() for m in epochs)
@@ -67,11 +68,11 @@ def test_fit_reports_each_epoch_then_test_from_best_weights(tiny_checkpoint, tmp
 def test_fit_resumes_from_a_checkpointed_state(tiny_checkpoint, tmp_path):
     cfg, data, loaders = _setup(tiny_checkpoint, tmp_path)
     states = []
-    fit(cfg, build_classifier(cfg, data.num_labels), loaders, data.num_labels, torch.device("cpu"),
+    fit(cfg, build_classifier(cfg, data.num_labels), loaders, Classification(data.num_labels), torch.device("cpu"),
         lambda m, s: states.append((m, copy.deepcopy(s))))
     # resume after epoch 0: only epochs 1 and 2 run again, and they match the uninterrupted run
     resumed = []
-    fit(cfg, build_classifier(cfg, data.num_labels), loaders, data.num_labels, torch.device("cpu"),
+    fit(cfg, build_classifier(cfg, data.num_labels), loaders, Classification(data.num_labels), torch.device("cpu"),
         lambda m, s: resumed.append((m, s)), resume=states[0][1])
     assert [m["epoch"] for m, s in resumed if s is not None] == [1, 2]
     assert resumed[0][0]["train_loss"] == pytest.approx(states[1][0]["train_loss"], rel=1e-4)

@@ -1,0 +1,125 @@
+"""What a cell optimises and how it is scored: classification (fine-tuning) or masked-language modelling.
+
+The training loop (raygrid.train_loop) is the same for both; an objective supplies the loss of a
+batch, the evaluation of a split, the names of the per-epoch metrics and how the best epoch is
+chosen. Pure torch: no Ray, no tracking.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from raygrid.config import MlmConfig
+from raygrid.metrics import accuracy, f1_macro
+
+Batch = dict[str, torch.Tensor]
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on GPU; a no-op context on CPU (fp32 is faster and exact there)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+class Classification:
+    """Cross-entropy on document labels; the best epoch has the highest validation F1-macro; test is scored."""
+
+    kind = "finetune"
+    selection = "f1_macro"  # higher is better
+    scores_test = True
+    keeps_best_weights = True  # test uses the best-on-validation weights (the study's protocol)
+
+    def __init__(self, num_labels: int):
+        self.num_labels = num_labels
+
+    def start_epoch(self, epoch: int, device: torch.device) -> None:
+        pass
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        return nn.functional.cross_entropy(logits.float(), batch["labels"])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches, device: torch.device, mixed_precision: bool) -> dict:
+        """Loss, F1-macro and accuracy over all batches."""
+        model.eval()
+        preds, labels, loss_sum = [], [], 0.0
+        for batch in batches:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast(device, mixed_precision):
+                logits = model(batch["input_ids"], batch["attention_mask"]).float()
+            loss_sum += nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
+            preds.append(logits.argmax(-1).cpu().numpy())
+            labels.append(batch["labels"].cpu().numpy())
+        p, y = np.concatenate(preds), np.concatenate(labels)
+        return {"loss": loss_sum / max(1, len(y)), "f1_macro": f1_macro(p, y, self.num_labels),
+                "accuracy": accuracy(p, y)}
+
+
+class MaskedLanguageModel:
+    """BERT's MLM: predict `mask_prob` of the real, non-special tokens, corrupted 80/10/10.
+
+    Training masks are drawn anew every epoch (dynamic masking, as RoBERTa) from a generator seeded
+    by (cell seed, epoch), so a resumed cell sees the same masks. Validation always uses the same
+    masks, so its loss is comparable across epochs and across cells with the same seed. The best
+    epoch has the lowest validation loss; the weights passed on are the final ones (pretraining).
+    """
+
+    kind = "mlm"
+    selection = "neg_loss"  # higher is better: -loss
+    scores_test = False
+    keeps_best_weights = False
+
+    def __init__(self, cfg: MlmConfig, mask_token_id: int, vocab_size: int, special_ids: list[int], seed: int):
+        self.cfg, self.mask_token_id, self.vocab_size, self.seed = cfg, mask_token_id, vocab_size, seed
+        self.special_ids = torch.as_tensor(special_ids, dtype=torch.long)
+        self.generator: torch.Generator | None = None
+
+    def start_epoch(self, epoch: int, device: torch.device) -> None:
+        self.generator = torch.Generator(device=device).manual_seed(self.seed * 100_003 + epoch + 1)
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        input_ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self, self.generator)
+        logits, targets = model(input_ids, batch["attention_mask"], labels)
+        # 0 * sum keeps the graph (and DDP's gradient hooks) when a batch happens to select nothing.
+        return nn.functional.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches, device: torch.device, mixed_precision: bool) -> dict:
+        """Mean cross-entropy and accuracy over the predicted tokens, with fixed masks."""
+        model.eval()
+        generator = torch.Generator(device=device).manual_seed(self.seed * 100_003)
+        loss_sum, correct, count = 0.0, 0, 0
+        for batch in batches:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            input_ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self, generator)
+            with autocast(device, mixed_precision):
+                logits, targets = model(input_ids, batch["attention_mask"], labels)
+            logits = logits.float()
+            loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+            correct += int((logits.argmax(-1) == targets).sum())
+            count += len(targets)
+        loss = loss_sum / max(1, count)
+        return {"loss": loss, "accuracy": correct / max(1, count), "perplexity": float(np.exp(min(loss, 50.0))),
+                "neg_loss": -loss}
+
+
+def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, objective: MaskedLanguageModel,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(corrupted input_ids, labels): labels hold the original id at predicted positions, -100 elsewhere."""
+    cfg = objective.cfg
+    special = objective.special_ids.to(input_ids.device)
+    candidates = attention_mask.bool() & ~torch.isin(input_ids, special)
+    selected = candidates & (_uniform(input_ids, generator) < cfg.mask_prob)
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    draw = _uniform(input_ids, generator)
+    to_mask = selected & (draw < cfg.replace_mask)
+    to_random = selected & (draw >= cfg.replace_mask) & (draw < cfg.replace_mask + cfg.replace_random)
+    random_ids = torch.randint(objective.vocab_size, input_ids.shape, generator=generator, device=input_ids.device)
+    corrupted = torch.where(to_mask, torch.full_like(input_ids, objective.mask_token_id), input_ids)
+    corrupted = torch.where(to_random, random_ids, corrupted)
+    return corrupted, labels
+
+
+def _uniform(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(like.shape, generator=generator, device=like.device)
