@@ -11,16 +11,28 @@ DEFAULT_OUT = Path("runs")
 
 
 def _out_dir(args, grid_name: str) -> Path:
-    return Path(args.out) if args.out else DEFAULT_OUT / grid_name
+    """--out, else runs/: one MLflow store (one experiment per grid) for every grid, so a stage can
+    start from another grid's cells and the MLflow UI compares them side by side."""
+    return Path(args.out) if args.out else DEFAULT_OUT
 
 
 def cmd_plan(args) -> int:
-    """Validate a grid and list its cells; starts nothing."""
+    """Validate a grid, list its cells and predict their cost (tokens, FLOPs, GPU-hours); starts nothing."""
     grid = load_grid(args.grid)
     shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
+    if getattr(grid, "stage_order", None):
+        shape = "stages " + ", ".join(f"{stage} {len(grid.stage_cells(stage))}" for stage in grid.stage_order)
     print(f"grid {grid.name}: {len(grid.cells)} cells ({shape or 'no axes'})")
-    for i, cell in enumerate(grid.cells, 1):
-        print(f"{i:4d}  {cell.name}")
+    lines = None
+    if not args.no_cost:
+        try:
+            from raygrid.cost import plan_lines
+
+            lines = plan_lines(grid, args.cache_dir)
+        except Exception as err:  # the estimate is advice: fall back to the plain list
+            print(f"(no cost estimate: {type(err).__name__}: {err})")
+    for line in lines or [f"{i:4d}  {cell.name}" for i, cell in enumerate(grid.cells, 1)]:
+        print(line)
     if args.verbose:
         for cell in grid.cells:
             print(f"\n# {cell.name}\n{cell.config.model_dump_json(indent=2)}")
@@ -36,7 +48,7 @@ def cmd_run(args) -> int:
 
     out = _out_dir(args, grid.name)
     uri = tracking_uri(out)
-    summary = run_grid(grid, out, cache_root(args.cache_dir), uri)
+    summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors)
     _print_report(uri, grid.name, args.format)
     print(f"\nMLflow: {uri}\n  view with: mlflow ui --backend-store-uri {uri}")
     if summary.failed:
@@ -48,7 +60,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Rebuild the comparison tables from MLflow alone."""
+    """Rebuild the study's tables (and with --save its CSV/LaTeX files and figures) from MLflow alone."""
     from raygrid.tracking import tracking_uri
 
     target = Path(args.target)
@@ -75,38 +87,13 @@ def _grids_in(uri: str) -> list[str]:
 
 
 def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None) -> None:
-    from raygrid.report import all_tables, render
-    from raygrid.tracking import fetch_runs
+    """Print a grid's tables; with `save`, also write tables and figures there (raygrid.publish)."""
+    from raygrid.publish import publish
 
-    runs = fetch_runs(uri, grid_name)
-    tables = all_tables(runs)
-    text = render(tables, fmt)
-    print(f"\n## grid {grid_name}\n\n{text}" if fmt == "md" else text)
-    if save:
-        folder = Path(save)
-        folder.mkdir(parents=True, exist_ok=True)
-        for title, table in tables.items():
-            stem = title.split(" (")[0].replace(" ", "_").lower()
-            table.to_csv(folder / f"{grid_name}.{stem}.csv", index=False)
-        (folder / f"{grid_name}.md").write_text(render(tables, "md"))
-        for png in _save_plots(uri, grid_name, runs, folder):
-            print(f"wrote {png}")
-
-
-def _save_plots(uri: str, grid_name: str, runs, folder: Path) -> list[Path]:
-    """F1 bars and per-epoch curves as PNG files (also logged to the grid's parent run)."""
-    from raygrid.plots import plot_curves, plot_test_f1
-    from raygrid.tracking import GridTracker, metric_history
-
-    written = [plot_test_f1(runs, folder / f"{grid_name}.f1.png")]
-    for metric in ("val_f1_macro", "train_loss"):
-        histories = {row.cell: metric_history(uri, row.run_id, metric) for row in runs.itertuples()}
-        written.append(plot_curves(histories, metric, folder / f"{grid_name}.{metric}.png"))
-    written = [p for p in written if p is not None]
-    tracker = GridTracker(uri, grid_name, create=False)
-    for png in written:
-        tracker.log_artifact(str(png), "plots")
-    return written
+    result = publish(uri, grid_name, fmt, save)
+    print(result.text)
+    for path in result.files:
+        print(f"wrote {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,20 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help=cmd_plan.__doc__, description=cmd_plan.__doc__)
     plan.add_argument("grid", help="grid YAML file")
     plan.add_argument("-v", "--verbose", action="store_true", help="also print each cell's resolved config")
+    plan.add_argument("--no-cost", action="store_true", help="only list the cells (no tokens/FLOPs/GPU-hours)")
+    plan.add_argument("--cache-dir", help="tokenized-data cache for exact token counts; default $RAYGRID_CACHE "
+                      "or ~/.cache/raygrid")
     plan.set_defaults(func=cmd_plan)
 
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     run.add_argument("grid", help="grid YAML file")
-    run.add_argument("--out", help="output folder (MLflow SQLite, Ray results); default runs/<grid name>")
+    run.add_argument("--out", help="output folder (MLflow SQLite, Ray results, exported stage weights); default runs/")
     run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
     run.add_argument("--format", choices=("md", "csv"), default="md", help="table format")
+    run.add_argument("--tokenize-actors", type=int, default=0, metavar="N",
+                     help="tokenize missing cache entries on a Ray Data pool of N actors (default 0: in this process)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     report.add_argument("target", help="grid YAML file, or an output folder holding mlflow.db")
     report.add_argument("--out", help="the grid's output folder (with a grid file); default runs/<grid name>")
-    report.add_argument("--format", choices=("md", "csv"), default="md", help="table format")
-    report.add_argument("--save", help="also write the tables (CSV + Markdown) into this folder")
+    report.add_argument("--format", choices=("md", "csv", "tex"), default="md",
+                        help="table format: Markdown, CSV, LaTeX (booktabs)")
+    report.add_argument("--save", help="also write into this folder: <grid>.md, <grid>.tex, one CSV per table, "
+                                       "PNG figures (logged to the grid's parent run too)")
     report.set_defaults(func=cmd_report)
 
     _add_data(sub)

@@ -1,25 +1,36 @@
 """The study's tables from a DataFrame of cell runs (as raygrid.tracking.fetch_runs returns it).
 
-Pure pandas: testable on a hand-made DataFrame, no MLflow needed.
+Pure pandas/numpy/scipy: testable on a hand-made DataFrame, no MLflow needed.
   cells      one row per cell: status, scores, time and memory
-  f1_table   test F1-macro, rows pooling x N_freeze x P_drop (x other axes), one column per dataset
+  f1_table   test F1-macro, rows (stage x) pooling x N_freeze x P_drop (x other axes), one column per dataset
   best_table per dataset, the cell chosen on validation F1-macro and its test score
-With several seeds per cell, scores are `mean ± std` over seeds.
+  seeds_table     per cell over seeds: mean, std and a bootstrap 95 % interval of the mean
+  attention_table per (stage x) attention variant x dataset: score, time per epoch, peak memory
+  paired_table    each attention variant minus softmax on the same stage, dataset, seed and hyperparameters
+A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss.
 """
 from __future__ import annotations
 
 import io
+import re
+import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 POOLING, FREEZE, DROP, DATASET, SEED = "model.pooling", "model.n_freeze", "model.p_drop", "data.dataset", "seed"
 HPARAMS = (POOLING, FREEZE, DROP)
+RENAME = {POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop", DATASET: "dataset"}
 CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "best_val_f1",
                 "metrics.test_f1_macro": "test_f1", "metrics.test_accuracy": "test_acc",
+                "metrics.final_val_loss": "final_val_loss", "metrics.best_val_loss": "best_val_loss",
                 "metrics.train_time_s": "train_s", "metrics.epoch_time_s": "epoch_s",
                 "metrics.tokens_per_s": "tokens/s", "metrics.peak_gpu_mem_mb": "gpu_MiB",
                 "metrics.peak_host_mem_mb": "host_MiB"}
+FORMATS = ("md", "csv", "tex")
+RESAMPLES = 10_000  # bootstrap resamples; with the fixed RNG seed below the report is reproducible
+RNG_SEED = 0
 
 
 def _param(runs: pd.DataFrame, key: str) -> pd.Series:
@@ -27,23 +38,41 @@ def _param(runs: pd.DataFrame, key: str) -> pd.Series:
     return runs[column] if column in runs else pd.Series("", index=runs.index)
 
 
+def _metric(runs: pd.DataFrame, name: str) -> pd.Series:
+    column = f"metrics.{name}"
+    return runs[column].astype(float) if column in runs else pd.Series(np.nan, index=runs.index)
+
+
+def _stage(runs: pd.DataFrame) -> pd.Series:
+    """Stage name per run ("" for single-stage grids, or when fetch_runs has no stage column)."""
+    return runs["stage"].fillna("").astype(str) if "stage" in runs else pd.Series("", index=runs.index)
+
+
+def _staged(runs: pd.DataFrame) -> bool:
+    return bool(_stage(runs).astype(bool).any())
+
+
 def _axis_keys(runs: pd.DataFrame) -> list[str]:
     return [c[len("params.axis."):] for c in runs.columns if c.startswith("params.axis.")]
 
 
 def cells_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every cell run: name, status, scores, cost; failed cells show their reason."""
+    """Every cell run: name, (stage,) status, scores, cost; failed cells show their reason."""
+    if "cell" not in runs:
+        return pd.DataFrame()
     table = pd.DataFrame({"cell": runs["cell"], "status": runs["status"]})
+    if _staged(runs):
+        table["stage"] = _stage(runs)
     for column, label in CELL_COLUMNS.items():
         if column in runs:
             table[label] = runs[column]
-    if "error" in runs and runs["error"].astype(bool).any():
+    if "error" in runs and runs["error"].fillna("").astype(bool).any():
         table["error"] = runs["error"]
-    return table.sort_values("cell").reset_index(drop=True)
+    return table.sort_values(["stage", "cell"] if "stage" in table else "cell").reset_index(drop=True)
 
 
 def _row_keys(runs: pd.DataFrame) -> list[str]:
-    """Pooling, N_freeze, P_drop, then any other axis that varies within a dataset (not seed)."""
+    """(Stage,) pooling, N_freeze, P_drop, then any other axis that varies within a dataset (not seed)."""
     extra = []
     for key in _axis_keys(runs):
         if key in (*HPARAMS, DATASET, SEED) or key.startswith("data"):
@@ -51,25 +80,43 @@ def _row_keys(runs: pd.DataFrame) -> list[str]:
         per_dataset = pd.DataFrame({"d": _param(runs, DATASET), "v": _param(runs, f"axis.{key}")})
         if per_dataset.groupby("d")["v"].nunique().max() > 1:  # e.g. attention; not a per-dataset bundle
             extra.append(f"axis.{key}")
-    return list(HPARAMS) + extra
+    return (["stage"] if _staged(runs) else []) + list(HPARAMS) + extra
 
 
 def _finished(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[(runs["status"] == "FINISHED") & runs.get("metrics.test_f1_macro", pd.Series(dtype=float)).notna()]
+    if "status" not in runs:
+        return runs
+    return runs[(runs["status"] == "FINISHED") & _metric(runs, "test_f1_macro").notna()]
+
+
+def _scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished cells with `score` and `metric`: test F1-macro, or final_val_loss for MLM cells."""
+    if "status" not in runs:
+        return runs.assign(score=np.nan, metric="")
+    mlm = _param(runs, "kind") == "mlm"
+    score = _metric(runs, "test_f1_macro").where(~mlm, _metric(runs, "final_val_loss"))
+    scored = runs.assign(score=score, metric=np.where(mlm, "final_val_loss", "test_f1"))
+    return scored[(scored["status"] == "FINISHED") & scored["score"].notna()]
 
 
 BASELINE = "TF-IDF+LR"
 
 
 def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame({k: _param(runs, k).values for k in keys + [DATASET]}, index=runs.index)
+    values = {k: (_stage(runs) if k == "stage" else _param(runs, k)).values for k in keys + [DATASET]}
+    frame = pd.DataFrame(values, index=runs.index).fillna("")  # a cell outside an axis' block: ""
     baseline = (_param(runs, "kind") == "tfidf").values
     # The baseline has no pooling/freeze/dropout: one labelled row, sorted first ('T' < 'c', 'm').
     frame.loc[baseline, keys] = ""
     frame.loc[baseline, POOLING] = BASELINE
     frame["test_f1"] = runs["metrics.test_f1_macro"].astype(float)
-    frame["val_f1"] = runs["metrics.best_val_f1_macro"].astype(float)
+    frame["val_f1"] = _metric(runs, "best_val_f1_macro")
     return frame
+
+
+def _short(column: str) -> str:
+    """Column name for a key: model.pooling -> pooling, axis.attention -> attention."""
+    return RENAME.get(column, column.removeprefix("axis."))
 
 
 def mean_std(values: pd.Series) -> str:
@@ -86,11 +133,11 @@ def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
     finished = _finished(runs)
     if finished.empty:
         return pd.DataFrame()
-    keys = _row_keys(runs)
+    keys = _row_keys(finished)
     frame = _keyed(finished, keys)
     table = frame.groupby(keys + [DATASET], sort=True)["test_f1"].agg(mean_std).unstack(DATASET)
     table.columns.name = None
-    return table.reset_index().rename(columns={POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop"})
+    return table.reset_index().rename(columns=_short)
 
 
 def best_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -99,64 +146,235 @@ def best_table(runs: pd.DataFrame) -> pd.DataFrame:
     finished = finished[_param(finished, "kind") != "tfidf"]  # selection is among fine-tuned cells
     if finished.empty:
         return pd.DataFrame()
-    keys = _row_keys(runs)
+    keys = _row_keys(finished)
     frame = _keyed(finished, keys)
     grouped = frame.groupby([DATASET] + keys, sort=True).agg(val_f1=("val_f1", "mean"), test_f1=("test_f1", "mean"),
                                                            seeds=("test_f1", "size")).reset_index()
     best = grouped.loc[grouped.groupby(DATASET)["val_f1"].idxmax()].reset_index(drop=True)
-    return best.rename(columns={DATASET: "dataset", POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop"})
+    return best.rename(columns=_short)
+
+
+def bootstrap_ci(values, level: float = 0.95, resamples: int = RESAMPLES, seed: int = RNG_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (NaN below 2 values); a fixed seed makes it reproducible."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)  # (resamples,)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _identity(runs: pd.DataFrame, drop: tuple[str, ...] = (SEED,)) -> pd.DataFrame:
+    """What makes a cell, minus the `drop` axes: stage, dataset and every other axis.
+
+    A plain axis (model.pooling) is compared by its config value, which every run has, so cells
+    of different axis blocks still match; a bundle or dict axis (task, attention) by its label.
+    """
+    columns = {"stage": _stage(runs), "dataset": _param(runs, DATASET)}
+    for key in _axis_keys(runs):
+        if key not in drop and key != DATASET:
+            columns[key] = runs[f"params.{key}" if f"params.{key}" in runs else f"params.axis.{key}"]
+    return pd.DataFrame(columns, index=runs.index).fillna("").astype(str)
+
+
+def _tidy(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Drop key columns that say nothing (constant, or a copy of the dataset) and use short names."""
+    def useless(key: str) -> bool:
+        if key == "stage":
+            return not table[key].astype(bool).any()
+        return key != "dataset" and (table[key].nunique() < 2 or table[key].equals(table["dataset"]))
+
+    return table.drop(columns=[k for k in keys if useless(k)]).rename(columns=RENAME)
+
+
+def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell over its seeds: n, mean, std, bootstrap 95 % CI of the mean (empty without repeated seeds)."""
+    scored = _scored(runs)
+    if scored.empty:
+        return pd.DataFrame()
+    identity = _identity(scored)
+    keys = list(identity.columns)
+    frame = identity.assign(metric=scored["metric"], score=scored["score"])
+    rows = []
+    for key, group in frame.groupby(keys + ["metric"], sort=True):
+        values = group["score"].to_numpy(float)
+        std = values.std(ddof=1) if len(values) > 1 else np.nan
+        rows.append((*key, len(values), values.mean(), std, *bootstrap_ci(values)))
+    table = pd.DataFrame(rows, columns=keys + ["metric", "seeds", "mean", "std", "ci95_low", "ci95_high"])
+    return _tidy(table, keys) if table["seeds"].max() >= 2 else pd.DataFrame()
+
+
+def _attention_label(runs: pd.DataFrame) -> pd.Series:
+    """The attention axis label, else the kind plus any attention.* axis values (lsh-mask_within_chunks=True)."""
+    label = _param(runs, "axis.attention").fillna("").astype(str)
+    fallback = _param(runs, "attention.kind").fillna("").astype(str)
+    for key in _axis_keys(runs):
+        if key.startswith("attention."):
+            value = _param(runs, f"axis.{key}").fillna("").astype(str)
+            fallback = fallback + value.map(lambda v, name=key[len("attention."):]: f"-{name}={v}" if v else "")
+    return label.where(label != "", fallback)
+
+
+def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per scored cell: stage, attention label, dataset, metric, score, time per epoch, peak memory."""
+    return pd.DataFrame({"stage": _stage(scored), "attention": _attention_label(scored),
+                         "dataset": _param(scored, DATASET).fillna(""), "metric": scored["metric"],
+                         "score": scored["score"], "epoch_s": _metric(scored, "epoch_time_s"),
+                         "gpu_MiB": _metric(scored, "peak_gpu_mem_mb"),
+                         "host_MiB": _metric(scored, "peak_host_mem_mb")})
 
 
 def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Attention variants per dataset: test F1-macro, time per epoch, peak GPU memory (means over cells)."""
-    finished = _finished(runs)
-    # cells outside the attention block (no axis value) are labelled by their kind, e.g. softmax
-    label = _param(finished, "axis.attention").fillna(_param(finished, "attention.kind"))
-    if finished.empty or label.nunique() < 2:
+    """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss, time per epoch, peak memory."""
+    scored = _scored(runs)
+    frame = _cost_frame(scored)
+    if frame.empty or frame["attention"].nunique() < 2:
         return pd.DataFrame()
-    frame = pd.DataFrame({"attention": label.values, "dataset": _param(finished, DATASET).values,
-                          "test_f1": finished["metrics.test_f1_macro"].astype(float).values,
-                          "epoch_s": finished.get("metrics.epoch_time_s", pd.Series(np.nan, finished.index)).values,
-                          "gpu_MiB": finished.get("metrics.peak_gpu_mem_mb", pd.Series(np.nan, finished.index)).values})
-    table = frame.groupby(["attention", "dataset"]).agg(test_f1=("test_f1", mean_std), epoch_s=("epoch_s", "mean"),
-                                                        gpu_MiB=("gpu_MiB", "mean"), cells=("test_f1", "size"))
-    return table.reset_index()
+    frame["test_f1"] = frame["score"].where(frame["metric"] == "test_f1")
+    frame["final_val_loss"] = frame["score"].where(frame["metric"] == "final_val_loss")
+    keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
+    table = frame.groupby(keys, sort=True).agg(
+        test_f1=("test_f1", mean_std), final_val_loss=("final_val_loss", "mean"), epoch_s=("epoch_s", "mean"),
+        gpu_MiB=("gpu_MiB", "mean"), host_MiB=("host_MiB", "mean"), cells=("score", "size")).reset_index()
+    return table if frame["final_val_loss"].notna().any() else table.drop(columns="final_val_loss")
+
+
+def _ratio(variant: pd.Series, reference: pd.Series) -> float:
+    return variant.mean() / reference.mean() if reference.mean() > 0 else np.nan
+
+
+def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each attention variant minus softmax, paired on stage, dataset, seed and the other axes (empty if no pairs)."""
+    scored = _scored(runs)
+    frame = _cost_frame(scored)
+    softmax = (_param(scored, "attention.kind") == "softmax").values
+    if frame["attention"].nunique() < 2 or not softmax.any():
+        return pd.DataFrame()
+    drop = tuple(k for k in _axis_keys(runs) if k in (SEED, "attention") or k.startswith("attention."))
+    ids = _identity(scored, drop).assign(seed=_param(scored, SEED).astype(str).values).add_prefix("id.")
+    pair_keys = list(ids.columns) + ["metric"]
+    frame = pd.concat([frame, ids], axis=1)
+    reference = frame[softmax].groupby(pair_keys, as_index=False)[["score", "epoch_s", "gpu_MiB", "host_MiB"]].mean()
+    pairs = frame[~softmax].merge(reference, on=pair_keys, suffixes=("", "_ref"))
+    if pairs.empty:
+        return pd.DataFrame()
+    keys = (["stage"] if _staged(runs) else []) + ["dataset", "attention", "metric"]
+    rows = []
+    for key, group in pairs.groupby(keys, sort=True):
+        diff = (group["score"] - group["score_ref"]).to_numpy(float)
+        rows.append((*key, len(diff), diff.mean(), *bootstrap_ci(diff), _paired_p(group["score"], group["score_ref"]),
+                     _ratio(group["epoch_s"], group["epoch_s_ref"]), _ratio(group["gpu_MiB"], group["gpu_MiB_ref"]),
+                     _ratio(group["host_MiB"], group["host_MiB_ref"])))
+    return pd.DataFrame(rows, columns=keys + ["pairs", "mean_diff", "ci95_low", "ci95_high", "p_value",
+                                              "epoch_time_ratio", "gpu_mem_ratio", "host_mem_ratio"])
+
+
+def _paired_p(variant: pd.Series, reference: pd.Series) -> float:
+    """Two-sided paired t-test p-value; NaN below 2 pairs (and when every difference is exactly 0)."""
+    if len(variant) < 2:
+        return np.nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance differences
+        return float(stats.ttest_rel(variant.to_numpy(float), reference.to_numpy(float)).pvalue)
+
+
+def pareto_front(cost, score) -> np.ndarray:
+    """True for points no other point dominates (cost <= and score >=, one strictly); NaN points never count."""
+    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
+    # [i, j]: does point j dominate point i?  (n, n)
+    no_worse = (cost[None, :] <= cost[:, None]) & (score[None, :] >= score[:, None])
+    better = (cost[None, :] < cost[:, None]) | (score[None, :] > score[:, None])
+    return ~(no_worse & better).any(axis=1) & ~np.isnan(cost) & ~np.isnan(score)
+
+
+def pareto_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished fine-tuned cells: label (attention variant, else cell), dataset, test F1 and costs."""
+    finished = _finished(runs)
+    finished = finished[~_param(finished, "kind").isin(["tfidf", "mlm"])]
+    frame = _cost_frame(finished.assign(score=_metric(finished, "test_f1_macro"), metric="test_f1"))
+    if frame["attention"].nunique() < 2:
+        frame["attention"] = finished["cell"]
+    return frame.rename(columns={"attention": "label", "score": "test_f1"}).drop(columns="metric")
 
 
 def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table the study publishes, by title; optional ones only when they have rows."""
     tables = {"cells": cells_table(runs), "test F1-macro": f1_table(runs),
               "best hyperparameters (chosen on validation F1-macro)": best_table(runs)}
-    attention = attention_table(runs)
-    if not attention.empty:
-        tables["attention variants"] = attention
+    optional = {"seeds (mean over seeds, percentile bootstrap 95 % CI)": seeds_table,
+                "attention variants": attention_table,
+                "attention vs softmax (paired on stage, dataset, seed and other axes)": paired_table}
+    for title, build in optional.items():
+        table = build(runs) if "status" in runs else pd.DataFrame()
+        if not table.empty:
+            tables[title] = table
     return tables
+
+
+def table_stem(title: str) -> str:
+    """File-name stem of a table title: 'best hyperparameters (chosen ...)' -> 'best_hyperparameters'."""
+    return title.split(" (")[0].replace(" ", "_").lower()
+
+
+def _number(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return ""
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no `tabulate` dependency)."""
     if table.empty:
         return "_(no finished cells)_\n"
-    cells = [[_fmt(v) for v in row] for row in table.itertuples(index=False)]
     header = [str(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    lines += ["| " + " | ".join(_number(v).replace("|", "\\|") for v in row) + " |"
+              for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
-def _fmt(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return ""
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.0f}"
-    return str(value).replace("|", "\\|")
+# One pass, so the braces a replacement adds are never escaped again; ± becomes math mode.
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+_TEX_SPECIAL = re.compile("|".join(map(re.escape, _TEX)))
+
+
+def tex_escape(text) -> str:
+    return _TEX_SPECIAL.sub(lambda match: _TEX[match.group()], str(text))
+
+
+def to_latex(table: pd.DataFrame, title: str) -> str:
+    """A booktabs `table` environment (needs \\usepackage{booktabs}); numbers as in Markdown."""
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{tex_escape(title)}}}",
+             rf"\label{{tab:{re.sub(r'[^a-z0-9_-]', '-', table_stem(title))}}}"]
+    if table.empty:
+        lines.append(r"\emph{(no finished cells)}")
+    else:
+        align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
+        lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+                  " & ".join(tex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
+        lines += [" & ".join(tex_escape(_number(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines + [r"\end{table}"]) + "\n"
 
 
 def render(tables: dict[str, pd.DataFrame], fmt: str = "md") -> str:
-    """All tables as one Markdown document or as CSV blocks headed by `# <title>`."""
+    """All tables as one Markdown document, CSV blocks headed by `# <title>`, or LaTeX (booktabs) tables."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = io.StringIO()
+    if fmt == "tex":
+        out.write("% raygrid report: needs \\usepackage{booktabs}\n\n")
     for title, table in tables.items():
         if fmt == "md":
             out.write(f"### {title}\n\n{to_markdown(table)}\n")
-        else:
+        elif fmt == "csv":
             out.write(f"# {title}\n{table.to_csv(index=False)}\n")
+        else:
+            out.write(f"{to_latex(table, title)}\n")
     return out.getvalue()

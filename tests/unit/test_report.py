@@ -1,8 +1,10 @@
 """Report tables from a hand-made runs DataFrame (what tracking.fetch_runs returns)."""
+import numpy as np
 import pandas as pd
 import pytest
 
-from raygrid.report import all_tables, best_table, f1_table, render, to_markdown
+from raygrid.report import (all_tables, attention_table, best_table, bootstrap_ci, f1_table, paired_table,
+                            pareto_frame, pareto_front, render, seeds_table, tex_escape, to_latex, to_markdown)
 
 
 def runs_frame():
@@ -74,3 +76,136 @@ def test_attention_table_appears_only_when_attention_varies():
     table = all_tables(runs)["attention variants"]
     assert set(table["attention"]) == {"softmax", "favor-nb_features=64"}
     assert set(table["dataset"]) == {"imdb", "hyperpartisan"} and (table["cells"] == 4).all()
+
+
+def attention_frame(stage="", seeds=(0, 1, 2), tasks=("imdb", "hyperpartisan")):
+    """softmax / lsh / favor per task and seed; lsh is exactly +0.05 on every seed, favor -0.10."""
+    rows = []
+    for task in tasks:
+        for label, kind, delta, cost in (("softmax", "softmax", 0.0, 1.0), ("lsh-num_hashes=2", "lsh", 0.05, 0.5),
+                                         ("favor-nb_features=64", "favor", -0.10, 0.25)):
+            for seed in seeds:
+                rows.append({"cell": f"task={task},attention={label},seed={seed}", "status": "FINISHED", "error": "",
+                             "stage": stage, "params.kind": "finetune", "params.axis.task": task,
+                             "params.axis.attention": label, "params.axis.seed": str(seed),
+                             "params.data.dataset": task, "params.model.pooling": "cls",
+                             "params.model.n_freeze": "0", "params.model.p_drop": "0.1",
+                             "params.attention.kind": kind, "params.seed": str(seed),
+                             "metrics.test_f1_macro": 0.70 + delta + 0.01 * seed + (0.1 if task == "imdb" else 0),
+                             "metrics.best_val_f1_macro": 0.7, "metrics.epoch_time_s": 10.0 * cost,
+                             "metrics.peak_gpu_mem_mb": 1000.0 * cost, "metrics.peak_host_mem_mb": 500.0})
+    return pd.DataFrame(rows)
+
+
+def mlm_frame(stage="mlm"):
+    rows = []
+    for kind, loss in (("softmax", 3.0), ("lsh", 3.5)):
+        for seed in (0, 1):
+            rows.append({"cell": f"attention={kind},seed={seed}", "status": "FINISHED", "error": "", "stage": stage,
+                         "params.kind": "mlm", "params.axis.attention": kind, "params.axis.seed": str(seed),
+                         "params.data.dataset": "wikitext", "params.attention.kind": kind, "params.seed": str(seed),
+                         "metrics.final_val_loss": loss + 0.1 * seed, "metrics.val_loss": loss + 0.1 * seed,
+                         "metrics.epoch_time_s": 100.0, "metrics.peak_gpu_mem_mb": 2000.0,
+                         "metrics.peak_host_mem_mb": 800.0})
+    return pd.DataFrame(rows)
+
+
+def test_tex_escapes_special_characters_and_renders_plus_minus_as_math():
+    assert tex_escape("a_b & 50% #1 $x {y} ~z ^w \\v") == \
+        r"a\_b \& 50\% \#1 \$x \{y\} \textasciitilde{}z \textasciicircum{}w \textbackslash{}v"
+    assert tex_escape("0.7100 ± 0.0100") == r"0.7100 $\pm$ 0.0100"
+
+
+def test_latex_tables_are_booktabs_with_captions():
+    tables = all_tables(runs_frame())
+    tex = render(tables, "tex")
+    assert tex.count(r"\begin{tabular}") == len(tables) == tex.count(r"\bottomrule")
+    assert r"\caption{test F1-macro}" in tex and r"\label{tab:best_hyperparameters}" in tex
+    table = to_latex(f1_table(runs_frame()), "F1 & friends_1")
+    lines = table.splitlines()
+    assert lines[:3] == [r"\begin{table}[ht]", r"\centering", r"\caption{F1 \& friends\_1}"]
+    assert lines[4] == r"\begin{tabular}{lllll}" and lines[5] == r"\toprule" and lines[7] == r"\midrule"
+    assert lines[6] == r"pooling & N\_freeze & P\_drop & hyperpartisan & imdb \\"
+    assert r"0.7150 $\pm$ 0.0071 \\" in table  # mean, n_freeze 1, imdb
+    body = lines[8:-3]
+    assert len(body) == 4 and all(row.count(" & ") == 4 and row.endswith(r" \\") for row in body)
+    assert r"\emph{(no finished cells)}" in to_latex(pd.DataFrame(), "x")
+    with pytest.raises(ValueError, match="tex"):
+        render(tables, "html")
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
+    values = [0.61, 0.65, 0.70, 0.72, 0.80]
+    low, high = bootstrap_ci(values)
+    assert low < np.mean(values) < high and high - low < max(values) - min(values)
+    assert bootstrap_ci(values) == (low, high)
+    assert bootstrap_ci(values, seed=1) != (low, high)
+    assert all(np.isnan(bootstrap_ci([0.5])))
+
+
+def test_seeds_table_only_with_repeated_seeds():
+    seeds = seeds_table(attention_frame())
+    assert list(seeds.columns) == ["dataset", "attention", "metric", "seeds", "mean", "std", "ci95_low", "ci95_high"]
+    row = seeds.set_index(["dataset", "attention"]).loc[("imdb", "softmax")]
+    assert row["seeds"] == 3 and row["mean"] == pytest.approx(0.81) and row["std"] == pytest.approx(0.01)
+    assert row["ci95_low"] <= row["mean"] <= row["ci95_high"]
+    assert seeds_table(attention_frame(seeds=(0,))).empty
+    assert "seeds (mean over seeds, percentile bootstrap 95 % CI)" in all_tables(attention_frame())
+
+
+def test_paired_difference_of_a_constant_gain_is_exact():
+    paired = paired_table(attention_frame()).set_index(["dataset", "attention"])
+    assert set(paired.index) == {(t, a) for t in ("imdb", "hyperpartisan")
+                                 for a in ("lsh-num_hashes=2", "favor-nb_features=64")}
+    lsh = paired.loc[("imdb", "lsh-num_hashes=2")]
+    assert lsh["pairs"] == 3 and lsh["metric"] == "test_f1"
+    assert lsh["mean_diff"] == pytest.approx(0.05)
+    assert (lsh["ci95_low"], lsh["ci95_high"]) == (pytest.approx(0.05), pytest.approx(0.05))
+    assert lsh["p_value"] < 1e-6
+    assert lsh["epoch_time_ratio"] == pytest.approx(0.5) and lsh["gpu_mem_ratio"] == pytest.approx(0.5)
+    assert paired.loc[("hyperpartisan", "favor-nb_features=64"), "mean_diff"] == pytest.approx(-0.10)
+
+
+def test_paired_pairs_on_seed_and_leaves_p_blank_for_one_pair():
+    runs = attention_frame(seeds=(0, 1))
+    # drop lsh seed 1 and softmax seed 0: no seed has both, so lsh has no pair; favor keeps both
+    unpaired = runs["cell"].str.contains("lsh.*seed=1|softmax.*seed=0")
+    paired = paired_table(runs[~unpaired])
+    assert set(paired["attention"]) == {"favor-nb_features=64"} and (paired["pairs"] == 1).all()
+    assert paired["p_value"].isna().all() and paired["ci95_low"].isna().all()
+    assert paired_table(runs[runs["params.attention.kind"] != "softmax"]).empty
+
+
+def test_attention_table_per_stage_with_an_mlm_stage():
+    runs = pd.concat([mlm_frame("mlm"), attention_frame("finetune", tasks=("imdb",))], ignore_index=True)
+    table = attention_table(runs)
+    assert list(table.columns) == ["stage", "attention", "dataset", "test_f1", "final_val_loss", "epoch_s",
+                                   "gpu_MiB", "host_MiB", "cells"]
+    mlm = table[table["stage"] == "mlm"].set_index("attention")
+    assert mlm.loc["lsh", "final_val_loss"] == pytest.approx(3.55) and mlm.loc["lsh", "test_f1"] == ""
+    assert mlm.loc["softmax", "host_MiB"] == 800.0 and mlm.loc["softmax", "cells"] == 2
+    finetune = table[table["stage"] == "finetune"].set_index("attention")
+    assert finetune.loc["softmax", "test_f1"] == "0.8100 ± 0.0100"
+    assert np.isnan(finetune.loc["softmax", "final_val_loss"])
+    paired = paired_table(runs).set_index(["stage", "attention"])
+    assert paired.loc[("mlm", "lsh"), "metric"] == "final_val_loss"
+    assert paired.loc[("mlm", "lsh"), "mean_diff"] == pytest.approx(0.5)
+    assert paired.loc[("finetune", "lsh-num_hashes=2"), "mean_diff"] == pytest.approx(0.05)
+    assert "stage" in f1_table(runs).columns and len(f1_table(runs)) == 3  # MLM cells have no F1
+
+
+def test_pareto_front_keeps_points_nothing_beats():
+    cost = [1.0, 2.0, 3.0, 2.0, 4.0, np.nan, 1.0]
+    score = [0.5, 0.7, 0.6, 0.7, 0.9, 1.0, 0.4]
+    # 2 is beaten by 1 (cheaper, better); 6 by 0; 1 and 3 tie (neither dominates); NaN never counts
+    assert pareto_front(cost, score).tolist() == [True, True, False, True, True, False, False]
+    assert pareto_front([], []).tolist() == []
+
+
+def test_pareto_frame_labels_cells_by_attention_and_skips_the_baseline():
+    runs = attention_frame()
+    runs.loc[0, "params.kind"] = "tfidf"
+    frame = pareto_frame(runs)
+    assert len(frame) == len(runs) - 1 and set(frame["label"]) == {"softmax", "lsh-num_hashes=2",
+                                                                   "favor-nb_features=64"}
+    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "epoch_s", "gpu_MiB", "host_MiB"]
