@@ -372,7 +372,10 @@ def _cached_splits(cfg: CellConfig, cache_dir) -> dict[str, Tokens] | None:
     want = json.loads(cfg.data.model_dump_json())
     tokenizers = {cfg.model.checkpoint, cfg.model.tokenizer}
     prefix = "mlm-" if cfg.kind == "mlm" else ""  # raygrid.data.mlm_data's entries: full blocks only
-    for meta_file in sorted((cache_root(cache_dir) / "tokenized").glob(f"{prefix}{cfg.data.dataset}-*/meta.json")):
+    root = cache_root(cache_dir)
+    if "://" in root:  # a remote cache: listing it is not worth a slow `plan`; estimate instead
+        return None
+    for meta_file in sorted((Path(root) / "tokenized").glob(f"{prefix}{cfg.data.dataset}-*/meta.json")):
         try:
             meta = json.loads(meta_file.read_text())
             if meta.get("data") != want or meta.get("tokenizer") not in tokenizers:

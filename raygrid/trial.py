@@ -14,7 +14,6 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import ray
 import ray.train
 import ray.tune
@@ -36,7 +35,7 @@ from raygrid.train_loop import Loaders, fit
 def train_worker(payload: dict) -> None:
     """Per-worker loop: re-validate the cell, build the model, stream batches, fit, report."""
     cfg = CellConfig.model_validate(payload["config"])
-    data = PreparedData.load(Path(payload["data_dir"]))
+    data = PreparedData.load(payload["data_dir"])
     context = ray.train.get_context()
     cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
     torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
@@ -159,11 +158,10 @@ def train_driver(config: dict) -> None:
     if payload["config"]["kind"] == "tfidf":
         return _tfidf_cell(payload)
     res = Resources.model_validate(payload["resources"])
-    data_dir = Path(payload["data_dir"])
+    data = PreparedData.load(payload["data_dir"])
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    splits = [split for split in ("train", "validation", "test") if (data_dir / f"{split}.parquet").is_file()]
-    datasets = {split: _cached_split(data_dir / f"{split}.parquet") for split in splits}
+    datasets = {split: _cached_split(data, split) for split in data.splits}
     trial_id = ray.tune.get_context().get_trial_id()
     trainer = TorchTrainer(
         train_worker,
@@ -197,7 +195,7 @@ def _tfidf_cell(payload: dict) -> None:
     ray.tune.report({**scores, "best_val_f1_macro": scores["val_f1_macro"], "peak_gpu_mem_mb": 0.0, "final": 1})
 
 
-def _cached_split(path: Path) -> ray.data.Dataset:
+def _cached_split(data: PreparedData, split: str) -> ray.data.Dataset:
     """A Ray Dataset over one tokenized split.
 
     The driver reads the (already tokenized, compact) Parquet file and hands the table to Ray Data,
@@ -205,7 +203,7 @@ def _cached_split(path: Path) -> ray.data.Dataset:
     whole CPU; with every CPU of a small node held by Train workers it never gets scheduled and
     the trial hangs (seen on 2 cores with two trials side by side).
     """
-    return ray.data.from_arrow(pq.read_table(path))
+    return ray.data.from_arrow(data.read_split(split))
 
 
 def _data_options(res: Resources) -> ray.data.ExecutionOptions:

@@ -1,5 +1,6 @@
 """The tokenized-document cache: tokenize once per (data, split policy, tokenizer, max_len), reuse forever.
 
+The root is a local folder or a URI on shared storage (raygrid.data.storage).
 Layout: `<root>/tokenized/<dataset>-<key>/{train,validation,test}.parquet` + `meta.json`, where
 `key` hashes the source files' content, every DataConfig field that changes the rows, and the
 tokenizer files. Rows hold unpadded `input_ids` (padding happens per batch, see batching.py).
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygrid.config import DataConfig
+from raygrid.data import storage
 from raygrid.data.sources import load_raw
 from raygrid.data.splits import SPLITS, apply_split_policy, cross_split_duplicates
 from raygrid.paths import is_local, resolve_location
@@ -30,31 +31,61 @@ CACHE_VERSION = 1  # bump when the cached row format changes
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def cache_root(explicit: str | Path | None = None) -> Path:
-    """--cache-dir, else $RAYGRID_CACHE, else ~/.cache/raygrid."""
-    return Path(explicit or os.environ.get("RAYGRID_CACHE") or Path.home() / ".cache" / "raygrid").expanduser()
+def cache_root(explicit: str | Path | None = None) -> str:
+    """--cache-dir, else $RAYGRID_CACHE, else ~/.cache/raygrid: a local folder or a storage URI."""
+    root = str(explicit or os.environ.get("RAYGRID_CACHE") or Path.home() / ".cache" / "raygrid")
+    return root if storage.is_uri(root) else str(Path(root).expanduser().resolve())
 
 
 @dataclass(frozen=True)
 class PreparedData:
-    """A finished cache entry."""
+    """A finished cache entry (a local folder or a URI)."""
 
-    folder: Path
+    folder: str
     meta: dict
 
     def split_path(self, split: str) -> str:
-        return str(self.folder / f"{split}.parquet")
+        return storage.join(self.folder, f"{split}.parquet")
+
+    def read_split(self, split: str) -> pa.Table:
+        return storage.read_parquet(self.split_path(split))
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.meta["splits"])
 
     @property
     def num_labels(self) -> int:
         return len(self.meta["label_names"])
 
     @classmethod
-    def load(cls, folder: Path) -> "PreparedData":
-        return cls(folder, json.loads((folder / "meta.json").read_text()))
+    def load(cls, folder: str | Path) -> "PreparedData":
+        folder = str(folder)
+        return cls(folder, json.loads(storage.read_text(storage.join(folder, storage.META))))
 
 
-def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool = True,
+def find_entry(root: str | Path, name: str) -> tuple[str, PreparedData | None]:
+    """(location of entry `name` under root, the entry if it is complete)."""
+    folder = storage.join(str(root), "tokenized", name)
+    return folder, (PreparedData.load(folder) if storage.exists(storage.join(folder, storage.META)) else None)
+
+
+def new_entry_dir(folder: str) -> Path:
+    """A local temporary folder to build an entry in (beside it when local, so publishing is a rename)."""
+    if storage.is_uri(folder):
+        return Path(tempfile.mkdtemp(prefix="raygrid-entry-"))
+    Path(folder).parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{Path(folder).name}-", dir=Path(folder).parent))
+
+
+def publish_entry(tmp: Path, folder: str, meta: dict) -> PreparedData:
+    """Write meta.json (the completion marker) and make the entry visible at `folder`."""
+    (tmp / storage.META).write_text(json.dumps(meta, indent=2))
+    storage.publish(tmp, folder)
+    return PreparedData.load(folder)
+
+
+def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress: bool = True,
             tokenize: Callable[[pa.Table, str, int], pa.Table] | None = None) -> PreparedData:
     """Return the cache entry for `cfg`, tokenizing (once) if it does not exist yet.
 
@@ -63,9 +94,9 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
     """
     raw = load_raw(cfg)
     key = cache_key(cfg, raw.fingerprint, tokenizer_location)
-    folder = root / "tokenized" / f"{cfg.dataset}-{key}"
-    if (folder / "meta.json").is_file():
-        return PreparedData.load(folder)
+    folder, entry = find_entry(root, f"{cfg.dataset}-{key}")
+    if entry is not None:
+        return entry
     tokenizer = load_tokenizer(tokenizer_location)
     splits = apply_split_policy(raw, cfg)
     if raw.skipped:
@@ -76,10 +107,9 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
         warnings.warn(f"{cfg.dataset}: documents shared between splits {leaks}; scores on the later split are "
                       f"optimistic (for Hyperpartisan, subset: byarticle_semeval "
                       f"shares 2 documents instead of 58)", stacklevel=2)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary sibling and rename, so a crash never leaves a half-written entry
-    # that a later run would mistake for a finished one.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    # Build in a temporary folder and publish it whole, so a crash never leaves a half-written
+    # entry that a later run would mistake for a finished one.
+    tmp = new_entry_dir(folder)
     stats = {}
     for split in SPLITS:
         if tokenize is None:
@@ -93,15 +123,10 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool
             "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats, "leaks": leaks,
             "skipped_rows": raw.skipped,
             "data": cfg.model_dump(), "tokenizer": tokenizer_location, "source": raw.origin}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished the same entry first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return PreparedData.load(folder)
+    return publish_entry(tmp, folder, meta)
 
 
-def prepare_cells(cells, root: Path, progress: bool = True, tokenize=None) -> dict[str, PreparedData]:
+def prepare_cells(cells, root: str | Path, progress: bool = True, tokenize=None) -> dict[str, PreparedData]:
     """Tokenize once per distinct (kind, data config, tokenizer) among model cells; cell name -> entry.
 
     `mlm` cells get fixed-length token blocks (raygrid.data.mlm_data), the others documents.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -24,26 +23,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygrid.config import CORPORA, DataConfig
-from raygrid.data.cache import CACHE_VERSION, PreparedData, load_tokenizer, tokenizer_fingerprint
+from raygrid.data.cache import (CACHE_VERSION, PreparedData, find_entry, load_tokenizer, new_entry_dir, publish_entry,
+                                tokenizer_fingerprint)
 from raygrid.data.mlm_text import BlockPacker, chain_batches, hub_files, iter_texts, local_files, wikitext_articles
 
 MLM_SPLITS = ("train", "validation")
 ROWS_PER_GROUP = 2048  # blocks per Parquet row group: bounded memory for a 600k-article corpus
 
 
-def prepare_mlm(cfg: DataConfig, tokenizer_location: str, root: Path, progress: bool = True) -> PreparedData:
+def prepare_mlm(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress: bool = True) -> PreparedData:
     """Return the cache entry of MLM blocks for `cfg`, building it (once) if needed."""
     documents, fingerprint, origin = _documents(cfg)
     key = _key(cfg, fingerprint, tokenizer_location)
-    folder = root / "tokenized" / f"mlm-{cfg.dataset}-{key}"
-    if (folder / "meta.json").is_file():
-        return PreparedData.load(folder)
+    folder, entry = find_entry(root, f"mlm-{cfg.dataset}-{key}")
+    if entry is not None:
+        return entry
     tokenizer = load_tokenizer(tokenizer_location)
     tokenizer.model_max_length = 1 << 40  # documents are cut into blocks here, not truncated: no length warnings
     if tokenizer.mask_token_id is None:
         raise ValueError(f"model.tokenizer: {tokenizer_location} has no [MASK] token; it cannot train an MLM")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))  # atomic: rename when complete
+    tmp = new_entry_dir(folder)  # built aside, published whole
     stats = _write_blocks(documents, tokenizer, cfg.max_len, tmp, progress, f"mlm blocks {cfg.dataset}")
     if stats["train"]["rows"] == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -54,12 +53,7 @@ def prepare_mlm(cfg: DataConfig, tokenizer_location: str, root: Path, progress: 
             "vocab_size": len(tokenizer), "special_ids": sorted(set(tokenizer.all_special_ids)),
             "max_len": cfg.max_len, "splits": stats, "data": cfg.model_dump(), "tokenizer": tokenizer_location,
             "source": origin}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished the same entry first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return PreparedData.load(folder)
+    return publish_entry(tmp, folder, meta)
 
 
 def _documents(cfg: DataConfig) -> tuple[Iterator[tuple[str, str]], str, dict]:

@@ -1,5 +1,6 @@
 """Local data adapters, split policies, the tokenized cache and per-batch padding."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -116,14 +117,35 @@ def test_study_split_is_80_10_10(tmp_path):
 def test_cache_tokenizes_once_and_keys_on_content(tmp_path, tiny_checkpoint):
     cfg = DataConfig(dataset="hyperpartisan", path=str(SAMPLE), max_len=32, limit={"train": 10})
     first = prepare(cfg, str(tiny_checkpoint), tmp_path, progress=False)
-    mtime = (first.folder / "train.parquet").stat().st_mtime_ns
+    mtime = (Path(first.folder) / "train.parquet").stat().st_mtime_ns
     again = prepare(cfg, str(tiny_checkpoint), tmp_path, progress=False)
-    assert again.folder == first.folder and (first.folder / "train.parquet").stat().st_mtime_ns == mtime
+    assert again.folder == first.folder and (Path(first.folder) / "train.parquet").stat().st_mtime_ns == mtime
     other = prepare(cfg.model_copy(update={"max_len": 16}), str(tiny_checkpoint), tmp_path, progress=False)
     assert other.folder != first.folder
     table = pq.read_table(first.split_path("train"))
     assert table.num_rows == 10 and max(len(r) for r in table["input_ids"].to_pylist()) <= 32
     assert first.meta["splits"]["train"]["share_truncated"] > 0.5  # news articles are long
+
+
+def test_cache_on_a_storage_uri(tmp_path, tiny_checkpoint):
+    """A URI root goes through pyarrow's filesystem layer, as s3:// or gs:// would (file:// needs no credentials)."""
+    from raygrid.data.cache import PreparedData, cache_root
+    from raygrid.data.mlm_data import prepare_mlm
+
+    root = cache_root(f"file://{tmp_path}/shared-cache")
+    assert root.startswith("file://")  # kept as a URI, not folded into a local path
+    cfg = DataConfig(dataset="hyperpartisan", path=str(SAMPLE), max_len=32, limit={"train": 10})
+    first = prepare(cfg, str(tiny_checkpoint), root, progress=False)
+    assert first.folder.startswith("file://") and first.folder.endswith(first.meta["key"])
+    local = prepare(cfg, str(tiny_checkpoint), tmp_path / "local", progress=False)
+    assert first.read_split("train").equals(local.read_split("train"))  # same rows either way
+    assert PreparedData.load(first.folder).meta == first.meta
+    # published whole: meta.json (the completion marker) and every split, no temporary leftovers
+    entry = tmp_path / "shared-cache" / "tokenized" / Path(first.folder).name
+    assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "test.parquet", "train.parquet", "validation.parquet"]
+    mlm = prepare_mlm(cfg.model_copy(update={"max_len": 16}), str(tiny_checkpoint), root, progress=False)
+    assert mlm.splits == ["train", "validation"] and mlm.read_split("train").num_rows > 0
+    assert prepare(cfg, str(tiny_checkpoint), root, progress=False).folder == first.folder  # reused
 
 
 def test_pad_batch_pads_to_longest_row():
