@@ -48,7 +48,8 @@ def cmd_run(args) -> int:
 
     out = _out_dir(args, grid.name)
     uri = tracking_uri(out)
-    summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors)
+    summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
+                       storage=args.storage)
     _print_report(uri, grid.name, args.format)
     print(f"\nMLflow: {uri}\n  view with: mlflow ui --backend-store-uri {uri}")
     if summary.failed:
@@ -112,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("grid", help="grid YAML file")
     run.add_argument("--out", help="output folder (MLflow SQLite, Ray results, exported stage weights); default runs/")
     run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
-    run.add_argument("--format", choices=("md", "csv"), default="md", help="table format")
+    run.add_argument("--format", choices=("md", "csv", "tex"), default="md", help="table format")
+    run.add_argument("--storage", metavar="URI",
+                     help="Ray checkpoints and stage weights: a path every node sees, or s3://, gs://; default <out>/ray")
     run.add_argument("--tokenize-actors", type=int, default=0, metavar="N",
                      help="tokenize missing cache entries on a Ray Data pool of N actors (default 0: in this process)")
     run.set_defaults(func=cmd_run)

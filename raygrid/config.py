@@ -60,6 +60,8 @@ class DataConfig(Strict):
 
 
 ConfigValue = bool | int | float | str
+# model.checkpoint of a cell whose weights come from an earlier stage's cell.
+STAGE_SCHEME = "stage:"
 
 
 class ModelConfig(Strict):
@@ -140,6 +142,8 @@ class CellConfig(Strict):
             raise ValueError(f"model: a {self.kind} cell needs a model (checkpoint: ...)")
         if self.kind != "mlm" and self.data.dataset in CORPORA:
             raise ValueError(f"data.dataset: {self.data.dataset} is an unlabelled corpus; only kind: mlm can use it")
+        if self.kind == "mlm" and self.model and self.model.n_freeze:
+            raise ValueError("model.n_freeze: an mlm cell trains every layer (its embeddings are tied to the MLM head)")
         if self.model and self.model.n_freeze and self.optim.epochs < 2:
             raise ValueError("model.n_freeze > 0 needs optim.epochs >= 2 (frozen for the first epochs//2 epochs)")
         if self.model and self.model.positions == "rope" and not self.model.from_scratch \
@@ -147,9 +151,6 @@ class CellConfig(Strict):
             raise ValueError("model.positions: rope needs from_scratch: true (or weights from an earlier rope stage)")
         return self
 
-
-# model.checkpoint of a cell whose weights come from an earlier stage's cell.
-STAGE_SCHEME = "stage:"
 
 
 class Resources(Strict):
@@ -170,6 +171,7 @@ class Resources(Strict):
 
 
 Axes = dict[str, Annotated[list, Field(min_length=1)]]
+AxesBlocks = Annotated[list[Axes], Field(min_length=1)]
 
 
 class InitRef(Strict):
@@ -187,7 +189,7 @@ class StageConfig(Strict):
     # Each cell starts from the one cell of that stage whose axis values agree with its own.
     init: str | InitRef | None = None
     base: dict = {}
-    axes: Axes | list[Axes] = {}
+    axes: Axes | AxesBlocks = {}
 
 
 class GridConfig(Strict):
@@ -203,7 +205,7 @@ class GridConfig(Strict):
     # A mapping (one cartesian product) or a list of mappings (the union of their products, e.g.
     # the fine-tuning grid plus a few attention cells). A value {label: x, set: {dotted: v}}
     # sets several keys at once (e.g. a dataset with its own max_len, epochs and lr).
-    axes: Axes | list[Axes] = {}
+    axes: Axes | AxesBlocks = {}
     stages: list[StageConfig] = []
     resources: Resources = Resources()
 

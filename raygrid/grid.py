@@ -4,12 +4,7 @@ A grid is a `base` cell plus `axes` (dotted paths into the cell -> list of value
 product of the axes gives the cells. Every cell is validated before anything runs, so a bad value
 in any combination fails with one line naming the file and the dotted key.
 
-A staged grid lists `stages` (each a base merged over the grid's, plus axes); a stage with
-`init: <stage>` (or `{grid: other.yaml, stage: <stage>}`) starts every cell from the weights of the
-one parent cell whose axis values agree with its own: for each axis of the parent stage, the child
-must have the same value (the same label for a bundle axis; the same resolved config value for a
-plain key, whether the child varies it or fixes it in its base). No match, or several, is an error
-before anything runs. Stage cells are named `<stage>/<axis values>`.
+A staged grid lists `stages` instead; raygrid.stages expands them (cells named `<stage>/<axis values>`).
 """
 from __future__ import annotations
 
@@ -25,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from raygrid.config import STAGE_SCHEME, CellConfig, GridConfig, InitRef, StageConfig
+from raygrid.config import CellConfig, GridConfig
 
 # Short names used in cell names, so `model.pooling=cls` reads `pooling=cls`.
 _PATH_PREFIXES = ("./", "../", "/", "~")
@@ -63,7 +58,7 @@ class Grid:
     @property
     def blocks(self) -> list[dict[str, list]]:
         """The axes as a list of cartesian blocks (one block for a plain mapping)."""
-        return _blocks(self.spec.axes)
+        return blocks_of(self.spec.axes)
 
     def stage_cells(self, stage: str | None) -> list[Cell]:
         return [cell for cell in self.cells if cell.stage == stage]
@@ -73,7 +68,7 @@ class Grid:
         return [cell for cell in self.cells if cell.parent is not None and cell.parent_grid != self.name]
 
 
-def _blocks(axes) -> list[dict[str, list]]:
+def blocks_of(axes) -> list[dict[str, list]]:
     return axes if isinstance(axes, list) else [axes]
 
 
@@ -98,141 +93,21 @@ def load_grid(path: str | Path, _loading: tuple[Path, ...] = ()) -> Grid:
         spec = GridConfig.model_validate(raw)
     except ValidationError as err:
         raise GridError(f"{path}: {describe(err)}") from None
-    base = _resolve_paths(spec.base, path.parent)
+    base = resolve_paths(spec.base, path.parent)
     if spec.stages:
-        order = _stage_order(path, spec.stages)
+        from raygrid.stages import stage_cells, stage_order  # stages build on this module
+
+        order = stage_order(path, spec.stages)
         grid = Grid(path=path, spec=spec, cells=[], text=text, stage_order=[stage.name for stage in order])
         for stage in order:
-            grid.cells.extend(_stage_cells(path, spec.name, base, stage, grid, (*_loading, path.resolve())))
+            grid.cells.extend(stage_cells(path, base, stage, grid, (*_loading, path.resolve())))
     else:
         if not spec.base:
             raise GridError(f"{path}: base: required key is missing")
         grid = Grid(path=path, spec=spec, cells=[], text=text)
-        grid.cells.extend(_make_cell(path, base, combo) for block in grid.blocks for combo in _combinations(block))
+        grid.cells.extend(make_cell(path, base, combo) for block in grid.blocks for combo in combinations(block))
     _check_unique(path, grid.cells)
     return grid
-
-
-def _stage_order(path: Path, stages: list[StageConfig]) -> list[StageConfig]:
-    """Stages with in-grid parents first; unknown stages and cycles are errors."""
-    by_name = {stage.name: stage for stage in stages}
-    order: list[StageConfig] = []
-    visiting: list[str] = []
-
-    def visit(stage: StageConfig) -> None:
-        if stage in order:
-            return
-        if stage.name in visiting:
-            raise GridError(f"{path}: stages: init forms a cycle ({' -> '.join([*visiting, stage.name])})")
-        ref = _init_ref(stage)
-        if ref is not None and ref.grid is None:
-            if ref.stage not in by_name:
-                raise GridError(f"{path}: stages.{stage.name}.init: no stage {ref.stage!r} in this grid "
-                                f"(stages: {', '.join(by_name)})")
-            visiting.append(stage.name)
-            visit(by_name[ref.stage])
-            visiting.pop()
-        order.append(stage)
-
-    for stage in stages:
-        visit(stage)
-    return order
-
-
-def _init_ref(stage: StageConfig) -> InitRef | None:
-    return InitRef(stage=stage.init) if isinstance(stage.init, str) else stage.init
-
-
-def _stage_cells(path: Path, grid_name: str, grid_base: dict, stage: StageConfig, grid: Grid,
-                 loading: tuple[Path, ...]) -> list[Cell]:
-    base = merge_trees(grid_base, _resolve_paths(stage.base, path.parent))
-    ref = _init_ref(stage)
-    own_model = stage.base.get("model") or {}
-    if ref is not None and isinstance(own_model, dict) and {"checkpoint", "from_scratch"} & set(own_model):
-        key = "checkpoint" if "checkpoint" in own_model else "from_scratch"
-        raise GridError(f"{path}: stages.{stage.name}.base.model.{key}: a stage with init takes its weights "
-                        f"from stage {ref.stage}")
-    parents, parent_grid = [], None
-    if ref is not None:
-        if ref.grid is None:
-            parents, parent_grid = grid.stage_cells(ref.stage), grid_name
-        else:
-            other = load_grid(_resolve_paths(ref.grid if ref.grid.startswith(("/", "~")) else f"./{ref.grid}",
-                                             path.parent), loading)
-            if ref.stage not in other.stage_order:
-                raise GridError(f"{path}: stages.{stage.name}.init: grid {other.path.name} has no stage "
-                                f"{ref.stage!r} (stages: {', '.join(other.stage_order) or 'none'})")
-            parents, parent_grid = other.stage_cells(ref.stage), other.name
-    cells = []
-    for block in _blocks(stage.axes):
-        for combo in _combinations(block):
-            if not parents:
-                cell = _make_cell(path, base, combo, where=f"stages.{stage.name}")
-                cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name))
-                continue
-            parent = _match_parent(path, stage, base, combo, parents, ref)
-            settings = {"model.checkpoint": f"{STAGE_SCHEME}{parent_grid}/{parent.name}", "model.from_scratch": False}
-            if "tokenizer" not in (base.get("model") or {}) and not any(k.endswith("tokenizer") for k in combo):
-                model = parent.config.model
-                settings["model.tokenizer"] = model.tokenizer or model.checkpoint
-            cell = _make_cell(path, base, combo, where=f"stages.{stage.name}", settings=settings)
-            if cell.config.model.positions != parent.config.model.positions:
-                raise GridError(f"{path}: stages.{stage.name}: model.positions {cell.config.model.positions} differs "
-                                f"from its parent stage's ({parent.config.model.positions}) (cell {cell.name})")
-            cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name, parent, parent_grid))
-    return cells
-
-
-def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, parents: list[Cell],
-                  ref: InitRef) -> Cell:
-    """The one parent cell whose axis values agree with this combination (see the module docstring)."""
-    probe = _make_cell(path, base, combo, where=f"stages.{stage.name}",
-                       settings={"model.checkpoint": STAGE_SCHEME + "probe", "model.from_scratch": False})
-    child_config = probe.config.model_dump(mode="json")
-    matches = []
-    for parent in parents:
-        parent_config = parent.config.model_dump(mode="json")
-        for key, value in parent.axis_values.items():
-            if is_bundle(value):
-                mine = combo.get(key)
-                if not is_bundle(mine):
-                    raise GridError(f"{path}: stages.{stage.name}: its parent stage {ref.stage} varies {key!r} "
-                                    f"(bundles); this stage must vary {key!r} too")
-                if mine.get("label") != value.get("label"):
-                    break
-            elif get_dotted(child_config, key) != get_dotted(parent_config, key):
-                break
-        else:
-            matches.append(parent)
-    where = ", ".join(f"{k}={short_value(v)}" for k, v in combo.items()) or "base"
-    if not matches:
-        raise GridError(f"{path}: stages.{stage.name}.init: no cell of stage {ref.stage} matches cell ({where}); "
-                        f"its axes must agree with one of: {', '.join(p.name for p in parents[:4])}")
-    if len(matches) > 1:
-        raise GridError(f"{path}: stages.{stage.name}.init: cell ({where}) matches {len(matches)} cells of stage "
-                        f"{ref.stage} ({', '.join(p.name for p in matches[:3])}); vary the same axes to pick one")
-    return matches[0]
-
-
-def get_dotted(tree: dict, dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def merge_trees(base: dict, over: dict) -> dict:
-    """Deep merge: `over`'s values win; nested dicts merge unless their `kind` differs."""
-    merged = copy.deepcopy(base)
-    for key, value in over.items():
-        old = merged.get(key)
-        if isinstance(value, dict) and isinstance(old, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
-            merged[key] = merge_trees(old, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def describe(err: ValidationError, prefix: str = "") -> str:
@@ -256,13 +131,13 @@ def _is_union_tag(part: Any) -> bool:
     return part in ("softmax", "favor", "lsh") or (isinstance(part, str) and "[" in part)
 
 
-def _combinations(axes: dict[str, list]):
+def combinations(axes: dict[str, list]):
     keys = list(axes)
     for values in itertools.product(*(axes[k] for k in keys)):
         yield dict(zip(keys, values))
 
 
-def _make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", settings: dict | None = None) -> Cell:
+def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", settings: dict | None = None) -> Cell:
     raw = copy.deepcopy(base)
     for dotted, setting in (settings or {}).items():
         set_dotted(raw, dotted, setting)
@@ -270,7 +145,7 @@ def _make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", s
         settings = value["set"] if is_bundle(value) else {key: value}
         for dotted, setting in settings.items():
             try:
-                set_dotted(raw, dotted, _resolve_paths(setting, path.parent))
+                set_dotted(raw, dotted, resolve_paths(setting, path.parent))
             except KeyError as err:
                 raise GridError(f"{path}: {where + '.' if where else ''}axes.{key}: {err.args[0]}") from None
     try:
@@ -333,12 +208,12 @@ def short_value(value: Any) -> str:
     return text
 
 
-def _resolve_paths(value: Any, root: Path) -> Any:
+def resolve_paths(value: Any, root: Path) -> Any:
     """Make relative file paths (./x, ../x) absolute against the grid file's folder."""
     if isinstance(value, dict):
-        return {k: _resolve_paths(v, root) for k, v in value.items()}
+        return {k: resolve_paths(v, root) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_paths(v, root) for v in value]
+        return [resolve_paths(v, root) for v in value]
     if isinstance(value, str) and value.startswith(("./", "../")):
         return str((root / value).resolve())
     if isinstance(value, str) and value.startswith("~"):

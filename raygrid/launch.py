@@ -24,6 +24,7 @@ import ray.tune
 
 from raygrid.config import STAGE_SCHEME, Resources
 from raygrid.data.cache import PreparedData, load_tokenizer, prepare_cells, tokenize_table
+from raygrid.data.storage import join
 from raygrid.grid import Cell, Grid, GridError, short_value
 from raygrid.model import check_checkpoint
 from raygrid.tracking import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
@@ -47,11 +48,14 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print, tokenize_actors: int = 0) -> RunSummary:
+def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=print, tokenize_actors: int = 0,
+             storage: str | None = None) -> RunSummary:
     """Run every cell of `grid` that has not finished before; return what happened.
 
     tokenize_actors > 0 tokenizes missing cache entries on a Ray Data actor pool of that size
-    (documents for classification; MLM blocks are always packed in this process).
+    (documents for classification; MLM blocks are always packed in this process). `storage` is
+    where Ray keeps checkpoints and exported stage weights: a path every node sees, or a URI
+    (s3://, gs://); default `<out>/ray`, fine on one node.
     """
     summary = RunSummary()
     try:
@@ -61,10 +65,17 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print, to
     pending = [cell for cell in grid.cells if cell.name not in done]
     summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
     # Refusals come before anything is recorded or started.
-    _check_external_parents(grid, pending, uri)
+    _check_parents(grid, pending, uri)
     for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
         if not checkpoint.startswith(STAGE_SCHEME):
             check_checkpoint(checkpoint)
+    prepared = {}
+    if pending:
+        tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
+        prepared = prepare_cells(pending, cache_dir, tokenize=tokenize)  # once per distinct data config
+        _init_ray()
+        _check_storage(grid, pending, storage)
+    storage = storage or str(out_dir.resolve() / "ray")
     if summary.skipped:
         log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
             f"(delete their runs to rerun them)")
@@ -73,24 +84,25 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: Path, uri: str, log=print, to
     if not pending:
         tracker.end_grid()
         return summary
-    tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
-    prepared = prepare_cells(pending, cache_dir, tokenize=tokenize)  # once per distinct data config
-    _init_ray()
     use_gpu = _use_gpu(grid.spec.resources)
     for stage in grid.stage_order or [None]:
         cells, links = [], {}
         for cell in (c for c in pending if c.stage == stage):
             if cell.parent is not None:
                 link = _parent_weights(cell, grid, tracker, uri)
-                if link is None:
-                    summary.failed[cell.name] = f"its parent cell {cell.parent.name} did not finish"
+                if link is None:  # recorded, so the report shows why this cell has no scores
+                    reason = f"its parent cell {cell.parent.name} did not finish"
+                    run_id = tracker.start_cell(cell.name, _axis_labels(cell), cell.config.model_dump(mode="json"),
+                                                {TAG_STAGE: cell.stage})
+                    tracker.end_cell(run_id, error=reason)
+                    summary.failed[cell.name] = reason
                     continue
                 links[cell.name] = link
             cells.append(cell)
         if cells:
             if stage is not None:
                 log(f"stage {stage}: {len(cells)} cell(s)")
-            _run_cells(grid, cells, links, prepared, use_gpu, out_dir, tracker, summary)
+            _run_cells(grid, cells, links, prepared, use_gpu, storage, tracker, summary)
     tracker.end_grid(failed=bool(summary.failed))
     return summary
 
@@ -110,29 +122,49 @@ def _parent_weights(cell: Cell, grid: Grid, tracker: GridTracker, uri: str) -> _
     return _ParentWeights(cell.parent_grid, cell.parent.name, *found) if found else None
 
 
-def _check_external_parents(grid: Grid, pending: list[Cell], uri: str) -> None:
-    """Refuse, before launch, cells whose parent lives in another grid that has not produced it."""
-    missing: dict[str, list[str]] = {}
+def _check_parents(grid: Grid, pending: list[Cell], uri: str) -> None:
+    """Refuse, before launch, cells whose parent will not run now and has no usable exported weights.
+
+    A parent in this grid that is still pending runs first; any other parent (in another grid, or
+    finished in an earlier run) must have its weights' URI recorded and, when local, still on disk.
+    """
+    pending_names = {cell.name for cell in pending}
     for cell in pending:
-        if cell.parent is None or cell.parent_grid == grid.name:
+        parent = cell.parent
+        if parent is None or (cell.parent_grid == grid.name and parent.name in pending_names):
             continue
         try:
-            found = GridTracker(uri, cell.parent_grid, create=False).exported_weights(cell.parent.name)
+            found = GridTracker(uri, cell.parent_grid, create=False).exported_weights(parent.name)
         except LookupError:
             found = None
         if found is None:
-            missing.setdefault(cell.parent_grid, []).append(cell.parent.name)
-    if missing:
-        name, cells = next(iter(missing.items()))
-        raise GridError(f"{grid.path}: init: {len(cells)} parent cell(s) of grid {name} have not finished at {uri}, "
-                        f"e.g. {cells[0]} (run that grid first, with the same --out / MLFLOW_TRACKING_URI)")
+            hint = (" (run that grid first, with the same --out / MLFLOW_TRACKING_URI)" if cell.parent_grid != grid.name
+                    else " (delete its run to train it again)")
+            raise GridError(f"{grid.path}: init: parent cell {parent.name} of grid {cell.parent_grid} has no finished "
+                            f"run with exported weights at {uri}{hint}")
+        if "://" not in found[1] and not Path(found[1]).is_dir():
+            raise GridError(f"{grid.path}: init: the weights of parent cell {parent.name} are gone from {found[1]} "
+                            f"(delete its MLflow run to train it again)")
+
+
+def _check_storage(grid: Grid, pending: list[Cell], storage: str | None) -> None:
+    """Chained stages on several nodes need storage every node reads; the default <out>/ray is one node's disk."""
+    chained = any(cell.parent is not None for cell in pending)
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if chained and storage is None and nodes > 1:
+        raise GridError(f"{grid.path}: stages: {nodes} Ray nodes but no shared storage for the weights stages pass on; "
+                        f"give --storage s3://... (or a path mounted on every node)")
+
+
+def _axis_labels(cell: Cell) -> dict[str, str]:
+    return {k: short_value(v) for k, v in cell.axis_values.items()}
 
 
 def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], prepared, use_gpu: bool,
-               out_dir: Path, tracker: GridTracker, summary: RunSummary) -> None:
+               storage: str, tracker: GridTracker, summary: RunSummary) -> None:
     """One Tuner over `cells` (a whole single-stage grid, or one stage)."""
     resources = grid.spec.resources
-    payloads = [_payload(cell, prepared.get(cell.name), resources, use_gpu, out_dir, links.get(cell.name))
+    payloads = [_payload(cell, prepared.get(cell.name), resources, use_gpu, storage, links.get(cell.name))
                 for cell in cells]
     callback = _MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
@@ -143,8 +175,7 @@ def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], 
             max_concurrent_trials=_max_concurrent(resources, use_gpu),
             trial_name_creator=lambda t: t.config["cell"]["name"],
             trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(t.config['cell']['name'])[:80]}"),
-        run_config=ray.tune.RunConfig(name=experiment, storage_path=str(out_dir.resolve() / "ray"),
-                                      callbacks=[callback]),
+        run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=[callback]),
     )
     tuner.fit()
 
@@ -183,13 +214,12 @@ def ray_tokenize(actors: int = 2, batch_size: int = 256):
     return tokenize
 
 
-def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, out_dir: Path,
+def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, storage: str,
              parent: _ParentWeights | None = None) -> dict:
     """What a trial receives: plain JSON, re-validated by the worker."""
-    return {"name": cell.name, "config": cell.config.model_dump(mode="json"),
-            "axis": {k: short_value(v) for k, v in cell.axis_values.items()},
-            "data_dir": str(data.folder) if data else None, "resources": res.model_dump(), "use_gpu": use_gpu,
-            "storage_path": str(out_dir.resolve() / "ray" / "train"),
+    return {"name": cell.name, "config": cell.config.model_dump(mode="json"), "axis": _axis_labels(cell),
+            "data_dir": data.folder if data else None, "resources": res.model_dump(), "use_gpu": use_gpu,
+            "storage_path": join(storage, "train"),
             "init_checkpoint": parent.uri if parent else None,
             "skipped_rows": sum(data.meta.get("skipped_rows", {}).values()) if data else 0}
 
@@ -248,6 +278,8 @@ class _MlflowCells(ray.tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         name = trial.config["cell"]["name"]
         if result.get("final"):
+            if name in self.scored:  # a worker restarted after its final report: logged once already
+                return
             run_id = self.run_ids[name]
             self.tracker.log_metrics(run_id, _pick(result, FINAL_METRICS), step=0)
             tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out")}

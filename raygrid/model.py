@@ -84,7 +84,7 @@ class MaskedLM(nn.Module):
 
 def mlm_head(lm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The module mapping hidden states (..., H) to vocabulary logits, per model family."""
-    if hasattr(lm, "cls"):  # BERT, ELECTRA-style: transform + tied decoder
+    if hasattr(lm, "cls"):  # BERT family: transform + tied decoder
         return lm.cls
     if hasattr(lm, "lm_head"):  # RoBERTa family
         return lm.lm_head

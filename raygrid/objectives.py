@@ -6,6 +6,8 @@ chosen. Pure torch: no Ray, no tracking.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -60,9 +62,11 @@ class MaskedLanguageModel:
     """BERT's MLM: predict `mask_prob` of the real, non-special tokens, corrupted 80/10/10.
 
     Training masks are drawn anew every epoch (dynamic masking, as RoBERTa) from a generator seeded
-    by (cell seed, epoch), so a resumed cell sees the same masks. Validation always uses the same
-    masks, so its loss is comparable across epochs and across cells with the same seed. The best
-    epoch has the lowest validation loss; the weights passed on are the final ones (pretraining).
+    by (cell seed, epoch, worker rank): a resumed cell sees the same masks, and data-parallel
+    workers never mask alike. Validation masks depend only on `eval_seed` (the data's split seed)
+    and the evaluation batches, so validation loss is comparable across epochs and across cells
+    (with the same eval batch size). The best epoch has the lowest validation loss; the weights
+    passed on are the final ones (pretraining).
     """
 
     kind = "mlm"
@@ -70,13 +74,15 @@ class MaskedLanguageModel:
     scores_test = False
     keeps_best_weights = False
 
-    def __init__(self, cfg: MlmConfig, mask_token_id: int, vocab_size: int, special_ids: list[int], seed: int):
-        self.cfg, self.mask_token_id, self.vocab_size, self.seed = cfg, mask_token_id, vocab_size, seed
+    def __init__(self, cfg: MlmConfig, mask_token_id: int, vocab_size: int, special_ids: list[int], seed: int,
+                 rank: int = 0, eval_seed: int = 0):
+        self.cfg, self.mask_token_id, self.vocab_size = cfg, mask_token_id, vocab_size
+        self.seed, self.rank, self.eval_seed = seed, rank, eval_seed
         self.special_ids = torch.as_tensor(special_ids, dtype=torch.long)
         self.generator: torch.Generator | None = None
 
     def start_epoch(self, epoch: int, device: torch.device) -> None:
-        self.generator = torch.Generator(device=device).manual_seed(self.seed * 100_003 + epoch + 1)
+        self.generator = torch.Generator(device=device).manual_seed(_derive(self.seed, epoch, self.rank))
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         input_ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self, self.generator)
@@ -88,7 +94,7 @@ class MaskedLanguageModel:
     def evaluate(self, model: nn.Module, batches, device: torch.device, mixed_precision: bool) -> dict:
         """Mean cross-entropy and accuracy over the predicted tokens, with fixed masks."""
         model.eval()
-        generator = torch.Generator(device=device).manual_seed(self.seed * 100_003)
+        generator = torch.Generator(device=device).manual_seed(_derive(self.eval_seed, -1, 0))
         loss_sum, correct, count = 0.0, 0, 0
         for batch in batches:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -99,7 +105,9 @@ class MaskedLanguageModel:
             loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
             correct += int((logits.argmax(-1) == targets).sum())
             count += len(targets)
-        loss = loss_sum / max(1, count)
+        if count == 0:  # a loss of 0 would read as a perfect model
+            raise ValueError("data: the MLM validation split predicts no token (empty, or too short to mask)")
+        loss = loss_sum / count
         return {"loss": loss, "accuracy": correct / max(1, count), "perplexity": float(np.exp(min(loss, 50.0))),
                 "neg_loss": -loss}
 
@@ -119,6 +127,12 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, objective
     corrupted = torch.where(to_mask, torch.full_like(input_ids, objective.mask_token_id), input_ids)
     corrupted = torch.where(to_random, random_ids, corrupted)
     return corrupted, labels
+
+
+def _derive(seed: int, epoch: int, rank: int) -> int:
+    """A 63-bit generator seed unique to (seed, epoch, rank), stable across runs and platforms."""
+    digest = hashlib.sha256(f"raygrid-mlm:{seed}:{epoch}:{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def _uniform(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

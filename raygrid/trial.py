@@ -42,10 +42,12 @@ def train_worker(payload: dict) -> None:
     device = ray.train.torch.get_device()
     with _init_weights(payload.get("init_checkpoint")) as location:
         if cfg.kind == "mlm":
-            meta = data.meta
-            objective = MaskedLanguageModel(cfg.mlm, meta["mask_token_id"], meta["vocab_size"], meta["special_ids"],
-                                            cfg.seed)
             model = build_masked_lm(cfg, location)
+            meta = data.meta
+            # A tokenizer with added tokens may count more ids than the model's embedding rows.
+            vocab = min(meta["vocab_size"], model.lm.config.vocab_size)
+            objective = MaskedLanguageModel(cfg.mlm, meta["mask_token_id"], vocab, meta["special_ids"], cfg.seed,
+                                            rank=context.get_world_rank(), eval_seed=cfg.data.split_seed)
         else:
             objective = Classification(data.num_labels)
             model = build_classifier(cfg, data.num_labels, location)
@@ -62,7 +64,7 @@ def train_worker(payload: dict) -> None:
     resume = _load_checkpoint(ray.train.get_checkpoint())
     on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
-    report = partial(_report, context.get_world_rank(), exporter, {"weights_in": weights_in})
+    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in})
     fit(cfg, model, loaders, objective, device, report, resume, on_step=on_step)
 
 
@@ -122,31 +124,41 @@ def _loaders(cfg: CellConfig, data: PreparedData, world_size: int) -> Loaders:
     return Loaders(train=train, validation=split("validation"), test=test, steps_per_epoch=steps)
 
 
-def _report(rank: int, exporter, extra: dict, metrics: dict, state: dict | None) -> None:
-    """Send metrics to Ray; rank 0 attaches the resumable state, or at the end the exported weights."""
-    if metrics.get("final"):
-        metrics = {**metrics, **extra}
-        if exporter is not None and rank == 0:
-            with tempfile.TemporaryDirectory() as folder:
-                metrics["weights_out"] = exporter(Path(folder))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+class _Reporter:
+    """Send metrics to Ray; rank 0 attaches the resumable state, and at the end the exported weights.
+
+    The final checkpoint of an exporting cell also holds the last epoch's state, so a worker
+    restarted after it resumes straight at the final report instead of training again.
+    """
+
+    def __init__(self, rank: int, exporter, extra: dict):
+        self.rank, self.exporter, self.extra = rank, exporter, extra
+        self.last_state: dict | None = None
+
+    def __call__(self, metrics: dict, state: dict | None) -> None:
+        if metrics.get("final"):
+            metrics = {**metrics, **self.extra}
+            if self.exporter is not None and self.rank == 0:
+                with tempfile.TemporaryDirectory() as folder:
+                    metrics["weights_out"] = self.exporter(Path(folder))
+                    if self.last_state is not None:
+                        torch.save(self.last_state, os.path.join(folder, "state.pt"))
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+                return
+        if state is None or self.rank != 0:
+            ray.train.report(metrics)
             return
-    if state is None or rank != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, os.path.join(folder, "state.pt"))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        self.last_state = state  # live tensors: after the last epoch they hold exactly the final state
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, os.path.join(folder, "state.pt"))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
 def _load_checkpoint(checkpoint) -> dict | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        path = os.path.join(folder, "state.pt")
-        if not os.path.exists(path):  # the final export: training had already finished
-            return None
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(os.path.join(folder, "state.pt"), map_location="cpu", weights_only=False)
 
 
 # --- Tune trial = Train driver -----------------------------------------------------------------

@@ -43,11 +43,13 @@ def prepare_mlm(cfg: DataConfig, tokenizer_location: str, root: str | Path, prog
     if tokenizer.mask_token_id is None:
         raise ValueError(f"model.tokenizer: {tokenizer_location} has no [MASK] token; it cannot train an MLM")
     tmp = new_entry_dir(folder)  # built aside, published whole
-    stats = _write_blocks(documents, tokenizer, cfg.max_len, tmp, progress, f"mlm blocks {cfg.dataset}")
-    if stats["train"]["rows"] == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"data: {cfg.dataset} yields no training block of {cfg.max_len} tokens "
-                         f"(too little text, or lower data.max_len)")
+    stats = _write_blocks(documents, tokenizer, cfg.max_len, tmp, progress, f"mlm blocks {cfg.dataset}",
+                          np.random.default_rng(cfg.split_seed))
+    for split in MLM_SPLITS:
+        if stats[split]["rows"] == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ValueError(f"data: {cfg.dataset} yields no {split} block of {cfg.max_len} tokens "
+                             f"(too little text: raise limit.train or val_fraction, or lower data.max_len)")
     meta = {"version": CACHE_VERSION, "kind": "mlm", "dataset": cfg.dataset, "key": key, "label_names": [],
             "pad_token_id": tokenizer.pad_token_id, "mask_token_id": tokenizer.mask_token_id,
             "vocab_size": len(tokenizer), "special_ids": sorted(set(tokenizer.all_special_ids)),
@@ -84,7 +86,14 @@ def _route(texts: Iterable[str], cfg: DataConfig) -> Iterator[tuple[str, str]]:
         yield ("validation" if rng.random() < cfg.val_fraction else "train"), text
 
 
-def _write_blocks(documents, tokenizer, block_len: int, folder: Path, progress: bool, desc: str) -> dict:
+def _write_blocks(documents, tokenizer, block_len: int, folder: Path, progress: bool, desc: str,
+                  rng: np.random.Generator) -> dict:
+    """Pack documents into blocks and write them, each row group shuffled (seeded).
+
+    Shuffling inside row groups of 2,048 blocks mixes neighbouring articles, so a training batch is
+    not a run of consecutive chunks of one article (Ray's local shuffle buffer is only a few
+    batches wide); memory stays bounded.
+    """
     from tqdm.auto import tqdm
 
     packers = {s: BlockPacker(block_len, tokenizer.cls_token_id, tokenizer.sep_token_id) for s in MLM_SPLITS}
@@ -94,7 +103,7 @@ def _write_blocks(documents, tokenizer, block_len: int, folder: Path, progress: 
     stats = {s: {"rows": 0, "tokens": 0, "documents": 0} for s in MLM_SPLITS}
 
     def flush(split: str) -> None:
-        blocks = pending[split]
+        blocks = [pending[split][i] for i in rng.permutation(len(pending[split]))]
         if blocks:
             writers[split].write_table(pa.table({"input_ids": pa.array([b.tolist() for b in blocks], pa.list_(pa.int32())),
                                                  "n_tokens": pa.array([block_len] * len(blocks), pa.int32())},

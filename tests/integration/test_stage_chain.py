@@ -129,5 +129,5 @@ stages:
     (chain["root"] / "never_run.yaml").write_text(chain_yaml(Path("/nonexistent")).replace("name: chain", "name: never"))
     capsys.readouterr()
     assert main(["run", str(child), "--out", str(chain["out"])]) == 2
-    assert "parent cell(s) of grid never have not finished" in capsys.readouterr().err
+    assert "of grid never has no finished run with exported weights" in capsys.readouterr().err
     assert chain["client"].get_experiment_by_name("orphan") is None  # nothing recorded

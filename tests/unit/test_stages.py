@@ -139,3 +139,32 @@ def test_staged_grid_rejects_top_level_axes_and_duplicate_stage_names(tmp_path):
     assert "axes: a staged grid puts its axes inside each stage" in error_of(write(tmp_path, STAGED + "axes: {seed: [0]}\n"))
     dup = STAGED.replace("- name: tapt", "- name: wiki")
     assert "stage names must be unique" in error_of(write(tmp_path, dup))
+
+
+def test_only_mlm_stages_can_be_started_from(tmp_path):
+    text = STAGED.replace("    init: wiki\n    base: {kind: mlm}\n", "    init: wiki\n    base: {kind: mlm}\n", 1)
+    text = text.replace("  - name: ft\n    init: tapt\n", "  - name: ft\n    init: tapt\n").replace(
+        "base: {kind: mlm, data: {dataset: wikipedia, path: /tmp/wiki}}", "base: {kind: finetune, data: {dataset: imdb, path: /tmp/wiki}}")
+    assert "stage wiki has finetune cells; only mlm cells export weights" in error_of(write(tmp_path, text))
+    tfidf_child = STAGED.replace("base: {attention: {kind: softmax}}", "base: {attention: {kind: softmax}, kind: tfidf}")
+    assert "base.kind: a tfidf cell cannot start from weights" in error_of(write(tmp_path, tfidf_child))
+
+
+def test_a_task_mlm_parent_must_split_the_task_as_its_child_does(tmp_path):
+    # the TAPT stage reads hyperpartisan's train+validation text; a child re-splitting differently could test on it
+    text = STAGED.replace("base: {attention: {kind: softmax}}", "base: {attention: {kind: softmax}, data: {split_seed: 3}}")
+    assert "data.split_seed 3 differs from its parent's 0" in error_of(write(tmp_path, text))
+    other_limit = STAGED.replace("base: {attention: {kind: softmax}}",
+                                 "base: {attention: {kind: softmax}, data: {limit: {train: 10}}}")
+    assert load_grid(write(tmp_path, other_limit)).cells  # a subsample of the same split is fine
+
+
+def test_a_chained_stage_may_not_vary_its_checkpoint(tmp_path):
+    text = STAGED.replace("      model.pooling: [cls, mean]", "      model.checkpoint: [/a, /b]")
+    assert "stages.ft.axes.model.checkpoint: a stage with init takes its weights from stage tapt" in \
+        error_of(write(tmp_path, text))
+
+
+def test_empty_axis_block_lists_are_refused(tmp_path):
+    assert "axes" in error_of(write(tmp_path, STAGED.replace("axes:\n      attention: [{kind: softmax}, {kind: lsh, num_hashes: 2}]",
+                                                             "axes: []")))

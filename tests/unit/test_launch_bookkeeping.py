@@ -1,0 +1,113 @@
+"""What `raygrid run` records from Tune events, and the refusals before launch (Ray imported, never started)."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from raygrid.config import MlmConfig
+from raygrid.grid import GridError, load_grid
+from raygrid.launch import RunSummary, _check_parents, _MlflowCells, _ParentWeights, _storage_uri
+from raygrid.objectives import MaskedLanguageModel, mask_tokens
+
+
+class FakeTracker:
+    def __init__(self):
+        self.metrics, self.tags, self.ended = [], {}, {}
+
+    def start_cell(self, name, axis, config, tags=None):
+        self.tags[name] = dict(tags or {})
+        return name
+
+    def log_metrics(self, run_id, metrics, step):
+        self.metrics.append((run_id, step, dict(metrics)))
+
+    def set_tags(self, run_id, tags):
+        self.tags[run_id].update(tags)
+
+    def end_cell(self, run_id, error=None):
+        self.ended[run_id] = error
+
+
+def trial(name, kind="mlm", storage="/runs/ray/train"):
+    config = {"cell": {"name": name, "axis": {}, "config": {"kind": kind}, "storage_path": storage}}
+    return SimpleNamespace(config=config, error_file=None, get_error=lambda: None)
+
+
+def callback(names):
+    cells = {n: SimpleNamespace(stage="tapt", name=n) for n in names}
+    links = {"b": _ParentWeights("g", "wiki/x", "run-1", "/runs/ray/train/ckpt")}
+    tracker, summary = FakeTracker(), RunSummary()
+    return _MlflowCells(tracker, cells, links, summary), tracker, summary
+
+
+def test_lineage_tags_and_exported_weights_are_recorded_once():
+    cb, tracker, summary = callback(["a", "b"])
+    for name in ("a", "b"):
+        cb.on_trial_start(0, [], trial(name))
+    assert tracker.tags["b"]["raygrid.init_run_id"] == "run-1" and tracker.tags["a"] == {"raygrid.stage": "tapt"}
+    cb.on_trial_result(0, [], trial("b"), {"epoch": 0, "val_loss": 3.0, "train_loss": 4.0, "junk": "x"})
+    final = {"final": 1, "final_val_loss": 2.5, "weights_in": "aa", "weights_out": "bb", "checkpoint_path": "/ck/1"}
+    cb.on_trial_result(0, [], trial("b"), final)
+    cb.on_trial_result(0, [], trial("b"), final)  # a restarted worker reports its final metrics again
+    assert [m for m in tracker.metrics if m[0] == "b"] == [("b", 0, {"val_loss": 3.0, "train_loss": 4.0}),
+                                                            ("b", 0, {"final_val_loss": 2.5})]
+    assert tracker.tags["b"]["raygrid.checkpoint"] == "/ck/1" and tracker.tags["b"]["raygrid.weights_out"] == "bb"
+    # an mlm cell that ends without exported weights is a failure, not a finished parent
+    cb.on_trial_result(0, [], trial("a"), {"final": 1, "final_val_loss": 2.0})
+    for name in ("a", "b"):
+        cb.on_trial_complete(0, [], trial(name))
+    assert summary.finished == ["b"] and tracker.ended["b"] is None
+    assert "without exported weights" in tracker.ended["a"] and "a" in summary.failed
+
+
+def test_storage_uri_puts_back_the_scheme_ray_drops():
+    assert _storage_uri("s3://bucket/runs/train", "bucket/runs/train/t/checkpoint_1") == \
+        "s3://bucket/runs/train/t/checkpoint_1"
+    assert _storage_uri("/local/runs/train", "/local/runs/train/t/checkpoint_1") == "/local/runs/train/t/checkpoint_1"
+    assert _storage_uri("gs://b/x", "gs://b/x/c") == "gs://b/x/c"
+
+
+def test_a_parent_that_finished_earlier_must_still_have_its_weights(tmp_path, monkeypatch):
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text("""
+name: g
+base: {model: {checkpoint: /tmp/ck}, data: {dataset: imdb, path: /tmp/d}}
+stages:
+  - {name: mlm, base: {kind: mlm}}
+  - {name: ft, init: mlm}
+""")
+    grid = load_grid(grid_file)
+    child = grid.stage_cells("ft")
+
+    class Finished:
+        def __init__(self, uri, name, create=True):
+            pass
+
+        def exported_weights(self, cell):
+            return ("run-9", str(tmp_path / "gone"))
+
+    monkeypatch.setattr("raygrid.launch.GridTracker", Finished)
+    _check_parents(grid, grid.cells, "sqlite:///x")  # parent pending in this run: it will export first
+    with pytest.raises(GridError, match="weights of parent cell mlm/base are gone"):
+        _check_parents(grid, child, "sqlite:///x")
+    (tmp_path / "gone").mkdir()
+    _check_parents(grid, child, "sqlite:///x")
+
+
+def test_data_parallel_workers_and_epochs_draw_different_masks():
+    ids = torch.randint(5, 100, (8, 64))
+    mask = torch.ones_like(ids)
+
+    def masks(rank, seed=0, eval_seed=0, epoch=0):
+        objective = MaskedLanguageModel(MlmConfig(), 4, 100, [0, 1, 2, 3, 4], seed, rank=rank, eval_seed=eval_seed)
+        objective.start_epoch(epoch, torch.device("cpu"))
+        return mask_tokens(ids, mask, objective, objective.generator)[1]
+
+    assert not torch.equal(masks(0), masks(1)) and torch.equal(masks(1), masks(1))
+    assert not torch.equal(masks(0, epoch=0), masks(0, epoch=1))
+
+
+def test_an_empty_mlm_validation_split_is_an_error_not_a_perfect_score():
+    objective = MaskedLanguageModel(MlmConfig(), 4, 100, [0, 1, 2, 3, 4], 0)
+    with pytest.raises(ValueError, match="validation split predicts no token"):
+        objective.evaluate(torch.nn.Identity(), [], torch.device("cpu"), False)
