@@ -164,8 +164,12 @@ def _load_checkpoint(checkpoint) -> dict | None:
 # --- Tune trial = Train driver -----------------------------------------------------------------
 
 
-def train_driver(config: dict) -> None:
-    """One Tune trial: a TorchTrainer for one cell, with Ray Data reading its cached splits."""
+def train_driver(config: dict, split_refs: dict | None = None) -> None:
+    """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
+
+    `split_refs` ({cache folder: {split: ObjectRef of the table}}, see raygrid.launch) shares one
+    copy of each table in the object store among all trials; without it the trial reads the cache.
+    """
     payload = config["cell"]
     if payload["config"]["kind"] == "tfidf":
         return _tfidf_cell(payload)
@@ -173,7 +177,9 @@ def train_driver(config: dict) -> None:
     data = PreparedData.load(payload["data_dir"])
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    datasets = {split: _cached_split(data, split) for split in data.splits}
+    shared = (split_refs or {}).get(data.folder, {})
+    datasets = {split: ray.data.from_arrow_refs([shared[split]]) if split in shared else _cached_split(data, split)
+                for split in data.splits}
     trial_id = ray.tune.get_context().get_trial_id()
     trainer = TorchTrainer(
         train_worker,
