@@ -1,8 +1,8 @@
 """Everything `raygrid report` publishes for one grid, rebuilt from MLflow alone.
 
-The tables of raygrid.report as Markdown, CSV or LaTeX; with a save folder also <grid>.md,
-<grid>.tex, one <grid>.<table>.csv per table, and the PNG figures of raygrid.plots, which are
-also logged to the grid's parent run (artifact folder `plots`).
+The tables of raygrid.report as Markdown, CSV or LaTeX (written by raygrid.render); with a save
+folder also <grid>.md, <grid>.tex, one <grid>.<table>.csv per table, and the PNG figures of
+raygrid.plots, which are also logged to the grid's parent run (artifact folder `plots`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from raygrid import plots, report
+from raygrid import plots, render, report
 from raygrid.tracking import GridTracker, fetch_runs, metric_history
 
 Curve = list[tuple[int, float]]
@@ -31,7 +31,7 @@ def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None =
     runs = fetch_runs(uri, grid_name)
     tables = report.all_tables(runs)
     heading = {"md": f"\n## grid {grid_name}\n\n", "tex": f"% grid {grid_name}\n"}.get(fmt, "")
-    text = heading + report.render(tables, fmt)
+    text = heading + render.render(tables, fmt)
     files = []
     if save:
         folder = Path(save)
@@ -44,11 +44,11 @@ def save_tables(tables: dict[str, pd.DataFrame], grid_name: str, folder: Path) -
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for title, table in tables.items():
-        written.append(folder / f"{grid_name}.{report.table_stem(title)}.csv")
+        written.append(folder / f"{grid_name}.{render.table_stem(title)}.csv")
         table.to_csv(written[-1], index=False)
     for fmt in ("md", "tex"):
         written.append(folder / f"{grid_name}.{fmt}")
-        written[-1].write_text(report.render(tables, fmt))
+        written[-1].write_text(render.render(tables, fmt))
     return written
 
 

@@ -1,6 +1,7 @@
 """The study's tables from a DataFrame of cell runs (as raygrid.tracking.fetch_runs returns it).
 
-Pure pandas/numpy/scipy: testable on a hand-made DataFrame, no MLflow needed.
+Pure pandas/numpy/scipy: testable on a hand-made DataFrame, no MLflow needed; raygrid.render
+writes the tables out as Markdown, CSV or LaTeX.
   cells      one row per cell: status, scores, time and memory
   f1_table   test F1-macro, rows (stage x) pooling x N_freeze x P_drop (x other axes), one column per dataset
   best_table per dataset, the cell chosen on validation F1-macro and its test score
@@ -11,8 +12,6 @@ A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final vali
 """
 from __future__ import annotations
 
-import io
-import re
 import warnings
 
 import numpy as np
@@ -28,7 +27,6 @@ CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "
                 "metrics.train_time_s": "train_s", "metrics.epoch_time_s": "epoch_s",
                 "metrics.tokens_per_s": "tokens/s", "metrics.peak_gpu_mem_mb": "gpu_MiB",
                 "metrics.peak_host_mem_mb": "host_MiB"}
-FORMATS = ("md", "csv", "tex")
 RESAMPLES = 10_000  # bootstrap resamples; with the fixed RNG seed below the report is reproducible
 RNG_SEED = 0
 
@@ -312,69 +310,3 @@ def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if not table.empty:
             tables[title] = table
     return tables
-
-
-def table_stem(title: str) -> str:
-    """File-name stem of a table title: 'best hyperparameters (chosen ...)' -> 'best_hyperparameters'."""
-    return title.split(" (")[0].replace(" ", "_").lower()
-
-
-def _number(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return ""
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.0f}"
-    return str(value)
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no `tabulate` dependency)."""
-    if table.empty:
-        return "_(no finished cells)_\n"
-    header = [str(c) for c in table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_number(v).replace("|", "\\|") for v in row) + " |"
-              for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-# One pass, so the braces a replacement adds are never escaped again; ± becomes math mode.
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
-_TEX_SPECIAL = re.compile("|".join(map(re.escape, _TEX)))
-
-
-def tex_escape(text) -> str:
-    return _TEX_SPECIAL.sub(lambda match: _TEX[match.group()], str(text))
-
-
-def to_latex(table: pd.DataFrame, title: str) -> str:
-    """A booktabs `table` environment (needs \\usepackage{booktabs}); numbers as in Markdown."""
-    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{tex_escape(title)}}}",
-             rf"\label{{tab:{re.sub(r'[^a-z0-9_-]', '-', table_stem(title))}}}"]
-    if table.empty:
-        lines.append(r"\emph{(no finished cells)}")
-    else:
-        align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
-        lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
-                  " & ".join(tex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(tex_escape(_number(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
-        lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines + [r"\end{table}"]) + "\n"
-
-
-def render(tables: dict[str, pd.DataFrame], fmt: str = "md") -> str:
-    """All tables as one Markdown document, CSV blocks headed by `# <title>`, or LaTeX (booktabs) tables."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
-    out = io.StringIO()
-    if fmt == "tex":
-        out.write("% raygrid report: needs \\usepackage{booktabs}\n\n")
-    for title, table in tables.items():
-        if fmt == "md":
-            out.write(f"### {title}\n\n{to_markdown(table)}\n")
-        elif fmt == "csv":
-            out.write(f"# {title}\n{table.to_csv(index=False)}\n")
-        else:
-            out.write(f"{to_latex(table, title)}\n")
-    return out.getvalue()

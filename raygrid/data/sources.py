@@ -51,7 +51,7 @@ def load_local(cfg: DataConfig, prefix: str | None = None, label_names: list[str
     folder = Path(resolve_location(cfg.path)).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.path: {folder} is not a folder")
-    files = {split: f for split in SPLIT_ALIASES if (f := _find_split_file(folder, split, prefix))}
+    files = {split: f for split in SPLIT_ALIASES if (f := find_split_file(folder, split, prefix))}
     if "train" not in files:
         names = ", ".join(f"{p}train{e}" for p in ([f"{prefix}_"] if prefix else []) + [""] for e in EXTENSIONS[:3])
         raise DataError(f"data.path: no train file in {folder} (looked for {names})")
@@ -62,15 +62,17 @@ def load_local(cfg: DataConfig, prefix: str | None = None, label_names: list[str
     return _from_files(cfg, files, label_names)
 
 
-def _find_split_file(folder: Path, split: str, prefix: str | None) -> Path | None:
+def find_split_file(folder: Path, split: str, prefix: str | None) -> Path | None:
+    """The file of `split` in `folder` under one of its aliases (`<prefix>_<alias>` before `<alias>`), or None."""
     for alias in SPLIT_ALIASES[split]:
         for stem in ([f"{prefix}_{alias}"] if prefix else []) + [alias]:
-            if found := _find_file(folder, stem):
+            if found := find_file(folder, stem):
                 return found
     return None
 
 
-def _find_file(folder: Path, stem: str) -> Path | None:
+def find_file(folder: Path, stem: str) -> Path | None:
+    """`folder/<stem><ext>` for the first of EXTENSIONS that exists, or None."""
     return next((folder / f"{stem}{ext}" for ext in EXTENSIONS if (folder / f"{stem}{ext}").is_file()), None)
 
 
@@ -203,8 +205,8 @@ def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
     subset = cfg.subset or "byarticle"
     if cfg.path is not None and subset == "byarticle_semeval":
         folder = Path(resolve_location(cfg.path)).expanduser()
-        files = {"train": _find_file(folder, "hyperpartisan_byarticle_all"),
-                 "test": _find_file(folder, "hyperpartisan_semeval_test")}
+        files = {"train": find_file(folder, "hyperpartisan_byarticle_all"),
+                 "test": find_file(folder, "hyperpartisan_semeval_test")}
         if None in files.values():
             raise DataError(f"data.path: {folder} lacks hyperpartisan_byarticle_all.* or hyperpartisan_semeval_test.*")
         return _from_files(cfg, files, names)

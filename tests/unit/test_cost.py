@@ -1,4 +1,4 @@
-"""raygrid.cost: FLOP counts, data-size estimates, GPU-hours and the `raygrid plan` cost columns."""
+"""raygrid.cost and raygrid.cost_data: FLOPs, data-size estimates, GPU-hours, `raygrid plan` cost columns."""
 import json
 import re
 from types import SimpleNamespace
@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raygrid import cost
+from raygrid import cost, cost_data
 from raygrid.attention.params import FavorParams, LshParams, SoftmaxParams
 from raygrid.cli import main
 from raygrid.config import CellConfig, DataConfig, ModelConfig, Resources
@@ -74,7 +74,7 @@ def test_local_files_give_exact_rows_and_capped_char_estimates(tmp_path):
     write_split(tmp_path / "validation.parquet", [short] * 3)
     write_split(tmp_path / "test.parquet", [short] * 4)
     cfg = make_cfg(data=DataConfig(dataset="local", path=str(tmp_path), max_len=128))
-    size = cost.data_size(cfg, cache_dir=tmp_path / "no-cache")
+    size = cost_data.data_size(cfg, cache_dir=tmp_path / "no-cache")
     assert size.source == "files" and not size.exact
     assert [size.splits[s].docs for s in ("train", "validation", "test")] == [15, 3, 4]
     assert size.splits["train"].tokens == pytest.approx(10 * 102 + 5 * 128)
@@ -85,7 +85,7 @@ def test_mlm_corpus_reads_the_first_limit_documents_and_cuts_blocks(tmp_path):
     write_split(tmp_path / "a.parquet", ["z" * 4200] * 50)  # 1000 tokens (+1 [SEP]) per document
     write_split(tmp_path / "b.parquet", ["z" * 42] * 50)
     data = DataConfig(dataset="wikipedia", path=str(tmp_path), max_len=66, limit={"train": 60}, val_fraction=0.1)
-    size = cost.data_size(make_cfg(kind="mlm", data=data))
+    size = cost_data.data_size(make_cfg(kind="mlm", data=data))
     stream = 50 * 1001 + 10 * 11  # the first 60 documents
     train, val = size.splits["train"], size.splits["validation"]
     assert set(size.splits) == {"train", "validation"}
@@ -95,12 +95,12 @@ def test_mlm_corpus_reads_the_first_limit_documents_and_cuts_blocks(tmp_path):
 
 def test_catalogue_imdb_with_the_study_split():
     cfg = make_cfg(data=DataConfig(dataset="imdb", split="study", max_len=512))
-    size = cost.data_size(cfg, cache_dir="/nonexistent")
+    size = cost_data.data_size(cfg, cache_dir="/nonexistent")
     assert size.source == "catalogue"
     assert [size.splits[s].docs for s in ("train", "validation", "test")] == [40_000, 5_000, 5_000]
     per_doc = size.splits["train"].tokens / 40_000
     assert 250 < per_doc < 313  # capping at 512 trims the long tail of ~311-token reviews
-    limited = cost.data_size(make_cfg(data=DataConfig(dataset="imdb", split="study", limit={"train": 1000})))
+    limited = cost_data.data_size(make_cfg(data=DataConfig(dataset="imdb", split="study", limit={"train": 1000})))
     assert limited.splits["train"].docs == 1000 and limited.splits["test"].docs == 5_000
 
 
@@ -108,9 +108,9 @@ def test_capped_lognormal_moments_match_sampling():
     rng = np.random.default_rng(0)
     mean, sigma, cap = 300.0, 0.7, 512
     x = np.minimum(rng.lognormal(np.log(mean) - sigma ** 2 / 2, sigma, 400_000), cap)
-    m1, m2 = cost.capped_lognormal_moments(mean, sigma, cap)
+    m1, m2 = cost_data.capped_lognormal_moments(mean, sigma, cap)
     assert m1 == pytest.approx(x.mean(), rel=0.01) and m2 == pytest.approx((x ** 2).mean(), rel=0.01)
-    assert cost.capped_lognormal_moments(mean, sigma, None)[0] == mean
+    assert cost_data.capped_lognormal_moments(mean, sigma, None)[0] == mean
 
 
 def test_gpu_hours_from_tflops_and_from_measured_tokens_per_s():
@@ -180,9 +180,9 @@ def test_a_tokenized_cache_entry_gives_exact_sizes(tmp_path, tiny_checkpoint, ca
     path = tmp_path / "g.yaml"
     path.write_text(tiny_grid_yaml(tiny_checkpoint))
     grid = load_grid(path)
-    assert cost.data_size(grid.cells[0].config, tmp_path / "cache").source == "files"
+    assert cost_data.data_size(grid.cells[0].config, tmp_path / "cache").source == "files"
     entry = prepare_cells(grid.cells[:1], tmp_path / "cache", progress=False)[grid.cells[0].name]
-    size = cost.data_size(grid.cells[0].config, tmp_path / "cache")
+    size = cost_data.data_size(grid.cells[0].config, tmp_path / "cache")
     assert size.exact and size.splits["train"].docs == entry.meta["splits"]["train"]["rows"] == 32
     assert size.splits["test"].tokens == entry.meta["splits"]["test"]["tokens"]
     assert main(["plan", str(path), "--cache-dir", str(tmp_path / "cache")]) == 0

@@ -6,7 +6,8 @@ PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", 
         "raygrid.data.splits", "raygrid.data.cache", "raygrid.data.batching", "raygrid.data.mlm_text",
         "raygrid.data.stats", "raygrid.data.hyperpartisan_hub", "raygrid.baseline", "raygrid.train_loop",
         "raygrid.report", "raygrid.metrics", "raygrid.cli", "raygrid.objectives", "raygrid.stages",
-        "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.positions", "raygrid.cost", "raygrid.plots"]
+        "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.positions", "raygrid.cost", "raygrid.plots",
+        "raygrid.render", "raygrid.cost_data"]
 
 
 def test_pure_modules_import_neither_ray_nor_mlflow():
