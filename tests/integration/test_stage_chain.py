@@ -103,11 +103,24 @@ def test_report_tables_and_plots_match_the_runs(chain, capsys):
     save = chain["root"] / "report"
     assert main(["report", str(chain["grid"]), "--out", str(chain["out"]), "--save", str(save)]) == 0
     names = {p.name for p in save.iterdir()}
-    assert {"chain.md", "chain.tex", "chain.cells.csv", "chain.lsh_mask.png"} <= names, names
+    expected = {"chain.md", "chain.tex", "chain.cells.csv", "chain.test_f1-macro.csv", "chain.best_hyperparameters.csv",
+                "chain.attention_variants.csv", "chain.f1.png", "chain.val_loss.png", "chain.lsh_mask.png",
+                "chain.pareto_time.png", "chain.pareto_memory.png"}
+    assert expected <= names, expected - names
     cells = pd.read_csv(save / "chain.cells.csv").set_index("cell")
+    attention = pd.read_csv(save / "chain.attention_variants.csv")
     for name, run in chain["runs"].items():
         if name.startswith("ft/"):
             assert cells.loc[name, "test_f1"] == pytest.approx(run.data.metrics["test_f1_macro"])
+        else:  # MLM stages: the attention table carries each variant's final validation loss
+            row = attention[(attention["stage"] == name.split("/")[0])
+                            & (attention["attention"] == run.data.params["axis.attention"])]
+            assert row["final_val_loss"].item() == pytest.approx(run.data.metrics["final_val_loss"])
+    client = chain["client"]
+    parent = client.search_runs([next(iter(chain["runs"].values())).info.experiment_id],
+                                "tags.`raygrid.role` = 'parent'")[0]
+    logged = {a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"chain.lsh_mask.png", "chain.pareto_time.png"} <= logged
 
 
 def test_rerun_skips_the_whole_chain(chain, capsys):

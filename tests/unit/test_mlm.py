@@ -105,3 +105,36 @@ def test_fixed_favor_features_carry_over_to_the_next_stage(tiny_checkpoint, tmp_
                                        "model": {"checkpoint": "stage:g/mlm/x"}, "attention": attention, "seed": 5})
     loaded = attention_modules(build_classifier(child, 2, location=str(folder)).encoder)
     assert all(torch.equal(a.favor_projection, b.favor_projection) for a, b in zip(layers, loaded))
+
+
+@pytest.mark.parametrize("name, layout", [("wikipedia", "20231101.en/train-0000{}-of-00002.parquet"),
+                                          ("wikitext", "wikitext-103-raw-v1/train-0000{}-of-00002.parquet")])
+def test_hub_corpora_read_the_hub_layout(tmp_path, monkeypatch, tiny_checkpoint, name, layout):
+    """The hub code path (snapshot_download of the corpus' Parquet shards), on local files laid out like the hub's."""
+    import huggingface_hub
+    import pyarrow as pa
+
+    from raygrid.config import DataConfig
+    from raygrid.data.mlm_text import HUB_SOURCES
+
+    body = "the news of the president said " * 20
+    # WikiText rows are lines: a " = Title = " line, then the article's lines (rejoined into one document)
+    rows = [[f" = Article {i} = \n", f" {body}\n", f" = = Part = = \n", f" {body}\n"] if name == "wikitext"
+            else [f"article {i} {body}"] for i in range(40)]
+    for shard in range(2):
+        path = tmp_path / "hub" / layout.format(shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"text": [line for doc in rows[shard * 20:(shard + 1) * 20] for line in doc]}), path)
+    requested = {}
+
+    def fake_download(repo_id, repo_type, allow_patterns):
+        requested.update(repo_id=repo_id, repo_type=repo_type, patterns=allow_patterns)
+        return str(tmp_path / "hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    data = prepare_mlm(DataConfig(dataset=name, max_len=32, val_fraction=0.25), str(tiny_checkpoint),
+                       tmp_path / "cache", progress=False)
+    assert requested == {"repo_id": HUB_SOURCES[name][0], "repo_type": "dataset", "patterns": [HUB_SOURCES[name][1]]}
+    documents = data.meta["splits"]["train"]["documents"] + data.meta["splits"]["validation"]["documents"]
+    assert documents == 40 and data.meta["splits"]["validation"]["documents"] > 0  # both shards, every article
+    assert data.read_split("train").num_rows > 0
