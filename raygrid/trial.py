@@ -225,12 +225,12 @@ def _cached_split(data: PreparedData, split: str) -> ray.data.Dataset:
 
 
 def _data_options(res: Resources) -> ray.data.ExecutionOptions:
-    """A fixed CPU budget for this trial's Data reads.
+    """A fixed CPU budget (`resources.data_cpus`) for this trial's Data pipeline.
 
     By default Ray Data's budget is "cluster minus training resources"; with every trial's
-    workers placed that can round down to less than one read task, and the read stalls forever
-    (seen on 2 cores with two trials). Reads of the tokenized cache are light, so a fixed budget
-    is both safe and enough; the tasks still only run on CPUs that are free.
+    workers placed that can round down to less than one task, and the pipeline stalls forever
+    (seen on 2 cores with two trials). Streaming the cached tables is light, so a fixed budget is
+    both safe and enough; the tasks still only run on CPUs that are free. Nothing is excluded from
+    the budget: that is Ray 2.60's default, so the deprecated `exclude_resources` is not passed.
     """
-    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus),
-                                     exclude_resources=ray.data.ExecutionResources.zero())
+    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus))
