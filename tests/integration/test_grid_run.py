@@ -1,6 +1,8 @@
 """A real tiny grid through local Ray (2 CPUs), Ray Train V2, Ray Data and MLflow on SQLite."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -97,6 +99,21 @@ def test_two_workers_per_trial_with_frozen_layers(ray_local, tiny_checkpoint, tm
     client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
     run = client.search_runs([client.get_experiment_by_name("ddp").experiment_id], "tags.`raygrid.role` = 'cell'")[0]
     assert run.info.status == "FINISHED" and CELL_METRICS <= set(run.data.metrics)
+
+
+def test_two_workers_train_an_mlm_cell_and_export_its_weights(ray_local, tiny_checkpoint, tmp_path):
+    """DDP across 2 Train workers on the masked-LM wrapper (tuple outputs, head on masked positions only)."""
+    grid = tmp_path / "mlm.yaml"
+    grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  seed: [0]\n", name="ddp-mlm")
+                    .replace("  seed: 0\n", "  seed: 0\n  kind: mlm\n")
+                    .replace("resources: {cpus_per_worker: 0.8}", "resources: {cpus_per_worker: 0.8, workers_per_trial: 2}"))
+    assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("ddp-mlm").experiment_id], "tags.`raygrid.role` = 'cell'")[0]
+    assert run.info.status == "FINISHED" and {"final_val_loss", "best_val_loss", "tokens_per_s"} <= set(run.data.metrics)
+    exported = run.data.tags["raygrid.checkpoint"]
+    assert (Path(exported) / "config.json").is_file() and (Path(exported) / "state.pt").is_file()
+    assert run.data.tags["raygrid.weights_in"] != run.data.tags["raygrid.weights_out"]
 
 
 def test_ray_data_tokenization_writes_the_same_cache(ray_local, tiny_checkpoint, tmp_path, capsys):
