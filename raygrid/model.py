@@ -13,8 +13,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from raygrid.config import CellConfig, ModelConfig
+from raygrid.attention import hf_bridge
+from raygrid.config import CellConfig
 from raygrid.paths import resolve_location
+from raygrid.positions import disable_learned_positions, extend_learned_positions, position_offset
 
 
 def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -110,9 +112,6 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
     """
     from transformers import AutoConfig, AutoModel
 
-    from raygrid.attention import hf_bridge
-    from raygrid.positions import disable_learned_positions, extend_learned_positions, position_offset
-
     model_cfg = cfg.model
     folder = resolve_location(location or model_cfg.checkpoint)
     config = AutoConfig.from_pretrained(folder, **model_cfg.config_overrides)
@@ -130,10 +129,11 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
     base = model.base_model
     if rope:
         disable_learned_positions(base)
-    elif model_cfg.extend_positions:
-        # Table rows, not tokens: RoBERTa-family tables reserve their first rows (padding_idx + 1).
-        extend_learned_positions(base, cfg.data.max_len + position_offset(base))
-    check_max_len(base, cfg.data.max_len, rope)
+    else:
+        if model_cfg.extend_positions:
+            # Table rows, not tokens: RoBERTa-family tables reserve their first rows (padding_idx + 1).
+            extend_learned_positions(base, cfg.data.max_len + position_offset(base))
+        check_max_len(base, cfg.data.max_len)
     hf_bridge.attach_attention_state(base, cfg.attention, cfg.seed, rope_base=model_cfg.rope_base if rope else None)
     restore_attention_state(base, folder)
     if model_cfg.gradient_checkpointing:
@@ -145,12 +145,11 @@ _BERT_LIKE = ("bert", "roberta", "xlm-roberta", "electra")
 ATTENTION_STATE_FILE = "raygrid_attention.pt"
 
 
-def check_max_len(encoder: nn.Module, max_len: int, rope: bool = False) -> None:
-    from raygrid.positions import position_offset
-
+def check_max_len(encoder: nn.Module, max_len: int) -> None:
+    """Refuse `data.max_len` beyond the positions the encoder learned (rows after the reserved ones)."""
     rows = getattr(encoder.config, "max_position_embeddings", None)
     limit = None if rows is None else rows - position_offset(encoder)
-    if not rope and limit is not None and max_len > limit:
+    if limit is not None and max_len > limit:
         raise ValueError(f"data.max_len: {max_len} exceeds the checkpoint's {limit} learned positions; "
                          f"set model.extend_positions: true to copy the learned table (Longformer's recipe)")
 
@@ -164,11 +163,9 @@ def restore_attention_state(base: nn.Module, folder: str) -> int:
     path = Path(folder) / ATTENTION_STATE_FILE
     if not path.is_file():
         return 0
-    from raygrid.attention.hf_bridge import attention_modules
-
     saved = torch.load(path, map_location="cpu", weights_only=True)
     restored = 0
-    for layer, module in enumerate(attention_modules(base)):
+    for layer, module in enumerate(hf_bridge.attention_modules(base)):
         tensor = saved.get(f"{layer}.favor_projection")
         if tensor is not None and hasattr(module, "favor_projection") and module.favor_projection.shape == tensor.shape:
             module.favor_projection.copy_(tensor)
@@ -181,7 +178,6 @@ def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -
 
     FAVOR+ projections go to a side file: HF would drop them as unexpected keys when loading.
     """
-    from raygrid.attention.hf_bridge import attention_modules
     from raygrid.data.cache import load_tokenizer
 
     core = getattr(model, "module", model)
@@ -190,7 +186,8 @@ def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -
     hf_model.save_pretrained(folder)
     load_tokenizer(tokenizer_location).save_pretrained(folder)
     projections = {f"{layer}.favor_projection": module.favor_projection.detach().cpu()
-                   for layer, module in enumerate(attention_modules(core.encoder)) if hasattr(module, "favor_projection")}
+                   for layer, module in enumerate(hf_bridge.attention_modules(core.encoder))
+                   if hasattr(module, "favor_projection")}
     if projections:
         torch.save(projections, folder / ATTENTION_STATE_FILE)
     return folder

@@ -46,8 +46,11 @@ def disable_learned_positions(encoder: nn.Module) -> int:
 
 
 def position_offset(encoder: nn.Module) -> int:
-    """Reserved rows before position 0: padding_idx + 1 for RoBERTa-family embeddings, 0 for BERT."""
-    embeddings, _ = _position_table(encoder)
+    """Reserved rows before position 0: padding_idx + 1 for RoBERTa-family embeddings, else 0.
+
+    0 also for encoders without a learned table (ModernBERT: rotary), so `max_position_embeddings` is their limit.
+    """
+    embeddings = getattr(getattr(encoder, "base_model", encoder), "embeddings", None)
     padding_idx = getattr(embeddings, "padding_idx", None)  # only RoBERTa-style embeddings carry it
     return 0 if padding_idx is None else padding_idx + 1
 

@@ -37,10 +37,10 @@ applied; causal modules raise). Attention-prob dropout is applied by LSH and rop
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import torch
-import torch.nn.functional as F
 from pydantic import TypeAdapter
 from torch import nn
 
@@ -200,11 +200,7 @@ def rope_softmax_forward(module, query, key, value, attention_mask, scaling=None
     """Rotary q/k, then exact softmax through raygrid's kernel (attention-prob dropout as HF's sdpa)."""
     query, key = apply_rotary(query, key, _rope_base(module))
     mask = key_padding_mask(attention_mask, key.shape[-2])
-    if dropout > 0:  # training only (HF passes 0 in eval); softmax_attention has no dropout argument
-        attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout, scale=scaling)
-    else:
-        out = softmax_attention(query, key, value, mask, scaling=scaling)
+    out = softmax_attention(query, key, value, mask, scaling=scaling, dropout_p=dropout)  # HF passes 0 in eval
     return out.transpose(1, 2), None  # (B, N, H, D)
 
 
@@ -233,6 +229,7 @@ def _tick_lsh_clock(model: nn.Module, args) -> None:
         model.raygrid_lsh_clock.count += 1
 
 
+@functools.cache  # once per process: the interfaces are global registries
 def _register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface

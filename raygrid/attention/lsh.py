@@ -117,6 +117,7 @@ def _lsh(query, key, value, key_padding_mask, params, rotations, generator, scal
         longest = n if key_padding_mask is None else int(real.sum(-1).max())
         nb = num_buckets_for(params, longest)
         rotations = draw_rotations(head_dim, params.num_hashes, nb, generator)
+    rotations = rotations.to(query.device, torch.float32)  # once here, not once per hash_vectors call
     nb = max(1, 2 * rotations.shape[-1])
     pad = n_pad - n  # internal padding to a whole number of chunks, never attended
     q, k, v = (F.pad(t, (0, 0, 0, pad)) if pad else t for t in (query, key, value))  # (B, H, Np, D)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _Strict(BaseModel):
@@ -35,12 +35,15 @@ class FavorParams(_Strict):
     # features of a row underflow (fp16/bf16, large norms). Biases the estimate by ~eps.
     stabilizer: float = Field(1e-6, gt=0)
 
-    @model_validator(mode="after")
-    def _even_for_hyperbolic(self) -> "FavorParams":
+    # A field validator (not a model validator), so errors name the key: `attention.nb_features: …`.
+    # feature_map is declared above nb_features, so it is already in info.data.
+    @field_validator("nb_features")
+    @classmethod
+    def _even_for_hyperbolic(cls, nb_features: int, info: ValidationInfo) -> int:
         # φ* stacks [exp(ωᵀx), exp(-ωᵀx)], so its column count is 2m.
-        if self.feature_map == "hyperbolic" and self.nb_features % 2:
-            raise ValueError(f"hyperbolic features need an even nb_features (2m), got {self.nb_features}")
-        return self
+        if info.data.get("feature_map") == "hyperbolic" and nb_features % 2:
+            raise ValueError("hyperbolic features need an even number of columns (2m)")  # pydantic adds the value
+        return nb_features
 
     @property
     def num_omegas(self) -> int:
@@ -75,12 +78,13 @@ class LshParams(_Strict):
     # available. BERT's Q and K are separate, so by default self is an ordinary key (as in softmax).
     exclude_self: bool = False
 
-    @model_validator(mode="after")
-    def _even_buckets(self) -> "LshParams":
+    @field_validator("num_buckets")
+    @classmethod
+    def _even_buckets(cls, num_buckets: int | None) -> int | None:
         # Angular hashing argmax over [xR, -xR] yields an even number of buckets.
-        if self.num_buckets is not None and self.num_buckets > 1 and self.num_buckets % 2:
-            raise ValueError(f"num_buckets must be 1 or even, got {self.num_buckets}")
-        return self
+        if num_buckets is not None and num_buckets > 1 and num_buckets % 2:
+            raise ValueError("must be 1 or even")
+        return num_buckets
 
 
 AttentionParams = Annotated[Union[SoftmaxParams, FavorParams, LshParams], Field(discriminator="kind")]

@@ -19,13 +19,17 @@ def softmax_attention(
     *,
     params: SoftmaxParams | None = None,
     scaling: float | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """softmax(q kᵀ · scaling) v over the real keys; q, k, v (B, H, N, D) -> (B, H, N, D)."""
+    """softmax(q kᵀ · scaling) v over the real keys; q, k, v (B, H, N, D) -> (B, H, N, D).
+
+    `dropout_p` drops attention probabilities (training only: pass 0 in eval), as HF's sdpa does.
+    """
     del params  # nothing to tune: "sdpa" vs "eager" only matters inside HF (see hf_bridge)
     attn_mask = None
     if key_padding_mask is not None:
         attn_mask = key_padding_mask[:, None, None, :].to(torch.bool)  # (B, 1, 1, N): True = attend
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=scaling)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=scaling)
 
 
 def softmax_weights(

@@ -49,10 +49,7 @@ def test_projection_shapes_orthogonality_determinism():
 def test_features_unbiased_for_exp_dot(feature_map, orthogonal):
     q, k = _pair()
     draws = 3000
-    if orthogonal:
-        projections = torch.stack([draw_projection(16, 8, feature_map, True, _gen(i)) for i in range(draws)])
-    else:
-        projections = torch.stack([draw_projection(16, 8, feature_map, False, _gen(i)) for i in range(draws)])
+    projections = torch.stack([draw_projection(16, 8, feature_map, orthogonal, _gen(i)) for i in range(draws)])
     estimates = _kernel_estimate(q, k, projections, feature_map)
     standard_error = estimates.std() / math.sqrt(draws)
     assert abs(estimates.mean() - torch.exp(q @ k)) < 4 * standard_error + 1e-3

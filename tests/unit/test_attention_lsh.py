@@ -119,6 +119,8 @@ def test_exclude_self_rule():
     torch.testing.assert_close(out[:, :, 0], v[:, :, 0])
     weights = softmax_weights(q, k)
     assert torch.diagonal(weights, dim1=-2, dim2=-1).min() > 0  # default rule keeps self, like softmax
+    _, default = lsh_trace(q, k, v, params=params.model_copy(update={"exclude_self": False}), generator=_gen())
+    torch.testing.assert_close(default.weights[:, :, 0], weights, atol=1e-5, rtol=1e-5)  # self kept: exact softmax
 
 
 @pytest.mark.parametrize("num_buckets", [4, None])

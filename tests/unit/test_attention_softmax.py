@@ -52,6 +52,24 @@ def test_softmax_padding_invariance_and_grads():
     assert torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0
 
 
+def test_softmax_dropout_only_when_asked():
+    q, k, v = _qkv()
+    mask = torch.ones(2, 11, dtype=torch.bool)
+    mask[1, 7:] = False
+    torch.testing.assert_close(softmax_attention(q, k, v, mask, dropout_p=0.0), softmax_attention(q, k, v, mask))
+    torch.manual_seed(0)
+    dropped = softmax_attention(q, k, v, mask, dropout_p=0.5)
+    assert torch.isfinite(dropped).all() and not torch.allclose(dropped, softmax_attention(q, k, v, mask))
+
+
+@pytest.mark.parametrize("params,key", [({"kind": "favor", "nb_features": 65}, "nb_features"),
+                                        ({"kind": "lsh", "num_buckets": 5}, "num_buckets")])
+def test_params_errors_name_the_key(params, key):
+    with pytest.raises(ValidationError) as error:
+        TypeAdapter(attention.AttentionParams).validate_python(params)
+    assert error.value.errors()[0]["loc"][-1] == key  # grid errors then read `attention.<key>: …`
+
+
 def test_params_discriminated_strict_and_frozen():
     adapter = TypeAdapter(attention.AttentionParams)
     assert isinstance(adapter.validate_python({"kind": "lsh", "num_hashes": 4}), LshParams)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from raygrid import bench_attention
 from raygrid.bench_attention import END, START, default_variants, run_attention_bench
 
@@ -18,6 +20,7 @@ def test_bench_rows_and_section_replaced(tmp_path):
     assert all(r["time_ms"] > 0 and r["peak_mib"] >= 0 for r in speed)
     errors = {r["variant"]: r["rel_error"] for r in rows if r["kind"] == "error"}
     assert "mean of v (baseline)" in errors and len(errors) == len(default_variants())  # softmax has no error row
+    assert errors["lsh R=2 L=64"] < 1e-5 < errors["mean of v (baseline)"]  # one window covers N=64: exact
     first = out.read_text()
     assert first.count(START) == 1 and first.count(END) == 1 and "keep me" in first
     assert "| softmax (SDPA) |" in first and "N=64" in first
@@ -25,6 +28,16 @@ def test_bench_rows_and_section_replaced(tmp_path):
     run_attention_bench(**kwargs, error_length=64, scales=(0.5,), progress=False, variants=default_variants()[:2])
     second = out.read_text()
     assert second.count(START) == 1 and "keep me" in second and "| lsh R=2 L=64 |" not in second
+
+
+def test_cpu_peak_probe_counts_live_storages_only():
+    with bench_attention._PeakTensorBytes() as probe:
+        a = torch.ones(2**18)  # 1 MiB of float32
+        b = a * 2  # 2 MiB live
+        del a, b
+        c = torch.ones(2**18)  # freed storages dropped out: still a 2 MiB peak
+        d = c[:10]  # a view shares its storage: counted once
+    assert probe.peak == 2 * 2**20 and d.numel() == 10
 
 
 def test_cli_arguments_and_new_file(tmp_path):

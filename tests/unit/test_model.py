@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from raygrid.config import CellConfig
-from raygrid.model import (build_classifier, cls_pool, encoder_blocks, frozen_epochs, mean_pool,
+from raygrid.model import (build_classifier, check_max_len, cls_pool, encoder_blocks, frozen_epochs, mean_pool,
                            set_bottom_frozen)
+from raygrid.positions import position_offset
 
 
 def cell(checkpoint, **model):
@@ -48,6 +49,8 @@ def test_same_seed_same_init(tiny_checkpoint):
     a = build_classifier(cell(tiny_checkpoint), 2)
     b = build_classifier(cell(tiny_checkpoint), 2)
     assert torch.equal(a.head.weight, b.head.weight)
+    other = build_classifier(cell(tiny_checkpoint).model_copy(update={"seed": 1}), 2)
+    assert not torch.equal(a.head.weight, other.head.weight)  # the cell's seed, not a fixed one
 
 
 @pytest.mark.parametrize("n_freeze,epochs,expected", [(0, 4, 0), (1, 4, 2), (2, 7, 3), (1, 2, 1), (2, 3, 1)])
@@ -102,3 +105,16 @@ def test_rope_scratch_models_have_no_position_table_and_no_length_limit(tiny_che
     model.eval()
     with torch.no_grad():
         assert not torch.allclose(model(short, torch.ones_like(short)), model(shuffled, torch.ones_like(short)))
+
+
+def test_max_len_check_for_encoders_without_learned_table():
+    from transformers import ModernBertConfig, ModernBertModel
+
+    config = ModernBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                              intermediate_size=37, max_position_embeddings=128, pad_token_id=0, bos_token_id=1,
+                              eos_token_id=2, cls_token_id=1, sep_token_id=2)
+    encoder = ModernBertModel(config)  # rotary positions: no embeddings.position_embeddings table
+    assert position_offset(encoder) == 0
+    check_max_len(encoder, 128)
+    with pytest.raises(ValueError, match="data.max_len: 129"):
+        check_max_len(encoder, 129)
