@@ -25,6 +25,7 @@ from raygrid.config import DataConfig
 from raygrid.data import storage
 from raygrid.data.sources import load_raw
 from raygrid.data.splits import SPLITS, apply_split_policy, cross_split_duplicates
+from raygrid.data.stats import length_summary
 from raygrid.paths import is_local, resolve_location
 
 CACHE_VERSION = 1  # bump when the cached row format changes
@@ -154,10 +155,13 @@ def tokenizer_location(model) -> str:
     return model.tokenizer or model.checkpoint
 
 
-def cache_key(cfg: DataConfig, source_fingerprint: str, tokenizer_location: str) -> str:
+def cache_key(cfg: DataConfig, source_fingerprint: str, tokenizer_location: str, kind: str | None = None) -> str:
+    """Hash of what the entry's rows depend on; `kind` ("mlm") keeps other row layouts apart."""
     rows_fields = cfg.model_dump(exclude={"path"})  # the content fingerprint stands for the path
     payload = {"v": CACHE_VERSION, "data": rows_fields, "source": source_fingerprint,
                "tokenizer": tokenizer_fingerprint(tokenizer_location)}
+    if kind is not None:
+        payload["kind"] = kind
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -210,13 +214,11 @@ def length_stats(table: pa.Table, max_len: int) -> dict:
     labels = table["label"].to_numpy()
     if len(lengths) == 0:
         return {"rows": 0}
+    summary = length_summary(lengths)
     return {
         "rows": int(len(lengths)),
         "tokens": int(lengths.sum()),
-        "mean_len": float(lengths.mean()),
-        "median_len": float(np.median(lengths)),
-        "p95_len": float(np.percentile(lengths, 95)),
-        "max_len": int(lengths.max()),
+        **{f"{name}_len": value for name, value in summary.items()},  # mean_len, median_len, p95_len, max_len
         "share_truncated": float(table["truncated"].to_numpy().mean()),
         "label_counts": {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
     }

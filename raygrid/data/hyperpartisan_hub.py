@@ -244,14 +244,7 @@ def load_byarticle_from_xml(*paths: str | Path, min_chars: int = 0) -> dict[str,
 
     `semeval_test` (the official by-article test set) is present only when its files are given.
     """
-    archives = find_archives(*paths)
-    tables = {split: parse_articles(archives[("byarticle", part)]["articles"],
-                                    archives[("byarticle", part)]["ground_truth"], min_chars)
-              for part, split in BYARTICLE_PART_SPLIT.items() if ("byarticle", part) in archives}
-    if "train" not in tables:
-        raise _error(f"no articles-training-byarticle-*.xml/.zip (with its ground-truth) in "
-                     f"{', '.join(map(str, paths))}")
-    return tables
+    return _load_subset("byarticle", paths, min_chars)
 
 
 def load_bypublisher_from_xml(*paths: str | Path, min_chars: int = 7000) -> dict[str, pa.Table]:
@@ -259,12 +252,17 @@ def load_bypublisher_from_xml(*paths: str | Path, min_chars: int = 7000) -> dict
 
     The default is the study's 7,000-character filter on the cleaned text.
     """
+    return _load_subset("bypublisher", paths, min_chars)
+
+
+def _load_subset(subset: str, paths: tuple[str | Path, ...], min_chars: int) -> dict[str, pa.Table]:
+    """Parse every part of `subset` found under `paths` into its output split; train is required."""
     archives = find_archives(*paths)
-    tables = {split: parse_articles(archives[("bypublisher", part)]["articles"],
-                                    archives[("bypublisher", part)]["ground_truth"], min_chars)
-              for part, split in PART_SPLIT.items() if ("bypublisher", part) in archives}
+    part_split = BYARTICLE_PART_SPLIT if subset == "byarticle" else PART_SPLIT
+    tables = {split: parse_articles(pair["articles"], pair["ground_truth"], min_chars)
+              for part, split in part_split.items() if (pair := archives.get((subset, part)))}
     if "train" not in tables:
-        raise _error(f"no articles-training-bypublisher-*.xml/.zip (with its ground-truth) in "
+        raise _error(f"no articles-training-{subset}-*.xml/.zip (with its ground-truth) in "
                      f"{', '.join(map(str, paths))}")
     return tables
 
@@ -326,9 +324,8 @@ def load_hub(subset: str = "byarticle", *, test_paths: Iterable[str | Path] = ()
     paths = list(fetch_hub(subset, revision=revision, cache_dir=cache_dir)) + [Path(p) for p in test_paths]
     if zenodo_test:
         paths += fetch_zenodo(subset)
-    if subset == "byarticle":
-        return load_byarticle_from_xml(*paths, min_chars=min_chars or 0)
-    return load_bypublisher_from_xml(*paths, min_chars=7000 if min_chars is None else min_chars)
+    load = load_byarticle_from_xml if subset == "byarticle" else load_bypublisher_from_xml
+    return load(*paths) if min_chars is None else load(*paths, min_chars=min_chars)
 
 
 # --- splits -------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygrid.config import CORPORA, DataConfig
-from raygrid.data.cache import (CACHE_VERSION, PreparedData, find_entry, load_tokenizer, new_entry_dir, publish_entry,
-                                tokenizer_fingerprint)
+from raygrid.data.cache import (CACHE_VERSION, PreparedData, cache_key, find_entry, load_tokenizer, new_entry_dir,
+                                publish_entry)
 from raygrid.data.mlm_text import BlockPacker, chain_batches, hub_files, iter_texts, local_files, wikitext_articles
 
 MLM_SPLITS = ("train", "validation")
@@ -34,7 +34,7 @@ ROWS_PER_GROUP = 2048  # blocks per Parquet row group: bounded memory for a 600k
 def prepare_mlm(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress: bool = True) -> PreparedData:
     """Return the cache entry of MLM blocks for `cfg`, building it (once) if needed."""
     documents, fingerprint, origin = _documents(cfg)
-    key = _key(cfg, fingerprint, tokenizer_location)
+    key = cache_key(cfg, fingerprint, tokenizer_location, kind="mlm")
     folder, entry = find_entry(root, f"mlm-{cfg.dataset}-{key}")
     if entry is not None:
         return entry
@@ -131,9 +131,3 @@ def _write_blocks(documents, tokenizer, block_len: int, folder: Path, progress: 
     for split in MLM_SPLITS:
         stats[split].update(mean_len=float(block_len), max_len=block_len, share_truncated=0.0)
     return stats
-
-
-def _key(cfg: DataConfig, fingerprint: str, tokenizer_location: str) -> str:
-    payload = {"v": CACHE_VERSION, "kind": "mlm", "data": cfg.model_dump(exclude={"path"}), "source": fingerprint,
-               "tokenizer": tokenizer_fingerprint(tokenizer_location)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

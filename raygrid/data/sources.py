@@ -55,10 +55,6 @@ def load_local(cfg: DataConfig, prefix: str | None = None, label_names: list[str
     if "train" not in files:
         names = ", ".join(f"{p}train{e}" for p in ([f"{prefix}_"] if prefix else []) + [""] for e in EXTENSIONS[:3])
         raise DataError(f"data.path: no train file in {folder} (looked for {names})")
-    if label_names is None:
-        train, _ = read_labelled_counted(files["train"], cfg.text_column, cfg.label_column, cfg.bad_rows == "skip")
-        train_labels = train["label"]
-        label_names = [str(v) for v in sorted(pc.unique(train_labels).to_pylist())]
     return _from_files(cfg, files, label_names)
 
 
@@ -91,11 +87,6 @@ def read_table(path: Path) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(f"{path}: unreadable ({str(err).splitlines()[0]})") from None
     raise DataError(f"{path}: unsupported file type (use {', '.join(EXTENSIONS)})")
-
-
-def read_labelled(path: Path, text_column: str = "text", label_column: str = "label") -> pa.Table:
-    """Read a file and return table(text, label) after checking every row (a bad row is an error)."""
-    return read_labelled_counted(path, text_column, label_column)[0]
 
 
 def read_labelled_counted(path: Path, text_column: str = "text", label_column: str = "label",
@@ -224,12 +215,25 @@ def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
     return raw
 
 
-def _from_files(cfg: DataConfig, files: dict[str, Path], label_names: list[str]) -> RawSplits:
+def _from_files(cfg: DataConfig, files: dict[str, Path], label_names: list[str] | None = None) -> RawSplits:
+    return _read_splits(cfg, {split: [f] for split, f in files.items()}, label_names,
+                        {split: str(f) for split, f in files.items()})
+
+
+def _read_splits(cfg: DataConfig, files: dict[str, list[Path]], label_names: list[str] | None,
+                 origin: dict[str, str]) -> RawSplits:
+    """Read and validate each split's files once; label names default to train's sorted label values."""
     skip = cfg.bad_rows == "skip"
-    read = {split: read_labelled_counted(f, cfg.text_column, cfg.label_column, skip) for split, f in files.items()}
-    raw = RawSplits({split: table for split, (table, _) in read.items()}, label_names,
-                    {s: str(f) for s, f in files.items()}, fingerprint=_fingerprint_files(files.values()),
-                    skipped={split: n for split, (_, n) in read.items() if n})
+    tables, skipped = {}, {}
+    for split, parts in files.items():
+        read = [read_labelled_counted(p, cfg.text_column, cfg.label_column, skip) for p in parts]
+        tables[split] = pa.concat_tables([table for table, _ in read])
+        if dropped := sum(n for _, n in read):
+            skipped[split] = dropped
+    if label_names is None:
+        label_names = [str(v) for v in sorted(pc.unique(tables["train"]["label"]).to_pylist())]
+    every_file = [path for parts in files.values() for path in parts]
+    raw = RawSplits(tables, label_names, origin, fingerprint=_fingerprint_files(every_file), skipped=skipped)
     check_labels(raw, skip)
     return raw
 
@@ -249,21 +253,11 @@ def _load_hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], l
 
     root = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
                                   allow_patterns=list(patterns.values())))
-    tables, files, skipped = {}, [], {}
-    skip = cfg.bad_rows == "skip"
-    for split, pattern in patterns.items():
-        parts = sorted(root.glob(pattern))
+    files = {split: sorted(root.glob(pattern)) for split, pattern in patterns.items()}
+    for split, parts in files.items():
         if not parts:
-            raise DataError(f"{repo_id}: no files match {pattern}")
-        files += parts
-        read = [read_labelled_counted(p, cfg.text_column, cfg.label_column, skip) for p in parts]
-        tables[split] = pa.concat_tables([table for table, _ in read])
-        if sum(n for _, n in read):
-            skipped[split] = sum(n for _, n in read)
-    raw = RawSplits(tables, label_names, {s: f"{repo_id}:{p}" for s, p in patterns.items()},
-                    fingerprint=_fingerprint_files(files), skipped=skipped)
-    check_labels(raw, skip)
-    return raw
+            raise DataError(f"{repo_id}: no files match {patterns[split]}")
+    return _read_splits(cfg, files, label_names, {s: f"{repo_id}:{p}" for s, p in patterns.items()})
 
 
 def load_generic(cfg: DataConfig) -> RawSplits:

@@ -127,6 +127,58 @@ def test_cache_tokenizes_once_and_keys_on_content(tmp_path, tiny_checkpoint):
     assert first.meta["splits"]["train"]["share_truncated"] > 0.5  # news articles are long
 
 
+def test_each_file_is_read_once_and_the_key_follows_content_not_path(tmp_path, monkeypatch):
+    import shutil
+
+    from raygrid.data import sources
+    from raygrid.data.cache import cache_key
+
+    write_split(tmp_path / "a", "train", *docs(20))
+    write_split(tmp_path / "a", "test", *docs(6, 1))
+    reads = []
+    read_table = sources.read_table
+    monkeypatch.setattr(sources, "read_table", lambda path: reads.append(path.name) or read_table(path))
+    cfg = DataConfig(dataset="local", path=str(tmp_path / "a"))
+    raw = load_raw(cfg)  # label names come from train, read once with the rest
+    assert sorted(reads) == ["test.parquet", "train.parquet"] and raw.label_names == ["0", "1"]
+    key = cache_key(cfg, raw.fingerprint, "bert-base-uncased")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    moved = cfg.model_copy(update={"path": str(tmp_path / "b")})
+    assert cache_key(moved, load_raw(moved).fingerprint, "bert-base-uncased") == key
+    write_split(tmp_path / "b", "test", *docs(6, 2))
+    assert cache_key(moved, load_raw(moved).fingerprint, "bert-base-uncased") != key
+    assert cache_key(cfg, raw.fingerprint, "bert-base-uncased", kind="mlm") != key
+
+
+def test_hub_parquet_shards_are_read_through_the_hub_layout(tmp_path, monkeypatch):
+    """The hub code path (snapshot_download of the Parquet shards) on local files laid out like stanfordnlp/imdb."""
+    import huggingface_hub
+
+    for name, texts in (("train-00000-of-00002", ["a", " ", "b"]), ("train-00001-of-00002", ["c", "d"]),
+                        ("test-00000-of-00001", ["e", "f"])):
+        write_split(tmp_path / "plain_text", name, texts, [0, 1, 0, 1, 0][:len(texts)])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(tmp_path))
+    raw = load_raw(DataConfig(dataset="imdb", bad_rows="skip"))
+    assert raw.tables["train"]["text"].to_pylist() == ["a", "b", "c", "d"]  # shards in order, the blank row dropped
+    assert raw.skipped == {"train": 1} and raw.label_names == ["neg", "pos"]
+    assert raw.origin == {"train": "stanfordnlp/imdb:plain_text/train-*.parquet",
+                          "test": "stanfordnlp/imdb:plain_text/test-*.parquet"}
+    (tmp_path / "plain_text" / "test-00000-of-00001.parquet").unlink()
+    with pytest.raises(DataError, match=r"stanfordnlp/imdb: no files match plain_text/test-\*\.parquet"):
+        load_raw(DataConfig(dataset="imdb", bad_rows="skip"))
+
+
+def test_length_stats_by_hand():
+    from raygrid.data.cache import length_stats
+
+    table = pa.table({"n_tokens": pa.array([1, 2, 3, 4, 10], pa.int32()), "label": [0, 0, 1, 1, 1],
+                      "truncated": [False, False, False, False, True]})
+    assert length_stats(table, 8) == {"rows": 5, "tokens": 20, "mean_len": 4.0, "median_len": 3.0,
+                                      "p95_len": pytest.approx(8.8), "max_len": 10, "share_truncated": 0.2,
+                                      "label_counts": {0: 2, 1: 3}}
+    assert length_stats(table.slice(0, 0), 8) == {"rows": 0}
+
+
 def test_cache_on_a_storage_uri(tmp_path, tiny_checkpoint):
     """A URI root goes through pyarrow's filesystem layer, as s3:// or gs:// would (file:// needs no credentials)."""
     from raygrid.data.cache import PreparedData, cache_root

@@ -225,3 +225,20 @@ def test_leak_free_split_is_stratified_disjoint_and_seeded():
     again = hp.leak_free_split(table, seed=3)
     assert all(again[s].equals(splits[s]) for s in splits)
     assert not hp.leak_free_split(table, seed=4)["test"].equals(splits["test"])
+
+
+def test_load_hub_parses_the_fetched_files_with_each_subset_default(tmp_path, monkeypatch):
+    """load_hub on stand-in downloads: by-article keeps every article, by-publisher the 7,000-char ones."""
+    long_text = "Word " * 1500
+    articles = f'<articles><article id="0000001" title="a"><p>{long_text}</p></article>' \
+               f'<article id="0000002" title="b"><p>too short</p></article></articles>'
+    truth = "<articles><article id='0000001' hyperpartisan='true'/><article id='0000002' hyperpartisan='false'/></articles>"
+    hub = {"byarticle": write_pair(tmp_path / "hub", articles=articles, truth=truth, zipped=True),
+           "bypublisher": write_pair(tmp_path / "hub", subset="bypublisher", articles=articles, truth=truth, zipped=True)}
+    monkeypatch.setattr(hp, "fetch_hub", lambda subset, **kwargs: hub[subset])
+    assert hp.load_hub("byarticle")["train"]["id"].to_pylist() == ["0000001", "0000002"]
+    assert hp.load_hub("bypublisher")["train"]["id"].to_pylist() == ["0000001"]
+    assert hp.load_hub("bypublisher", min_chars=0)["train"].num_rows == 2
+    assert hp.load_hub("byarticle", min_chars=100)["train"]["id"].to_pylist() == ["0000001"]
+    test_files = write_pair(tmp_path / "local", part="test", date="20181207", articles=articles, truth=truth)
+    assert set(hp.load_hub("byarticle", test_paths=test_files)) == {"train", "semeval_test"}
