@@ -202,6 +202,9 @@ def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
             raise DataError(f"data.path: {folder} lacks hyperpartisan_byarticle_all.* or hyperpartisan_semeval_test.*")
         return _from_files(cfg, files, names)
     if cfg.path is not None:
+        if subset != "byarticle":  # silently reading the Longformer split instead would mislabel the cell
+            raise DataError(f"data.subset: a local hyperpartisan folder holds byarticle or byarticle_semeval, "
+                            f"not {subset!r} (bypublisher comes from the hub: drop data.path)")
         return load_local(cfg, prefix="hyperpartisan", label_names=names)
     from raygrid.data.hyperpartisan_hub import load_hub
 

@@ -206,3 +206,9 @@ def test_pad_batch_pads_to_longest_row():
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
+
+
+def test_a_local_hyperpartisan_folder_refuses_subsets_it_does_not_hold():
+    with pytest.raises(DataError, match="data.subset: a local hyperpartisan folder holds byarticle or "
+                                        "byarticle_semeval, not 'bypublisher'"):
+        load_raw(DataConfig(dataset="hyperpartisan", path=str(SAMPLE), subset="bypublisher"))
