@@ -267,7 +267,7 @@ def _total_line(grid, costs: list[CellCost], resources: Resources) -> str:
         when = f"wall-clock {_g(hours / gpus)} h one trial at a time (set resources.max_concurrent_trials)"
     else:
         when = f"wall-clock {_g(wall)} h with {resources.max_concurrent_trials} trials at a time"
-    missing = len(costs) - len(priced) - sum(c.cpu_only for c in costs)
+    missing = sum(1 for c in costs if c.unknown)
     unpriced = f"; {missing} cell(s) not priced (?), so a lower bound" if missing else ""
     return (f"total: {len(priced)} model cells, {_g(flops / 1e15)} PFLOP, {_g(hours)} GPU-h at {rate}; "
             f"{when}{unpriced}")

@@ -58,6 +58,11 @@ class Tokens:
     tokens: float
     sq: float
 
+    @classmethod
+    def of(cls, lengths) -> "Tokens":
+        """Sizes of documents with these token counts (a numpy array)."""
+        return cls(len(lengths), float(lengths.sum()), float((lengths ** 2).sum()))
+
     def scale(self, share: float) -> "Tokens":
         return Tokens(self.docs * share, self.tokens * share, self.sq * share)
 
@@ -109,7 +114,7 @@ def split_policy(raw: dict[str, Tokens], data: DataConfig) -> dict[str, Tokens]:
     else:
         splits = dict(raw)
         if "test" not in splits:
-            raise CostUnknown(f"data.split: {data.dataset} has no test split for the standard policy")
+            raise CostUnknown(f"data.split: {data.dataset} has no test split for the standard policy; use split: study")
         if "validation" not in splits:
             splits["validation"] = splits["train"].scale(data.val_fraction)
             splits["train"] = splits["train"].scale(1 - data.val_fraction)
@@ -164,8 +169,7 @@ def _file_splits(data: DataConfig, extra: int, cap: int | None) -> dict[str, Tok
     out = {}
     for split, chars in lengths.items():
         n = chars / CHARS_PER_TOKEN + extra
-        n = np.minimum(n, cap) if cap else n
-        out[split] = Tokens(len(n), float(n.sum()), float((n ** 2).sum()))
+        out[split] = Tokens.of(np.minimum(n, cap) if cap else n)
     return out
 
 
@@ -181,6 +185,9 @@ def _local_files(data: DataConfig) -> dict[str, Path]:
     if data.dataset == "hyperpartisan" and data.subset == "byarticle_semeval":
         files = {"train": find_file(folder, "hyperpartisan_byarticle_all"),
                  "test": find_file(folder, "hyperpartisan_semeval_test")}
+        if None in files.values():  # the loader needs both
+            raise CostUnknown(f"data.path: {folder} lacks hyperpartisan_byarticle_all.* "
+                              f"or hyperpartisan_semeval_test.*")
     else:
         prefix = None if data.dataset == "local" else data.dataset
         files = {split: find_split_file(folder, split, prefix) for split in ("train", "validation", "test")}
@@ -198,16 +205,18 @@ def _char_lengths(path: str, column: str, mtime: float, wikitext: bool = False):
     import numpy as np
     import pyarrow.compute as pc
 
-    if path.endswith(".parquet"):
+    if path.endswith(".parquet"):  # the text column only; checked on the schema (Arrow's error names no file)
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=[column])
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=[column] if column in names else [])
     else:
         from raygrid.data.sources import read_table
 
         table = read_table(Path(path))
-    if column not in table.column_names:
-        raise CostUnknown(f"{path}: no column {column!r}")
+        names = table.column_names
+    if column not in names:
+        raise CostUnknown(f"{path}: no column {column!r} (data.text_column; the file has {', '.join(names)})")
     text = pc.fill_null(table[column], "")
     chars = pc.utf8_length(text).to_numpy().astype(float)
     if wikitext:
@@ -242,8 +251,7 @@ def _cached_splits(cfg: CellConfig, cache_dir) -> dict[str, Tokens] | None:
                     out[split] = Tokens(stats["rows"], stats["tokens"], stats["tokens"] * meta["max_len"])
                     continue
                 n = pq.read_table(meta_file.parent / f"{split}.parquet", columns=["n_tokens"])["n_tokens"]
-                n = n.to_numpy().astype(float)
-                out[split] = Tokens(len(n), float(n.sum()), float((n ** 2).sum()))
+                out[split] = Tokens.of(n.to_numpy().astype(float))
             return out
         except (OSError, ValueError, KeyError):
             continue

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from raygrid.report import pareto_front  # noqa: E402
+from raygrid.report import finished_cells, pareto_front  # noqa: E402
 
 Curve = list[tuple[int, float]]
 COST_LABELS = {"epoch_s": "time per epoch (s)", "gpu_MiB": "peak GPU memory (MiB)",
@@ -21,7 +21,7 @@ COST_LABELS = {"epoch_s": "time per epoch (s)", "gpu_MiB": "peak GPU memory (MiB
 
 def plot_test_f1(runs: pd.DataFrame, path: Path) -> Path | None:
     """Horizontal bars of test F1-macro (and best validation F1) per finished cell, best first."""
-    finished = runs[(runs["status"] == "FINISHED") & runs.get("metrics.test_f1_macro", pd.Series(dtype=float)).notna()]
+    finished = finished_cells(runs)
     if finished.empty:
         return None
     finished = finished.sort_values("metrics.test_f1_macro")
@@ -39,7 +39,7 @@ def plot_test_f1(runs: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_curves(histories: dict[str, list[tuple[int, float]]], metric: str, path: Path) -> Path | None:
+def plot_curves(histories: dict[str, Curve], metric: str, path: Path) -> Path | None:
     """One line per cell of `metric` against epoch (e.g. val_f1_macro, train_loss)."""
     if not any(histories.values()):
         return None

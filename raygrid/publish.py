@@ -6,15 +6,18 @@ raygrid.plots, which are also logged to the grid's parent run (artifact folder `
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from raygrid import plots, render, report
+from raygrid.plots import Curve
 from raygrid.tracking import GridTracker, fetch_runs, metric_history
 
-Curve = list[tuple[int, float]]
+History = Callable[[str, str], Curve]  # (run id, metric) -> its (step, value) curve
 
 
 @dataclass
@@ -56,11 +59,13 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
     """F1 bars, per-epoch curves, the LSH mask curves and Pareto plots as PNG, logged to the parent run."""
     if runs.empty:
         return []
+    history = functools.cache(functools.partial(metric_history, uri))  # one MLflow query per run and metric
     mlm = _param(runs, "kind") == "mlm"
     written = [plots.plot_test_f1(runs, folder / f"{grid_name}.f1.png")]
     for metric, rows in (("val_f1_macro", runs[~mlm]), ("train_loss", runs), ("val_loss", runs[mlm])):
-        written.append(plots.plot_curves(_histories(uri, rows, metric), metric, folder / f"{grid_name}.{metric}.png"))
-    written.append(plots.plot_lsh_mask(lsh_mask_histories(uri, runs), folder / f"{grid_name}.lsh_mask.png"))
+        curves = _histories(history, rows, metric)
+        written.append(plots.plot_curves(curves, metric, folder / f"{grid_name}.{metric}.png"))
+    written.append(plots.plot_lsh_mask(lsh_mask_histories(history, runs), folder / f"{grid_name}.lsh_mask.png"))
     frame = report.pareto_frame(runs)
     for cost, stem in (("epoch_s", "pareto_time"), ("gpu_MiB", "pareto_memory")):
         written.append(plots.plot_pareto(frame, cost, folder / f"{grid_name}.{stem}.png"))
@@ -75,20 +80,19 @@ def _param(runs: pd.DataFrame, key: str) -> pd.Series:
     return runs.get(f"params.{key}", pd.Series("", index=runs.index)).fillna("")
 
 
-def _histories(uri: str, runs: pd.DataFrame, metric: str) -> dict[str, Curve]:
-    """Curve of `metric` per cell, labelled `stage/cell` in staged grids."""
-    stages = runs["stage"].fillna("") if "stage" in runs else pd.Series("", index=runs.index)
-    return {f"{stage}/{cell}" if stage else cell: metric_history(uri, run_id, metric)
-            for stage, cell, run_id in zip(stages, runs["cell"], runs["run_id"])}
+def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, Curve]:
+    """Curve of `metric` per cell, labelled `stage/cell` in staged grids (fetch_runs gives every run a stage)."""
+    return {f"{stage}/{cell}" if stage else cell: history(run_id, metric)
+            for stage, cell, run_id in zip(runs["stage"], runs["cell"], runs["run_id"])}
 
 
-def lsh_mask_histories(uri: str, runs: pd.DataFrame) -> dict[str, dict[str, Curve]]:
+def lsh_mask_histories(history: History, runs: pd.DataFrame) -> dict[str, dict[str, Curve]]:
     """Finished MLM cells with LSH attention by mask_within_chunks: train/val loss averaged over each group."""
     chosen = runs[(runs["status"] == "FINISHED") & (_param(runs, "kind") == "mlm")
                   & (_param(runs, "attention.kind") == "lsh")]
     groups = {}
     for mask, group in chosen.groupby(_param(chosen, "attention.mask_within_chunks"), sort=True):
-        groups[str(mask)] = {metric: mean_curve([metric_history(uri, run_id, metric) for run_id in group["run_id"]])
+        groups[str(mask)] = {metric: mean_curve([history(run_id, metric) for run_id in group["run_id"]])
                              for metric in ("val_loss", "train_loss")}
     return groups
 

@@ -29,6 +29,8 @@ CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "
                 "metrics.peak_host_mem_mb": "host_MiB"}
 RESAMPLES = 10_000  # bootstrap resamples; with the fixed RNG seed below the report is reproducible
 RNG_SEED = 0
+BASELINE = "TF-IDF+LR"
+COSTS = {"epoch_s": "epoch_time_s", "gpu_MiB": "peak_gpu_mem_mb", "host_MiB": "peak_host_mem_mb"}  # column: metric
 
 
 def _param(runs: pd.DataFrame, key: str) -> pd.Series:
@@ -81,23 +83,19 @@ def _row_keys(runs: pd.DataFrame) -> list[str]:
     return (["stage"] if _staged(runs) else []) + list(HPARAMS) + extra
 
 
-def _finished(runs: pd.DataFrame) -> pd.DataFrame:
-    if "status" not in runs:
-        return runs
-    return runs[(runs["status"] == "FINISHED") & _metric(runs, "test_f1_macro").notna()]
-
-
-def _scored(runs: pd.DataFrame) -> pd.DataFrame:
+def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished cells with `score` and `metric`: test F1-macro, or final_val_loss for MLM cells."""
-    if "status" not in runs:
-        return runs.assign(score=np.nan, metric="")
     mlm = _param(runs, "kind") == "mlm"
     score = _metric(runs, "test_f1_macro").where(~mlm, _metric(runs, "final_val_loss"))
     scored = runs.assign(score=score, metric=np.where(mlm, "final_val_loss", "test_f1"))
-    return scored[(scored["status"] == "FINISHED") & scored["score"].notna()]
+    finished = runs["status"] == "FINISHED" if "status" in runs else False  # no status: no runs fetched
+    return scored[finished & scored["score"].notna()]
 
 
-BASELINE = "TF-IDF+LR"
+def finished_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished cells with a test F1-macro: classifiers and the baseline (MLM cells have none)."""
+    scored = scored_cells(runs)
+    return scored[scored["metric"] == "test_f1"]
 
 
 def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -128,7 +126,7 @@ def mean_std(values: pd.Series) -> str:
 
 def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Test F1-macro: one row per hyperparameter combination, one column per dataset."""
-    finished = _finished(runs)
+    finished = finished_cells(runs)
     if finished.empty:
         return pd.DataFrame()
     keys = _row_keys(finished)
@@ -140,7 +138,7 @@ def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def best_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: the hyperparameters with the best validation F1-macro (mean over seeds)."""
-    finished = _finished(runs)
+    finished = finished_cells(runs)
     finished = finished[_param(finished, "kind") != "tfidf"]  # selection is among fine-tuned cells
     if finished.empty:
         return pd.DataFrame()
@@ -190,7 +188,7 @@ def _tidy(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell over its seeds: n, mean, std, bootstrap 95 % CI of the mean (empty without repeated seeds)."""
-    scored = _scored(runs)
+    scored = scored_cells(runs)
     if scored.empty:
         return pd.DataFrame()
     identity = _identity(scored)
@@ -199,8 +197,7 @@ def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in frame.groupby(keys + ["metric"], sort=True):
         values = group["score"].to_numpy(float)
-        std = values.std(ddof=1) if len(values) > 1 else np.nan
-        rows.append((*key, len(values), values.mean(), std, *bootstrap_ci(values)))
+        rows.append((*key, len(values), values.mean(), group["score"].std(), *bootstrap_ci(values)))  # std: NaN for 1
     table = pd.DataFrame(rows, columns=keys + ["metric", "seeds", "mean", "std", "ci95_low", "ci95_high"])
     return _tidy(table, keys) if table["seeds"].max() >= 2 else pd.DataFrame()
 
@@ -220,14 +217,12 @@ def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
     """Per scored cell: stage, attention label, dataset, metric, score, time per epoch, peak memory."""
     return pd.DataFrame({"stage": _stage(scored), "attention": _attention_label(scored),
                          "dataset": _param(scored, DATASET).fillna(""), "metric": scored["metric"],
-                         "score": scored["score"], "epoch_s": _metric(scored, "epoch_time_s"),
-                         "gpu_MiB": _metric(scored, "peak_gpu_mem_mb"),
-                         "host_MiB": _metric(scored, "peak_host_mem_mb")})
+                         "score": scored["score"], **{column: _metric(scored, name) for column, name in COSTS.items()}})
 
 
 def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss, time per epoch, peak memory."""
-    scored = _scored(runs)
+    scored = scored_cells(runs)
     frame = _cost_frame(scored)
     if frame.empty or frame["attention"].nunique() < 2:
         return pd.DataFrame()
@@ -235,8 +230,8 @@ def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     frame["final_val_loss"] = frame["score"].where(frame["metric"] == "final_val_loss")
     keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
     table = frame.groupby(keys, sort=True).agg(
-        test_f1=("test_f1", mean_std), final_val_loss=("final_val_loss", "mean"), epoch_s=("epoch_s", "mean"),
-        gpu_MiB=("gpu_MiB", "mean"), host_MiB=("host_MiB", "mean"), cells=("score", "size")).reset_index()
+        test_f1=("test_f1", mean_std), final_val_loss=("final_val_loss", "mean"),
+        **{column: (column, "mean") for column in COSTS}, cells=("score", "size")).reset_index()
     return table if frame["final_val_loss"].notna().any() else table.drop(columns="final_val_loss")
 
 
@@ -246,7 +241,7 @@ def _ratio(variant: pd.Series, reference: pd.Series) -> float:
 
 def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Each attention variant minus softmax, paired on stage, dataset, seed and the other axes (empty if no pairs)."""
-    scored = _scored(runs)
+    scored = scored_cells(runs)
     frame = _cost_frame(scored)
     softmax = (_param(scored, "attention.kind") == "softmax").values
     if frame["attention"].nunique() < 2 or not softmax.any():
@@ -255,7 +250,7 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
     ids = _identity(scored, drop).assign(seed=_param(scored, SEED).astype(str).values).add_prefix("id.")
     pair_keys = list(ids.columns) + ["metric"]
     frame = pd.concat([frame, ids], axis=1)
-    reference = frame[softmax].groupby(pair_keys, as_index=False)[["score", "epoch_s", "gpu_MiB", "host_MiB"]].mean()
+    reference = frame[softmax].groupby(pair_keys, as_index=False)[["score", *COSTS]].mean()
     pairs = frame[~softmax].merge(reference, on=pair_keys, suffixes=("", "_ref"))
     if pairs.empty:
         return pd.DataFrame()
@@ -264,8 +259,7 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
     for key, group in pairs.groupby(keys, sort=True):
         diff = (group["score"] - group["score_ref"]).to_numpy(float)
         rows.append((*key, len(diff), diff.mean(), *bootstrap_ci(diff), _paired_p(group["score"], group["score_ref"]),
-                     _ratio(group["epoch_s"], group["epoch_s_ref"]), _ratio(group["gpu_MiB"], group["gpu_MiB_ref"]),
-                     _ratio(group["host_MiB"], group["host_MiB_ref"])))
+                     *(_ratio(group[column], group[f"{column}_ref"]) for column in COSTS)))
     return pd.DataFrame(rows, columns=keys + ["pairs", "mean_diff", "ci95_low", "ci95_high", "p_value",
                                               "epoch_time_ratio", "gpu_mem_ratio", "host_mem_ratio"])
 
@@ -290,9 +284,9 @@ def pareto_front(cost, score) -> np.ndarray:
 
 def pareto_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished fine-tuned cells: label (attention variant, else cell), dataset, test F1 and costs."""
-    finished = _finished(runs)
-    finished = finished[~_param(finished, "kind").isin(["tfidf", "mlm"])]
-    frame = _cost_frame(finished.assign(score=_metric(finished, "test_f1_macro"), metric="test_f1"))
+    finished = finished_cells(runs)
+    finished = finished[_param(finished, "kind") != "tfidf"]
+    frame = _cost_frame(finished)
     if frame["attention"].nunique() < 2:
         frame["attention"] = finished["cell"]
     return frame.rename(columns={"attention": "label", "score": "test_f1"}).drop(columns="metric")
@@ -306,7 +300,7 @@ def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "attention variants": attention_table,
                 "attention vs softmax (paired on stage, dataset, seed and other axes)": paired_table}
     for title, build in optional.items():
-        table = build(runs) if "status" in runs else pd.DataFrame()
+        table = build(runs)
         if not table.empty:
             tables[title] = table
     return tables

@@ -81,6 +81,18 @@ def test_local_files_give_exact_rows_and_capped_char_estimates(tmp_path):
     assert size.splits["train"].length == pytest.approx((10 * 102 ** 2 + 5 * 128 ** 2) / (10 * 102 + 5 * 128))
 
 
+def test_data_file_problems_name_the_file_and_key(tmp_path):
+    pq.write_table(pa.table({"body": ["x" * 42], "label": [0]}), tmp_path / "train.parquet")
+    write_split(tmp_path / "test.parquet", ["x" * 42])
+    cfg = make_cfg(data=DataConfig(dataset="local", path=str(tmp_path)))
+    with pytest.raises(cost_data.CostUnknown, match=r"train\.parquet: no column 'text' \(data\.text_column; .*body"):
+        cost_data.data_size(cfg, cache_dir=tmp_path / "no-cache")
+    write_split(tmp_path / "hyperpartisan_byarticle_all.parquet", ["x" * 42])  # the SemEval test file is missing
+    semeval = make_cfg(data=DataConfig(dataset="hyperpartisan", subset="byarticle_semeval", path=str(tmp_path)))
+    with pytest.raises(cost_data.CostUnknown, match="hyperpartisan_semeval_test"):
+        cost_data.data_size(semeval, cache_dir=tmp_path / "no-cache")
+
+
 def test_mlm_corpus_reads_the_first_limit_documents_and_cuts_blocks(tmp_path):
     write_split(tmp_path / "a.parquet", ["z" * 4200] * 50)  # 1000 tokens (+1 [SEP]) per document
     write_split(tmp_path / "b.parquet", ["z" * 42] * 50)

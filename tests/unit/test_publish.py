@@ -4,7 +4,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from raygrid.publish import mean_curve, publish
-from raygrid.tracking import TAG_STAGE, GridTracker
+from raygrid.tracking import TAG_STAGE, GridTracker, metric_history
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GRID = "toy"
@@ -92,10 +92,27 @@ def test_saved_csv_numbers_are_the_logged_metrics(store, tmp_path):
     assert softmax["seeds"] == 2 and softmax["mean"] == pytest.approx(0.65)
 
 
-def test_publish_without_save_writes_nothing(store, tmp_path):
+def test_publish_without_save_writes_nothing(store, tmp_path, monkeypatch):
     uri, _, _ = store
+    monkeypatch.chdir(tmp_path)
     result = publish(uri, GRID, "csv")
     assert result.files == [] and result.text.startswith("# cells\ncell,status,stage,")
+    assert not list(tmp_path.iterdir())
+
+
+def test_each_curve_is_fetched_from_mlflow_once(store, tmp_path, monkeypatch):
+    import raygrid.publish
+
+    calls = []
+
+    def counting(uri, run_id, metric):
+        calls.append((run_id, metric))
+        return metric_history(uri, run_id, metric)
+
+    monkeypatch.setattr(raygrid.publish, "metric_history", counting)
+    result = publish(store[0], GRID, "md", save=tmp_path)
+    assert (tmp_path / f"{GRID}.lsh_mask.png") in result.files  # its loss curves were also drawn per cell
+    assert calls and len(calls) == len(set(calls))
 
 
 def test_mean_curve_averages_each_step_over_the_curves_that_have_it():

@@ -60,6 +60,12 @@ def test_baseline_is_the_first_row_and_not_a_selection_candidate():
     assert best_table(runs).set_index("dataset").loc["imdb", "pooling"] == "mean"
 
 
+def test_a_grid_without_runs_has_only_the_empty_core_tables():
+    tables = all_tables(pd.DataFrame())  # what fetch_runs returns before any cell ran
+    assert list(tables) == ["cells", "test F1-macro", "best hyperparameters (chosen on validation F1-macro)"]
+    assert all(table.empty for table in tables.values())
+
+
 def test_attention_table_appears_only_when_attention_varies():
     runs = runs_frame()
     assert "attention variants" not in all_tables(runs)
