@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from raygrid.attention.lsh import num_buckets_for
 from raygrid.config import STAGE_SCHEME, CellConfig, Resources
 from raygrid.cost_data import CostUnknown, data_size
 from raygrid.paths import is_local, resolve_location
@@ -131,7 +132,7 @@ def attention_flops(attention, n: float, hidden: int) -> float:
         return 4 * hidden * (attention.nb_features + attention.num_omegas)
     if attention.kind == "lsh":
         window = min(attention.chunk_size * (1 + attention.look_backward + attention.look_forward), n)
-        buckets = attention.num_buckets or max(2, 2 * math.ceil(n / attention.chunk_size / 2))
+        buckets = num_buckets_for(attention, n)  # the kernel's own rule (it accepts a mean length)
         return attention.num_hashes * (4 * hidden * window + 2 * hidden * buckets)
     return 4 * hidden * n
 
