@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
