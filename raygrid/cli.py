@@ -5,12 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from raygrid.grid import GridError, load_grid
+from pydantic import ValidationError
+
+from raygrid.grid import GridError, describe, load_grid
 
 DEFAULT_OUT = Path("runs")
 
 
-def _out_dir(args, grid_name: str) -> Path:
+def _out_dir(args) -> Path:
     """--out, else runs/: one MLflow store (one experiment per grid) for every grid, so a stage can
     start from another grid's cells and the MLflow UI compares them side by side."""
     return Path(args.out) if args.out else DEFAULT_OUT
@@ -19,10 +21,11 @@ def _out_dir(args, grid_name: str) -> Path:
 def cmd_plan(args) -> int:
     """Validate a grid, list its cells and predict their cost (tokens, FLOPs, GPU-hours); starts nothing."""
     grid = load_grid(args.grid)
-    shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
-    if getattr(grid, "stage_order", None):
+    if grid.stage_order:
         shape = "stages " + ", ".join(f"{stage} {len(grid.stage_cells(stage))}" for stage in grid.stage_order)
-    print(f"grid {grid.name}: {len(grid.cells)} cells ({shape or 'no axes'})")
+    else:
+        shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
+    print(f"grid {grid.name}: {len(grid.cells)} cells ({shape})")
     lines = None
     if not args.no_cost:
         try:
@@ -46,7 +49,7 @@ def cmd_run(args) -> int:
     from raygrid.launch import run_grid
     from raygrid.tracking import tracking_uri
 
-    out = _out_dir(args, grid.name)
+    out = _out_dir(args)
     uri = tracking_uri(out)
     summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
                        storage=args.storage)
@@ -67,7 +70,7 @@ def cmd_report(args) -> int:
     target = Path(args.target)
     if target.suffix in (".yaml", ".yml"):
         grid = load_grid(target)
-        names, uri = [grid.name], tracking_uri(_out_dir(args, grid.name))
+        names, uri = [grid.name], tracking_uri(_out_dir(args))
     elif target.is_dir():
         uri = tracking_uri(target)
         names = _grids_in(uri)
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     report.add_argument("target", help="grid YAML file, or an output folder holding mlflow.db")
-    report.add_argument("--out", help="the grid's output folder (with a grid file); default runs/<grid name>")
+    report.add_argument("--out", help="the grid's output folder (with a grid file); default runs/")
     report.add_argument("--format", choices=("md", "csv", "tex"), default="md",
                         help="table format: Markdown, CSV, LaTeX (booktabs)")
     report.add_argument("--save", help="also write into this folder: <grid>.md, <grid>.tex, one CSV per table, "
@@ -156,7 +159,10 @@ def cmd_data_stats(args) -> int:
     from raygrid.data.splits import apply_split_policy
     from raygrid.data.stats import dataset_stats, format_stats
 
-    cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
+    try:
+        cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
+    except ValidationError as err:  # one line naming the setting, as for grid files
+        raise GridError(f"data stats: {describe(err)}") from None
     raw = load_raw(cfg)
     tokenizer = None
     if args.tokenizer:

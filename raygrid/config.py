@@ -152,7 +152,6 @@ class CellConfig(Strict):
         return self
 
 
-
 class Resources(Strict):
     """How each trial is placed on the cluster (not part of a cell's identity)."""
 
@@ -171,6 +170,8 @@ class Resources(Strict):
 
 
 Axes = dict[str, Annotated[list, Field(min_length=1)]]
+# Grid and stage names: MLflow experiment and Ray run names, parts of cell names.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 AxesBlocks = Annotated[list[Axes], Field(min_length=1)]
 
 
@@ -184,7 +185,7 @@ class InitRef(Strict):
 class StageConfig(Strict):
     """One stage of a staged grid: its own base (merged over the grid's) and axes."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Name
     description: str = ""
     # Each cell starts from the one cell of that stage whose axis values agree with its own.
     init: str | InitRef | None = None
@@ -199,7 +200,7 @@ class GridConfig(Strict):
     dependency order (see raygrid.grid).
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Name
     description: str = ""
     base: dict = {}
     # A mapping (one cartesian product) or a list of mappings (the union of their products, e.g.

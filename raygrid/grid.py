@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from raygrid.config import CellConfig, GridConfig
 
-# Short names used in cell names, so `model.pooling=cls` reads `pooling=cls`.
+# Axis values that are file paths: cell names show only their last part.
 _PATH_PREFIXES = ("./", "../", "/", "~")
 
 
@@ -72,6 +72,11 @@ def blocks_of(axes) -> list[dict[str, list]]:
     return axes if isinstance(axes, list) else [axes]
 
 
+def expand(axes) -> list[dict[str, Any]]:
+    """Every combination of axis values: the union of each block's cartesian product, in order."""
+    return [combo for block in blocks_of(axes) for combo in combinations(block)]
+
+
 def load_grid(path: str | Path, _loading: tuple[Path, ...] = ()) -> Grid:
     """Read, validate and expand a grid file; raise GridError with a one-line message."""
     path = Path(path)
@@ -105,16 +110,15 @@ def load_grid(path: str | Path, _loading: tuple[Path, ...] = ()) -> Grid:
         if not spec.base:
             raise GridError(f"{path}: base: required key is missing")
         grid = Grid(path=path, spec=spec, cells=[], text=text)
-        grid.cells.extend(make_cell(path, base, combo) for block in grid.blocks for combo in combinations(block))
+        grid.cells.extend(make_cell(path, base, combo) for combo in expand(spec.axes))
     _check_unique(path, grid.cells)
     return grid
 
 
-def describe(err: ValidationError, prefix: str = "") -> str:
+def describe(err: ValidationError) -> str:
     """First validation error as `dotted.key: message (got value)`."""
     first = err.errors()[0]
-    loc = [str(p) for p in first["loc"] if not _is_union_tag(p)]
-    key = ".".join([prefix] + loc if prefix else loc) or "(top level)"
+    key = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -154,11 +158,15 @@ def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", se
         detail = describe(err)
         key = detail.split(":", 1)[0]
         from_axis = any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in combo)
-        values = ", ".join(f"{k}={short_value(v)}" for k, v in combo.items())
-        cell = f" (cell {values})" if combo else ""
+        cell = f" (cell {combo_label(combo)})" if combo else ""
         section = f"{where + '.' if where else ''}{'axes' if from_axis else 'base'}"
         raise GridError(f"{path}: {section}.{detail}{cell}") from None
     return Cell(name=cell_name(combo), axis_values=combo, config=config)
+
+
+def combo_label(combo: dict[str, Any]) -> str:
+    """Axis values for messages: `model.pooling=cls, seed=0`."""
+    return ", ".join(f"{k}={short_value(v)}" for k, v in combo.items())
 
 
 def is_bundle(value: Any) -> bool:
@@ -176,10 +184,15 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
             raise KeyError(f"'{part}' is not a section")
         node = child
     old = node.get(leaf)
-    if isinstance(value, dict) and isinstance(old, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
+    if merges(old, value):
         node[leaf] = {**old, **value}
     else:
         node[leaf] = value
+
+
+def merges(old: Any, new: Any) -> bool:
+    """Whether a dict value merges into the dict already there: yes, unless it changes the `kind`."""
+    return isinstance(new, dict) and isinstance(old, dict) and new.get("kind", old.get("kind")) == old.get("kind")
 
 
 def cell_name(combo: dict[str, Any]) -> str:
@@ -222,8 +235,8 @@ def resolve_paths(value: Any, root: Path) -> Any:
 
 
 def _check_unique(path: Path, cells: list[Cell]) -> None:
-    seen: dict[str, Cell] = {}
+    seen: set[str] = set()
     for cell in cells:
         if cell.name in seen:
             raise GridError(f"{path}: axes: two cells share the name {cell.name!r}; axis values must differ")
-        seen[cell.name] = cell
+        seen.add(cell.name)

@@ -65,7 +65,7 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
     pending = [cell for cell in grid.cells if cell.name not in done]
     summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
     # Refusals come before anything is recorded or started.
-    _check_parents(grid, pending, uri)
+    links = _check_parents(grid, pending, uri)  # parents not run now: their weights are known already
     for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
         if not checkpoint.startswith(STAGE_SCHEME):
             check_checkpoint(checkpoint)
@@ -86,18 +86,19 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
         return summary
     use_gpu = _use_gpu(grid.spec.resources)
     for stage in grid.stage_order or [None]:
-        cells, links = [], {}
-        for cell in (c for c in pending if c.stage == stage):
-            if cell.parent is not None:
-                link = _parent_weights(cell, grid, tracker, uri)
-                if link is None:  # recorded, so the report shows why this cell has no scores
-                    reason = f"its parent cell {cell.parent.name} did not finish"
-                    run_id = tracker.start_cell(cell.name, _axis_labels(cell), cell.config.model_dump(mode="json"),
-                                                {TAG_STAGE: cell.stage})
-                    tracker.end_cell(run_id, error=reason)
-                    summary.failed[cell.name] = reason
-                    continue
-                links[cell.name] = link
+        cells = []
+        in_stage = [c for c in pending if c.stage == stage]
+        # Parents that ran in this run (an earlier stage): their weights are known now.
+        links.update(_exported_links(tracker, [c for c in in_stage if c.parent is not None and c.name not in links]))
+        for cell in in_stage:
+            if cell.parent is not None and links[cell.name] is None:
+                # recorded, so the report shows why this cell has no scores
+                reason = f"its parent cell {cell.parent.name} did not finish"
+                run_id = tracker.start_cell(cell.name, _axis_labels(cell), cell.config.model_dump(mode="json"),
+                                            {TAG_STAGE: cell.stage})
+                tracker.end_cell(run_id, error=reason)
+                summary.failed[cell.name] = reason
+                continue
             cells.append(cell)
         if cells:
             if stage is not None:
@@ -115,36 +116,44 @@ class _ParentWeights:
     uri: str
 
 
-def _parent_weights(cell: Cell, grid: Grid, tracker: GridTracker, uri: str) -> _ParentWeights | None:
-    """Where the finished parent cell's exported weights are, from its MLflow run."""
-    source = tracker if cell.parent_grid == grid.name else GridTracker(uri, cell.parent_grid, create=False)
-    found = source.exported_weights(cell.parent.name)
-    return _ParentWeights(cell.parent_grid, cell.parent.name, *found) if found else None
+def _exported_links(tracker: GridTracker, cells: list[Cell]) -> dict[str, _ParentWeights | None]:
+    """cell name -> the weights its parent (in `tracker`'s grid) exported, or None; one query per parent."""
+    found: dict[str, _ParentWeights | None] = {}
+    for cell in cells:
+        if cell.parent.name not in found:
+            hit = tracker.exported_weights(cell.parent.name)
+            found[cell.parent.name] = _ParentWeights(cell.parent_grid, cell.parent.name, *hit) if hit else None
+    return {cell.name: found[cell.parent.name] for cell in cells}
 
 
-def _check_parents(grid: Grid, pending: list[Cell], uri: str) -> None:
+def _check_parents(grid: Grid, pending: list[Cell], uri: str) -> dict[str, _ParentWeights]:
     """Refuse, before launch, cells whose parent will not run now and has no usable exported weights.
 
     A parent in this grid that is still pending runs first; any other parent (in another grid, or
     finished in an earlier run) must have its weights' URI recorded and, when local, still on disk.
+    Returns those cells' links to their parents' weights.
     """
     pending_names = {cell.name for cell in pending}
-    for cell in pending:
-        parent = cell.parent
-        if parent is None or (cell.parent_grid == grid.name and parent.name in pending_names):
-            continue
+    waiting = [cell for cell in pending if cell.parent is not None
+               and not (cell.parent_grid == grid.name and cell.parent.name in pending_names)]
+    links: dict[str, _ParentWeights | None] = {}
+    for grid_name in dict.fromkeys(cell.parent_grid for cell in waiting):
+        children = [cell for cell in waiting if cell.parent_grid == grid_name]
         try:
-            found = GridTracker(uri, cell.parent_grid, create=False).exported_weights(parent.name)
-        except LookupError:
-            found = None
-        if found is None:
+            links.update(_exported_links(GridTracker(uri, grid_name, create=False), children))
+        except LookupError:  # that grid never ran here
+            links.update(dict.fromkeys(cell.name for cell in children))
+    for cell in waiting:
+        parent, link, where = cell.parent, links[cell.name], f"{grid.path}: stages.{cell.stage}.init"
+        if link is None:
             hint = (" (run that grid first, with the same --out / MLFLOW_TRACKING_URI)" if cell.parent_grid != grid.name
                     else " (delete its run to train it again)")
-            raise GridError(f"{grid.path}: init: parent cell {parent.name} of grid {cell.parent_grid} has no finished "
+            raise GridError(f"{where}: parent cell {parent.name} of grid {cell.parent_grid} has no finished "
                             f"run with exported weights at {uri}{hint}")
-        if "://" not in found[1] and not Path(found[1]).is_dir():
-            raise GridError(f"{grid.path}: init: the weights of parent cell {parent.name} are gone from {found[1]} "
+        if "://" not in link.uri and not Path(link.uri).is_dir():
+            raise GridError(f"{where}: the weights of parent cell {parent.name} are gone from {link.uri} "
                             f"(delete its MLflow run to train it again)")
+    return links
 
 
 def _check_storage(grid: Grid, pending: list[Cell], storage: str | None) -> None:

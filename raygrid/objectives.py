@@ -26,13 +26,15 @@ def autocast(device: torch.device, enabled: bool):
 class Classification:
     """Cross-entropy on document labels; the best epoch has the highest validation F1-macro; test is scored."""
 
-    kind = "finetune"
-    selection = "f1_macro"  # higher is better
-    scores_test = True
-    keeps_best_weights = True  # test uses the best-on-validation weights (the study's protocol)
+    metric_prefix = "val_"  # per-epoch metrics: val_f1_macro, val_accuracy
+    scores_test = True  # on the best-on-validation weights (the study's protocol), which are kept
 
     def __init__(self, num_labels: int):
         self.num_labels = num_labels
+
+    def score(self, val: dict) -> float:
+        """How good an epoch's validation metrics are (higher is better): F1-macro."""
+        return val["f1_macro"]
 
     def start_epoch(self, epoch: int, device: torch.device) -> None:
         pass
@@ -69,10 +71,8 @@ class MaskedLanguageModel:
     passed on are the final ones (pretraining).
     """
 
-    kind = "mlm"
-    selection = "neg_loss"  # higher is better: -loss
-    scores_test = False
-    keeps_best_weights = False
+    metric_prefix = "val_mlm_"  # per-epoch metrics: val_mlm_accuracy, val_mlm_perplexity
+    scores_test = False  # no test split; the final weights are passed on
 
     def __init__(self, cfg: MlmConfig, mask_token_id: int, vocab_size: int, special_ids: list[int], seed: int,
                  rank: int = 0, eval_seed: int = 0):
@@ -80,6 +80,10 @@ class MaskedLanguageModel:
         self.seed, self.rank, self.eval_seed = seed, rank, eval_seed
         self.special_ids = torch.as_tensor(special_ids, dtype=torch.long)
         self.generator: torch.Generator | None = None
+
+    def score(self, val: dict) -> float:
+        """How good an epoch's validation metrics are (higher is better): minus the loss."""
+        return -val["loss"]
 
     def start_epoch(self, epoch: int, device: torch.device) -> None:
         self.generator = torch.Generator(device=device).manual_seed(_derive(self.seed, epoch, self.rank))
@@ -108,8 +112,7 @@ class MaskedLanguageModel:
         if count == 0:  # a loss of 0 would read as a perfect model
             raise ValueError("data: the MLM validation split predicts no token (empty, or too short to mask)")
         loss = loss_sum / count
-        return {"loss": loss, "accuracy": correct / max(1, count), "perplexity": float(np.exp(min(loss, 50.0))),
-                "neg_loss": -loss}
+        return {"loss": loss, "accuracy": correct / count, "perplexity": float(np.exp(min(loss, 50.0)))}
 
 
 def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, objective: MaskedLanguageModel,

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from raygrid.config import CORPORA, STAGE_SCHEME, InitRef, StageConfig
-from raygrid.grid import (Cell, Grid, GridError, blocks_of, combinations, is_bundle, load_grid, make_cell,
-                          resolve_paths, short_value)
+from raygrid.grid import (Cell, Grid, GridError, blocks_of, combo_label, expand, is_bundle, load_grid, make_cell,
+                          merges, resolve_paths)
 
 # Keys the link to the parent stage decides; a chained stage may not set them itself.
 LINK_KEYS = ("model.checkpoint", "model.from_scratch")
@@ -59,39 +59,43 @@ def stage_cells(path: Path, grid_base: dict, stage: StageConfig, grid: Grid, loa
     base = merge_trees(grid_base, resolve_paths(stage.base, path.parent))
     where = f"stages.{stage.name}"
     ref = init_ref(stage)
+    parents, parent_grid = [], None
+    if ref is not None:
+        _refuse_own_link(path, stage, ref)
+        parents, parent_grid = _parent_cells(path, stage, ref, grid, loading)
     cells = []
-    if ref is None:
-        for block in blocks_of(stage.axes):
-            for combo in combinations(block):
-                cell = make_cell(path, base, combo, where=where)
-                cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name))
-        return cells
-    _refuse_own_link(path, stage, ref)
-    parents, parent_grid = _parent_cells(path, stage, ref, grid, loading)
-    for block in blocks_of(stage.axes):
-        for combo in combinations(block):
+    for combo in expand(stage.axes):
+        parent, settings = None, {}
+        if ref is not None:
             parent = _match_parent(path, stage, base, combo, parents, ref)
             settings = {"model.checkpoint": f"{STAGE_SCHEME}{parent_grid}/{parent.name}", "model.from_scratch": False}
-            if "tokenizer" not in (base.get("model") or {}) and not any(k.endswith("tokenizer") for k in combo):
+            if "tokenizer" not in (base.get("model") or {}):  # (an axis setting it wins: axes apply last)
                 model = parent.config.model
                 settings["model.tokenizer"] = model.tokenizer or model.checkpoint
-            cell = make_cell(path, base, combo, where=where, settings=settings)
+        cell = make_cell(path, base, combo, where=where, settings=settings)
+        if parent is not None:
             _check_link(path, stage, cell, parent)
-            cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name, parent, parent_grid))
+        cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name, parent, parent_grid))
     return cells
 
 
 def _refuse_own_link(path: Path, stage: StageConfig, ref: InitRef) -> None:
     """A chained stage takes checkpoint/from_scratch from its parent: setting them itself is an error."""
-    own_model = stage.base.get("model") or {}
+    sections = {"base": _flat_keys(stage.base),
+                "axes": {k for block in blocks_of(stage.axes) for key, values in block.items() for value in values
+                         for k in _keys_set(key, value)}}
     for key in LINK_KEYS:
-        leaf = key.split(".")[1]
-        in_axes = any(key in block or any(is_bundle(v) and key in _flat_keys(v["set"]) for v in values)
-                      for block in blocks_of(stage.axes) for values in block.values())
-        if (isinstance(own_model, dict) and leaf in own_model) or in_axes:
-            section = "base" if isinstance(own_model, dict) and leaf in own_model else "axes"
-            raise GridError(f"{path}: stages.{stage.name}.{section}.{key}: a stage with init takes its weights "
-                            f"from stage {ref.stage}")
+        for section, keys in sections.items():
+            if key in keys:
+                raise GridError(f"{path}: stages.{stage.name}.{section}.{key}: a stage with init takes its weights "
+                                f"from stage {ref.stage}")
+
+
+def _keys_set(key: str, value: Any) -> set[str]:
+    """Dotted keys one axis value sets: a bundle's `set` keys, else the axis key and those of a dict value."""
+    if is_bundle(value):
+        return _flat_keys(value["set"])
+    return {key} | (_flat_keys(value, f"{key}.") if isinstance(value, dict) else set())
 
 
 def _flat_keys(tree: dict, prefix: str = "") -> set[str]:
@@ -165,7 +169,7 @@ def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, paren
                 break
         else:
             matches.append(parent)
-    described = ", ".join(f"{k}={short_value(v)}" for k, v in combo.items()) or "base"
+    described = combo_label(combo) or "base"
     if not matches:
         raise GridError(f"{path}: stages.{stage.name}.init: no cell of stage {ref.stage} matches cell ({described}); "
                         f"its axes must agree with one of: {', '.join(p.name for p in parents[:4])}")
@@ -189,7 +193,7 @@ def merge_trees(base: dict, over: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in over.items():
         old = merged.get(key)
-        if isinstance(value, dict) and isinstance(old, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
+        if merges(old, value):
             merged[key] = merge_trees(old, value)
         else:
             merged[key] = copy.deepcopy(value)

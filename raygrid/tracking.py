@@ -80,10 +80,17 @@ class GridTracker:
         return self.client.search_runs([self.experiment_id], query, max_results=50000,
                                        order_by=["attributes.start_time DESC"])
 
-    def cell_runs(self) -> list:
-        """Current (not superseded) child runs."""
-        runs = self._search(f"tags.`{TAG_ROLE}` = 'cell'")
-        return [r for r in runs if r.data.tags.get(TAG_SUPERSEDED) != "true"]
+    def cell_runs(self, cell: str | None = None) -> list:
+        """Current (not superseded) child runs; with `cell`, only that cell's (a query by tag, not a scan)."""
+        query = f"tags.`{TAG_ROLE}` = 'cell'"
+        if cell is not None and not ("'" in cell and '"' in cell):
+            # Filter strings have no escapes: quote with the character the name lacks (a name with
+            # both is matched by the check below alone).
+            quote = '"' if "'" in cell else "'"
+            query += f" and tags.`{TAG_CELL}` = {quote}{cell}{quote}"
+        runs = self._search(query)
+        return [r for r in runs if r.data.tags.get(TAG_SUPERSEDED) != "true"
+                and (cell is None or r.data.tags.get(TAG_CELL) == cell)]
 
     def finished_cells(self) -> dict[str, str]:
         """cell name -> run id of cells whose run FINISHED."""
@@ -91,10 +98,9 @@ class GridTracker:
 
     def exported_weights(self, cell: str) -> tuple[str, str] | None:
         """(run id, storage URI) of the weights a FINISHED cell exported, or None."""
-        for run in self.cell_runs():
-            tags = run.data.tags
-            if tags.get(TAG_CELL) == cell and run.info.status == "FINISHED" and tags.get(TAG_CHECKPOINT):
-                return run.info.run_id, tags[TAG_CHECKPOINT]
+        for run in self.cell_runs(cell):
+            if run.info.status == "FINISHED" and run.data.tags.get(TAG_CHECKPOINT):
+                return run.info.run_id, run.data.tags[TAG_CHECKPOINT]
         return None
 
     def log_grid(self, grid_text: str, grid_path: str, n_cells: int) -> None:
@@ -105,9 +111,8 @@ class GridTracker:
 
     def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None) -> str:
         """New child run for a cell; earlier unfinished runs of the same cell are marked superseded."""
-        for old in self.cell_runs():
-            if old.data.tags.get(TAG_CELL) == name:
-                self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
+        for old in self.cell_runs(name):
+            self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
         tags = {**(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name, TAG_PARENT: self.parent_id}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         params = {**{f"axis.{k}": v for k, v in axis_values.items()}, **flatten(config)}

@@ -41,7 +41,7 @@ class Progress:
 
     epoch: int = 0  # next epoch to run
     step: int = 0
-    best_score: float = -math.inf  # the objective's selection metric (higher is better)
+    best_score: float = -math.inf  # objective.score of the best epoch (higher is better)
     best_val: dict = field(default_factory=dict)
     last_val: dict = field(default_factory=dict)
     best_epoch: int = -1
@@ -135,7 +135,6 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         if on_step:
             on_step(progress.step)
 
-    prefix = "val_mlm_" if objective.kind == "mlm" else "val_"
     for epoch in range(progress.epoch, optim.epochs):
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         objective.start_epoch(epoch, device)
@@ -144,15 +143,14 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
         progress.train_tokens += stats["tokens"]
         progress.last_val = dict(val)
-        if val[objective.selection] > progress.best_score:
-            progress.best_score, progress.best_epoch, progress.best_val = val[objective.selection], epoch, dict(val)
-            if objective.keeps_best_weights:
+        score = objective.score(val)
+        if score > progress.best_score:
+            progress.best_score, progress.best_epoch, progress.best_val = score, epoch, dict(val)
+            if objective.scores_test:  # test scores the best-on-validation weights
                 progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
         metrics = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
-                   **{f"{prefix}{k}": v for k, v in val.items() if k not in ("loss", objective.selection)},
+                   **{f"{objective.metric_prefix}{k}": v for k, v in val.items() if k != "loss"},
                    "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
-        if objective.kind != "mlm":
-            metrics[f"val_{objective.selection}"] = val[objective.selection]
         state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,

@@ -22,6 +22,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from raygrid.attention import hf_bridge
 from raygrid.config import CellConfig, Resources
 from raygrid.data.batching import pad_batch
 from raygrid.data.cache import PreparedData, tokenizer_location
@@ -87,8 +88,6 @@ def _export(model, tokenizer: str, folder: Path) -> str:
 
 
 def _redraw(model, cfg: CellConfig, step: int) -> None:
-    from raygrid.attention import hf_bridge
-
     hf_bridge.maybe_redraw(getattr(model, "module", model).encoder, cfg.attention, step)
 
 

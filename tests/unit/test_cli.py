@@ -37,6 +37,18 @@ def test_data_stats_on_the_shipped_sample(capsys):
     assert "| train | 96 |" in out and "| test | 32 |" in out and "false 61" in out
 
 
+def test_data_stats_with_an_unknown_dataset_fails_in_one_line_naming_it(capsys):
+    assert main(["data", "stats", "imbd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("raygrid: error: data stats: dataset: ") and "'imdb'" in err and "(got 'imbd')" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_plan_of_a_staged_grid_counts_cells_per_stage(capsys):
+    assert main(["plan", "grids/quickstart_chain.yaml", "--no-cost"]) == 0
+    assert "6 cells (stages tapt 3, finetune 3)" in capsys.readouterr().out
+
+
 def test_data_prepare_tokenizes_each_distinct_data_config_once(tmp_path, tiny_checkpoint, capsys):
     from tests.conftest import tiny_grid_yaml
 

@@ -111,3 +111,48 @@ def test_an_empty_mlm_validation_split_is_an_error_not_a_perfect_score():
     objective = MaskedLanguageModel(MlmConfig(), 4, 100, [0, 1, 2, 3, 4], 0)
     with pytest.raises(ValueError, match="validation split predicts no token"):
         objective.evaluate(torch.nn.Identity(), [], torch.device("cpu"), False)
+
+
+def test_parents_are_looked_up_once_per_grid_and_cell_and_refusals_name_the_stage(tmp_path, monkeypatch):
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text("""
+name: g
+base: {model: {checkpoint: /tmp/ck}, data: {dataset: imdb, path: /tmp/d}}
+stages:
+  - {name: mlm, base: {kind: mlm}}
+  - {name: ft, init: mlm, axes: {seed: [0, 1, 2]}}
+""")
+    children = load_grid(grid_file).stage_cells("ft")
+    opened, queried = [], []
+
+    class Finished:
+        def __init__(self, uri, name, create=True):
+            opened.append(name)
+
+        def exported_weights(self, cell):
+            queried.append(cell)
+            return ("run-9", str(tmp_path))
+
+    monkeypatch.setattr("raygrid.launch.GridTracker", Finished)
+    links = _check_parents(load_grid(grid_file), children, "sqlite:///x")
+    assert opened == ["g"] and queried == ["mlm/base"]
+    assert links == {c.name: _ParentWeights("g", "mlm/base", "run-9", str(tmp_path)) for c in children}
+    monkeypatch.setattr(Finished, "exported_weights", lambda self, cell: None)
+    with pytest.raises(GridError, match=r"g.yaml: stages.ft.init: parent cell mlm/base of grid g has no finished"):
+        _check_parents(load_grid(grid_file), children, "sqlite:///x")
+
+
+def test_tracker_supersedes_and_finds_runs_of_exactly_the_named_cell(tmp_path):
+    from raygrid.tracking import TAG_CHECKPOINT, GridTracker
+
+    tracker = GridTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "g")
+    names = ["ft/task=hp,seed=0", "ft/task=hp,seed=01", "it's=a", "both'\"=b"]
+    first = {name: tracker.start_cell(name, {}, {}) for name in names}
+    for name in names:
+        tracker.set_tags(first[name], {TAG_CHECKPOINT: f"/w/{name}"})
+        tracker.end_cell(first[name])
+    assert {n: tracker.exported_weights(n) for n in names} == {n: (first[n], f"/w/{n}") for n in names}
+    retry = tracker.start_cell(names[0], {}, {})  # supersedes the first run of that cell only
+    assert [r.info.run_id for r in tracker.cell_runs(names[0])] == [retry]
+    assert tracker.exported_weights(names[0]) is None
+    assert {r.info.run_id for r in tracker.cell_runs()} == {retry, *(first[n] for n in names[1:])}

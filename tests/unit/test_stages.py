@@ -142,9 +142,8 @@ def test_staged_grid_rejects_top_level_axes_and_duplicate_stage_names(tmp_path):
 
 
 def test_only_mlm_stages_can_be_started_from(tmp_path):
-    text = STAGED.replace("    init: wiki\n    base: {kind: mlm}\n", "    init: wiki\n    base: {kind: mlm}\n", 1)
-    text = text.replace("  - name: ft\n    init: tapt\n", "  - name: ft\n    init: tapt\n").replace(
-        "base: {kind: mlm, data: {dataset: wikipedia, path: /tmp/wiki}}", "base: {kind: finetune, data: {dataset: imdb, path: /tmp/wiki}}")
+    text = STAGED.replace("base: {kind: mlm, data: {dataset: wikipedia, path: /tmp/wiki}}",
+                          "base: {kind: finetune, data: {dataset: imdb, path: /tmp/wiki}}")
     assert "stage wiki has finetune cells; only mlm cells export weights" in error_of(write(tmp_path, text))
     tfidf_child = STAGED.replace("base: {attention: {kind: softmax}}", "base: {attention: {kind: softmax}, kind: tfidf}")
     assert "base.kind: a tfidf cell cannot start from weights" in error_of(write(tmp_path, tfidf_child))
@@ -163,8 +162,14 @@ def test_a_chained_stage_may_not_vary_its_checkpoint(tmp_path):
     text = STAGED.replace("      model.pooling: [cls, mean]", "      model.checkpoint: [/a, /b]")
     assert "stages.ft.axes.model.checkpoint: a stage with init takes its weights from stage tapt" in \
         error_of(write(tmp_path, text))
+    # nor set it through a section-valued axis or a bundle (axis values apply after the link)
+    for axis in ("      model: [{checkpoint: /a}]", "      other: [{label: a, set: {model: {from_scratch: true}}}]"):
+        key = "checkpoint" if "checkpoint" in axis else "from_scratch"
+        assert f"stages.ft.axes.model.{key}: a stage with init takes its weights from stage tapt" in \
+            error_of(write(tmp_path, STAGED.replace("      model.pooling: [cls, mean]", axis)))
 
 
 def test_empty_axis_block_lists_are_refused(tmp_path):
-    assert "axes" in error_of(write(tmp_path, STAGED.replace("axes:\n      attention: [{kind: softmax}, {kind: lsh, num_hashes: 2}]",
-                                                             "axes: []")))
+    message = error_of(write(tmp_path, STAGED.replace("axes:\n      attention: [{kind: softmax}, {kind: lsh, num_hashes: 2}]",
+                                                      "axes: []")))
+    assert "stages.1.axes: " in message  # stage wiki, the second written
