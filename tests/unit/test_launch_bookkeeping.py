@@ -67,16 +67,21 @@ def test_storage_uri_puts_back_the_scheme_ray_drops():
     assert _storage_uri("gs://b/x", "gs://b/x/c") == "gs://b/x/c"
 
 
-def test_a_parent_that_finished_earlier_must_still_have_its_weights(tmp_path, monkeypatch):
-    grid_file = tmp_path / "g.yaml"
-    grid_file.write_text("""
+def two_stage_grid(folder, ft_extra: str = ""):
+    """An MLM stage and a fine-tuning stage that starts from it."""
+    path = folder / "g.yaml"
+    path.write_text(f"""
 name: g
-base: {model: {checkpoint: /tmp/ck}, data: {dataset: imdb, path: /tmp/d}}
+base: {{model: {{checkpoint: /tmp/ck}}, data: {{dataset: imdb, path: /tmp/d}}}}
 stages:
-  - {name: mlm, base: {kind: mlm}}
-  - {name: ft, init: mlm}
+  - {{name: mlm, base: {{kind: mlm}}}}
+  - {{name: ft, init: mlm{ft_extra}}}
 """)
-    grid = load_grid(grid_file)
+    return path
+
+
+def test_a_parent_that_finished_earlier_must_still_have_its_weights(tmp_path, monkeypatch):
+    grid = load_grid(two_stage_grid(tmp_path))
     child = grid.stage_cells("ft")
 
     class Finished:
@@ -114,14 +119,7 @@ def test_an_empty_mlm_validation_split_is_an_error_not_a_perfect_score():
 
 
 def test_parents_are_looked_up_once_per_grid_and_cell_and_refusals_name_the_stage(tmp_path, monkeypatch):
-    grid_file = tmp_path / "g.yaml"
-    grid_file.write_text("""
-name: g
-base: {model: {checkpoint: /tmp/ck}, data: {dataset: imdb, path: /tmp/d}}
-stages:
-  - {name: mlm, base: {kind: mlm}}
-  - {name: ft, init: mlm, axes: {seed: [0, 1, 2]}}
-""")
+    grid_file = two_stage_grid(tmp_path, ", axes: {seed: [0, 1, 2]}")
     children = load_grid(grid_file).stage_cells("ft")
     opened, queried = [], []
 
