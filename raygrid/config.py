@@ -149,6 +149,12 @@ class CellConfig(Strict):
         if self.model and self.model.positions == "rope" and not self.model.from_scratch \
                 and not self.model.checkpoint.startswith(STAGE_SCHEME):
             raise ValueError("model.positions: rope needs from_scratch: true (or weights from an earlier rope stage)")
+        if self.model and getattr(self.attention, "qk", None) == "shared" and not self.model.from_scratch \
+                and not self.model.checkpoint.startswith(STAGE_SCHEME):
+            # Tying W_K to W_Q would silently throw away the checkpoint's trained key weights.
+            raise ValueError("attention.qk: shared ties each key projection to its query projection: it needs "
+                             "model.from_scratch: true (or weights from an earlier qk: shared stage); "
+                             "pretrained checkpoints take qk: separate")
         return self
 
 

@@ -30,6 +30,10 @@ re-runs during backward hashes exactly as in its forward. Resume with `set_lsh_s
 training forwards so far, e.g. optimizer steps × accumulation micro-batches). With checkpointing, call
 backward before the next training forward of the same model (the recompute reads the current count).
 
+LSH qk: shared: attach_attention_state ties each layer's key projection to its query projection
+(`tie_query_key`), so q = k and the kernel reads q for both (Reformer's and the study's rule). Exported
+weights hold both names (equal tensors); loading them and attaching again re-ties them.
+
 Caveats: HF loads checkpoints before `attach_attention_state` runs, so a saved (redrawn) projection is
 restored by attaching first and then `load_state_dict`; attaching alone redraws the step-0 projection
 from the seed. Only padding reaches the kernels (sliding-window / causal patterns of other models are not
@@ -55,6 +59,7 @@ LSH_NAME = "raygrid_lsh"
 ROPE_NAMES = {"softmax": "raygrid_rope_softmax", "favor": "raygrid_rope_favor", "lsh": "raygrid_rope_lsh"}
 # Child-module names that identify an attention module HF hands to the interface, per model family.
 _PROJECTION_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("Wqkv",))
+_QK_PAIRS = (("query", "key"), ("q_proj", "k_proj"), ("q_lin", "k_lin"))  # tied by LSH qk: shared
 
 
 def implementation_name(params, rope: bool = False) -> str:
@@ -90,10 +95,43 @@ def attach_attention_state(model: nn.Module, params, seed: int, rope_base: float
         if isinstance(params, LshParams):
             module.raygrid_lsh_seed = _derive_seed(seed, layer, 0)
             module.raygrid_lsh_clock = clock
+            if params.qk == "shared":
+                tie_query_key(module)
     if isinstance(params, LshParams):
         model.raygrid_lsh_clock = clock
         if not any(hook is _tick_lsh_clock for hook in model._forward_pre_hooks.values()):
             model.register_forward_pre_hook(_tick_lsh_clock)  # a module-level fn: deepcopy/pickle safe
+
+
+def tie_query_key(module: nn.Module) -> None:
+    """LSH qk: shared: make the key projection BE the query projection (the same Parameters), as Reformer.
+
+    Called after the weights are loaded, so a checkpoint's key weights are replaced by its query
+    weights (the config refuses that for pretrained checkpoints). Optimizers see one parameter
+    (named_parameters drops the duplicate); a fused Wqkv cannot be tied and is refused.
+    """
+    for query_name, key_name in _QK_PAIRS:
+        query, key = getattr(module, query_name, None), getattr(module, key_name, None)
+        if isinstance(query, nn.Linear) and isinstance(key, nn.Linear):
+            key.weight = query.weight
+            key.bias = query.bias
+            module.raygrid_qk_tied = key_name  # which child export_state_dict must copy
+            return
+    raise ValueError(f"attention.qk: shared ties the key projection to the query projection, but "
+                     f"{type(module).__name__} has no separate ones (fused Wqkv?): use qk: separate")
+
+
+def export_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """model.state_dict() with tied LSH key projections copied: safetensors refuses shared tensors that HF
+    did not declare as tied. Loading gives equal query and key weights; attaching ties them again."""
+    state = model.state_dict()
+    for prefix, module in model.named_modules():
+        key_name = getattr(module, "raygrid_qk_tied", None)
+        for part in ("weight", "bias") if key_name else ():
+            name = ".".join(filter(None, (prefix, key_name, part)))
+            if state.get(name) is not None:
+                state[name] = state[name].clone()
+    return state
 
 
 def set_lsh_step(model: nn.Module, forwards: int) -> bool:
@@ -185,6 +223,8 @@ def favor_forward(module, query, key, value, attention_mask, scaling=None, dropo
 def lsh_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """AttentionInterface adapter for LSH: rotations per training forward, fixed ones in eval."""
     params = _state(module, "raygrid_lsh_clock")
+    if params.qk == "shared" and not getattr(module, "raygrid_qk_tied", False):
+        raise RuntimeError(f"{type(module).__name__}: LSH qk: shared needs tied projections (attach_attention_state)")
     mask = key_padding_mask(attention_mask, key.shape[-2])
     # Training: a new hash every forward (as in Reformer), a pure function of (seed, layer, forward count),
     # so a checkpointed layer re-run in backward hashes the same. Eval: fixed, independent of training.

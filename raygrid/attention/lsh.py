@@ -1,4 +1,4 @@
-"""Reformer-style LSH attention for encoders with separate Q and K.
+"""Reformer-style LSH attention, with a shared (Q = K) or separate query/key.
 
 Kitaev, Kaiser, Levskaya 2020, "Reformer: The Efficient Transformer", ICLR, https://arxiv.org/abs/2001.04451
 Angular LSH: Andoni et al. 2015, "Practical and Optimal LSH for Angular Distance", https://arxiv.org/abs/1509.02897
@@ -6,25 +6,33 @@ Angular LSH: Andoni et al. 2015, "Practical and Optimal LSH for Angular Distance
 Per hash round r (num_hashes rounds):
 1. hash: bucket(x) = argmax([xR_r, -xR_r]) with a random rotation R_r (D, nb/2). The hash depends only on
    the direction of x, so hashing x or x/‖x‖ is the same thing.
-2. sort queries by (bucket(q_i), i) and keys by (bucket(k_j), j); padded tokens go last.
-3. cut both sorted sequences into chunks of chunk_size; query chunk c attends key chunks
-   c-look_backward … c+look_forward (Reformer: c-1 and c; no wrap-around here).
+2. sort by (bucket, position), padded tokens last: once for qk: shared, queries and keys each on
+   their own for qk: separate.
+3. cut the sorted order into chunks of chunk_size; query chunk c attends key chunks
+   c-look_backward … c+look_forward (missing neighbours at the ends are empty: no wrap-around).
    mask_within_chunks=True keeps only keys of the query's own bucket in that window.
-4. softmax inside the window, then unsort back to token order.
+4. exclude_self: a token's own key gets logit -1e5, so it is used only when no other key is allowed.
+5. softmax inside the window, unsort back to token order; padded queries output zero.
 Rounds are merged by `round_combine` (see LshParams).
 
-"Shared QK" here. Reformer ties Q = K (one projection), so query i and key i are the same vector and
-share a bucket. BERT checkpoints have separate W_Q and W_K; tying them would discard pretrained
-weights. We keep separate q and k and hash BOTH with the SAME rotations: query and key land in the same
-bucket with probability rising with their cosine. Consequences: queries and keys are sorted
-independently (chunk c of queries meets chunk c of keys, which hold the same bucket range only
-approximately), a query may find no key of its own bucket in its window (it then gets no output from
-that round, and the round is left out of the combination), and angular similarity ranks keys by cos, not
-by qᵀk (keys with large norms in other buckets are missed). With q = k this reduces to Reformer.
+qk: shared (Reformer, the study). The keys ARE the queries: the caller ties each layer's W_K to its
+W_Q (raygrid.attention.hf_bridge) and the `key` argument is not read. Query i and key i are one vector,
+so one hash and one sort serve both, and chunk c's window holds exactly the tokens sorted into chunks
+c-look_backward … c+look_forward. With the mask a query always has a same-bucket key in its window
+(itself), so exclude_self (the default here) is Reformer's rule. Reformer also L2-normalises the keys;
+the study's description does not, and neither do we: with one bucket and a window spanning the
+sequence the result is exact softmax(q·qᵀ·scale) over the other tokens.
 
-Self rule: Reformer masks a token's own key (with q = k it would dominate) unless nothing else is
-available. Here q ≠ k, so self is an ordinary key by default (exact softmax is recovered when one window
-covers the sequence); `exclude_self=True` restores Reformer's rule (self logit set to -1e5).
+qk: separate (pretrained checkpoints, whose W_Q and W_K differ). q and k are hashed with the SAME
+rotations, so query and key share a bucket with a probability rising with their cosine, but they are
+sorted independently: query chunk c meets key chunk c by rank, and the two hold the same bucket range
+only approximately. Rule for mask_within_chunks=True: a query whose window holds no key of its own
+bucket attends, in that round, every real key of its window (the unmasked rule) instead of being
+dropped; LshTrace.fallback marks where that happened. Queries and keys share one padding mask and
+both sort padding last, so every real query's window holds a real key: no query-round is ever empty.
+Angular similarity ranks keys by cos, not by qᵀk (keys with large norms in other buckets are missed).
+Self is an ordinary key by default here (exact softmax is recovered when one window covers the
+sequence); exclude_self=True applies Reformer's rule.
 """
 from __future__ import annotations
 
@@ -45,7 +53,8 @@ class LshTrace(NamedTuple):
     weights: torch.Tensor  # (B, H, R, N, N) attention weights of each round, in token order
     round_weights: torch.Tensor  # (B, H, R, N) weight of round r in query i's combined output
     query_buckets: torch.Tensor  # (B, H, R, N)
-    key_buckets: torch.Tensor  # (B, H, R, N)
+    key_buckets: torch.Tensor  # (B, H, R, N); the query buckets for qk: shared
+    fallback: torch.Tensor  # (B, H, R, N) bool: separate Q/K, no same-bucket key, whole window attended
 
 
 def num_buckets_for(params: LshParams, num_tokens: int) -> int:
@@ -73,7 +82,7 @@ def hash_vectors(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 
 def lsh_attention(
     query: torch.Tensor,
-    key: torch.Tensor,
+    key: torch.Tensor | None,
     value: torch.Tensor,
     key_padding_mask: torch.Tensor | None = None,
     *,
@@ -83,14 +92,17 @@ def lsh_attention(
     scaling: float | None = None,
     dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """LSH attention; q, k, v (B, H, N, D) -> (B, H, N, D). Give `rotations` or a seeded `generator`."""
+    """LSH attention; q, k, v (B, H, N, D) -> (B, H, N, D). Give `rotations` or a seeded `generator`.
+
+    With params.qk == "shared" the keys are the queries and `key` is not read (None is fine).
+    """
     out, _ = _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, dropout_p, False)
     return out
 
 
 def lsh_trace(
     query: torch.Tensor,
-    key: torch.Tensor,
+    key: torch.Tensor | None,
     value: torch.Tensor,
     key_padding_mask: torch.Tensor | None = None,
     *,
@@ -112,18 +124,19 @@ def _lsh(query, key, value, key_padding_mask, params, rotations, generator, scal
     if key_padding_mask is not None:
         real = key_padding_mask.to(device=query.device, dtype=torch.bool)
     if rotations is None:
-        if generator is None:
-            raise ValueError("lsh_attention needs `rotations` or a seeded `generator` (no global RNG)")
         longest = n if key_padding_mask is None else int(real.sum(-1).max())
-        nb = num_buckets_for(params, longest)
-        rotations = draw_rotations(head_dim, params.num_hashes, nb, generator)
+        rotations = _fresh_rotations(generator, params, head_dim, longest)
     rotations = rotations.to(query.device, torch.float32)  # once here, not once per hash_vectors call
     nb = max(1, 2 * rotations.shape[-1])
+    shared = params.qk == "shared"
     pad = n_pad - n  # internal padding to a whole number of chunks, never attended
-    q, k, v = (F.pad(t, (0, 0, 0, pad)) if pad else t for t in (query, key, value))  # (B, H, Np, D)
+    q, v = (F.pad(t, (0, 0, 0, pad)) if pad else t for t in (query, value))  # (B, H, Np, D)
+    k = q if shared else (F.pad(key, (0, 0, 0, pad)) if pad else key)
     real = F.pad(real, (0, pad), value=False)  # (B, Np)
-    q_buckets, k_buckets = hash_vectors(q, rotations), hash_vectors(k, rotations)  # (B, H, R, Np)
-    q_order, k_order = _sort_order(q_buckets, real, nb), _sort_order(k_buckets, real, nb)
+    q_buckets = hash_vectors(q, rotations)  # (B, H, R, Np)
+    k_buckets = q_buckets if shared else hash_vectors(k, rotations)
+    q_order = _sort_order(q_buckets, real, nb)
+    k_order = q_order if shared else _sort_order(k_buckets, real, nb)
     scale = head_dim**-0.5 if scaling is None else scaling
     rounds = _attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params, scale, dropout_p, trace)
     inverse = _invert(q_order)  # sorted slot of each token, (B, H, R, Np)
@@ -134,8 +147,16 @@ def _lsh(query, key, value, key_padding_mask, params, rotations, generator, scal
     if not trace:
         return out.to(query.dtype), None
     dense = _dense_weights(rounds, q_order, n_pad)[..., :n, :n]  # (B, H, R, N, N)
-    info = LshTrace(dense, weights[..., :n], q_buckets[..., :n], k_buckets[..., :n])
+    fallback = _gather(rounds["fallback"], inverse)[..., :n]
+    info = LshTrace(dense, weights[..., :n], q_buckets[..., :n], k_buckets[..., :n], fallback)
     return out.to(query.dtype), info
+
+
+def _fresh_rotations(generator, params: LshParams, head_dim: int, longest: int) -> torch.Tensor:
+    """Rotations drawn from the seeded generator (never the global RNG)."""
+    if generator is None:
+        raise ValueError("lsh_attention needs `rotations` or a seeded `generator` (no global RNG)")
+    return draw_rotations(head_dim, params.num_hashes, num_buckets_for(params, longest), generator)
 
 
 def _sort_order(buckets: torch.Tensor, real: torch.Tensor, num_buckets: int) -> torch.Tensor:
@@ -170,28 +191,26 @@ def _windows(x: torch.Tensor, back: int, forward: int, fill) -> torch.Tensor:
 
 
 def _attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params, scale, dropout_p, trace):
-    """Chunked softmax of every round in sorted order; returns per-slot out / lse / found."""
+    """Chunked softmax of every round in sorted order; returns per-slot out / lse / found / fallback."""
     batch, heads, n_pad, head_dim = q.shape
     rounds, chunk = q_order.shape[2], params.chunk_size
     shape = (batch, heads, rounds, n_pad // chunk, chunk)  # (B, H, R, C, L)
     back, fwd = params.look_backward, params.look_forward
     q_s = _gather(q[:, :, None], q_order).view(*shape, head_dim)  # (B, H, R, C, L, D)
-    k_w = _windows(_gather(k[:, :, None], k_order).view(*shape, head_dim), back, fwd, 0.0)  # (..., W·L, D)
+    k_s = q_s if params.qk == "shared" else _gather(k[:, :, None], k_order).view(*shape, head_dim)
+    k_w = _windows(k_s, back, fwd, 0.0)  # (B, H, R, C, W·L, D)
     v_w = _windows(_gather(v[:, :, None], k_order).view(*shape, head_dim), back, fwd, 0.0)
     real_w = _windows(_gather(real[:, None, None, :], k_order).view(shape), back, fwd, False)  # (..., W·L)
     k_pos = _windows(k_order.view(shape), back, fwd, -1)  # (B, H, R, C, W·L)
     q_pos = q_order.view(shape)  # (B, H, R, C, L)
+    q_real = _gather(real[:, None, None, :], q_order).view(shape)  # (B, H, R, C, L)
     logits = torch.einsum("bhrcid,bhrcjd->bhrcij", q_s.float(), k_w.float()) * scale  # (..., L, W·L)
-    allowed = real_w[..., None, :]  # (B, H, R, C, 1, W·L), broadcast over queries
-    if params.mask_within_chunks:
-        q_b = _gather(q_buckets, q_order).view(shape)
-        k_b = _windows(_gather(k_buckets, k_order).view(shape), back, fwd, -1)
-        allowed = allowed & (q_b[..., :, None] == k_b[..., None, :])
+    allowed, fallback = _allowed_keys(params, real_w, q_real, q_buckets, k_buckets, q_order, k_order, shape)
     if params.exclude_self:
         logits = logits.masked_fill(q_pos[..., :, None] == k_pos[..., None, :], _SELF_LOGIT)
-    found = allowed.any(dim=-1).expand(logits.shape[:-1])  # (B, H, R, C, L): query has a key this round
-    # Masked keys get -inf; a row with no allowed key gets a dummy all-zero row instead (its output is
-    # zeroed below), so softmax never sees an all -inf row (NaN in forward and backward).
+    found = allowed.any(dim=-1) & q_real  # (B, H, R, C, L): a real query with a key this round
+    # Masked keys get -inf; a row with no allowed key (padded queries) gets a dummy all-zero row
+    # instead (its output is zeroed below), so softmax never sees an all -inf row (NaN in backward).
     fill = torch.where(found, float("-inf"), 0.0)[..., None]  # (B, H, R, C, L, 1)
     logits = torch.where(allowed, logits, fill)  # one (…, L, W·L) copy
     lse = logits.logsumexp(dim=-1)  # (B, H, R, C, L)
@@ -200,10 +219,27 @@ def _attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params
         probs = F.dropout(probs, p=dropout_p)
     out = torch.einsum("bhrcij,bhrcjd->bhrcid", probs, v_w.float()) * found[..., None]  # (B, H, R, C, L, D)
     result = {"out": out.reshape(batch, heads, rounds, n_pad, head_dim), "lse": lse.reshape(q_order.shape),
-              "found": found.reshape(q_order.shape)}
+              "found": found.reshape(q_order.shape), "fallback": fallback.reshape(q_order.shape)}
     if trace:
         result.update(probs=probs * found[..., None], k_pos=k_pos)
     return result
+
+
+def _allowed_keys(params, real_w, q_real, q_buckets, k_buckets, q_order, k_order, shape):
+    """Which window keys each sorted query may attend, (…, L or 1, W·L), and where the fallback rule applied.
+
+    Without the mask: every real key of the window. With it: only keys of the query's own bucket;
+    a query with none (separate Q/K only; shared always has itself) attends the whole window.
+    """
+    allowed = real_w[..., None, :]  # (B, H, R, C, 1, W·L), broadcast over queries
+    if not params.mask_within_chunks:
+        return allowed, torch.zeros_like(q_real)
+    back, fwd = params.look_backward, params.look_forward
+    q_b = _gather(q_buckets, q_order).view(shape)  # (B, H, R, C, L)
+    k_b = _windows(_gather(k_buckets, k_order).view(shape), back, fwd, -1)  # (B, H, R, C, W·L)
+    same = allowed & (q_b[..., :, None] == k_b[..., None, :])  # (B, H, R, C, L, W·L)
+    has_same = same.any(dim=-1, keepdim=True)
+    return torch.where(has_same, same, allowed), ~has_same[..., 0] & q_real
 
 
 def _round_weights(lse: torch.Tensor, found: torch.Tensor, combine: str) -> torch.Tensor:

@@ -5,9 +5,9 @@ unknown keys, so a typo in a grid file fails before any trial starts.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -55,6 +55,12 @@ class LshParams(_Strict):
     """Reformer-style LSH attention (Kitaev et al. 2020)."""
 
     kind: Literal["lsh"] = "lsh"
+    # shared = Reformer's and the study's Q = K: each layer's key projection is tied to its query
+    # projection, the shared vector is hashed and sorted once per round (from-scratch models, or
+    # weights from an earlier `shared` stage: a pretrained checkpoint's key weights would be thrown
+    # away). separate = the checkpoint's own W_Q and W_K, hashed and sorted each on its own (for
+    # pretrained encoders; see raygrid.attention.lsh for the rule when a window has no same-bucket key).
+    qk: Literal["shared", "separate"] = "separate"
     num_hashes: int = Field(2, gt=0)
     chunk_size: int = Field(64, gt=0)
     num_buckets: int | None = Field(
@@ -74,9 +80,17 @@ class LshParams(_Strict):
     # Reformer: the previous chunk only (1, 0).
     look_backward: int = Field(1, ge=0)
     look_forward: int = Field(0, ge=0)
-    # Reformer ties Q = K, so a token's own key always wins; it masks self unless nothing else is
-    # available. BERT's Q and K are separate, so by default self is an ordinary key (as in softmax).
+    # With Q = K a token's own key always wins, so Reformer masks it unless nothing else is
+    # available. Default (when not given): masked for qk: shared, an ordinary key for separate Q/K
+    # (as in softmax). The resolved value is what the cell records.
     exclude_self: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _self_rule_of_qk(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "exclude_self" not in data:
+            data = {**data, "exclude_self": data.get("qk", "separate") == "shared"}
+        return data
 
     @field_validator("num_buckets")
     @classmethod
