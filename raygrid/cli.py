@@ -20,12 +20,17 @@ def _out_dir(args) -> Path:
 
 def cmd_plan(args) -> int:
     """Validate a grid, list its cells and predict their cost (tokens, FLOPs, GPU-hours); starts nothing."""
+    from raygrid.plan_notes import settings_lines
+    from raygrid.selection import selection_lines
+
     grid = load_grid(args.grid)
     if grid.stage_order:
         shape = "stages " + ", ".join(f"{stage} {len(grid.stage_cells(stage))}" for stage in grid.stage_order)
     else:
         shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
     print(f"grid {grid.name}: {len(grid.cells)} cells ({shape})")
+    grid, chosen = selection_lines(grid, _existing_store(args))  # `select:` values, once their grid has run
+    print("\n".join(settings_lines(grid) + chosen))
     lines = None
     if not args.no_cost:
         try:
@@ -40,6 +45,16 @@ def cmd_plan(args) -> int:
         for cell in grid.cells:
             print(f"\n# {cell.name}\n{cell.config.model_dump_json(indent=2)}")
     return 0
+
+
+def _existing_store(args) -> str | None:
+    """The MLflow URI `run` would use, or None when there is none yet (plan creates nothing)."""
+    import os
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    database = _out_dir(args) / "mlflow.db"
+    return f"sqlite:///{database.resolve()}" if database.is_file() else None
 
 
 def cmd_run(args) -> int:
@@ -108,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("grid", help="grid YAML file")
     plan.add_argument("-v", "--verbose", action="store_true", help="also print each cell's resolved config")
     plan.add_argument("--no-cost", action="store_true", help="only list the cells (no tokens/FLOPs/GPU-hours)")
+    plan.add_argument("--out", help="output folder whose MLflow store `select:` reads; default runs/")
     plan.add_argument("--cache-dir", help="tokenized-data cache for exact token counts; default $RAYGRID_CACHE "
                       "or ~/.cache/raygrid")
     plan.set_defaults(func=cmd_plan)

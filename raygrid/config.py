@@ -188,6 +188,16 @@ class InitRef(Strict):
     grid: str | None = Field(None, description="another grid file (relative to this one); None = this grid")
 
 
+class SelectRef(Strict):
+    """Per task, take the values of `keys` from the best finished cell of another grid (raygrid.selection)."""
+
+    grid: str = Field(description="the grid file that ran the choices (relative to this one)")
+    stage: str | None = Field(None, description="its stage; None for a grid without stages")
+    by: str = Field("best_val_f1_macro", description="a per-cell MLflow metric of that grid's cells")
+    mode: Literal["max", "min"] = "max"
+    keys: Annotated[list[str], Field(min_length=1)]
+
+
 class StageConfig(Strict):
     """One stage of a staged grid: its own base (merged over the grid's) and axes."""
 
@@ -195,6 +205,9 @@ class StageConfig(Strict):
     description: str = ""
     # Each cell starts from the one cell of that stage whose axis values agree with its own.
     init: str | InitRef | None = None
+    # Each cell takes `keys` from the best cell (by `by`) of the source cells agreeing with it on
+    # their other axes (e.g. the same task); resolved before launch, refused while unfinished.
+    select: SelectRef | None = None
     base: dict = {}
     axes: Axes | AxesBlocks = {}
 
@@ -214,6 +227,7 @@ class GridConfig(Strict):
     # sets several keys at once (e.g. a dataset with its own max_len, epochs and lr).
     axes: Axes | AxesBlocks = {}
     stages: list[StageConfig] = []
+    select: SelectRef | None = None  # as a stage's `select`, for a grid without stages
     resources: Resources = Resources()
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ class Cell:
     stage: str | None = None  # None in a grid without stages
     parent: "Cell | None" = None  # the cell whose weights this one starts from
     parent_grid: str | None = None  # name of the grid holding `parent` (this grid's, or another's)
+    tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags, e.g. where `select:` took values
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ def load_grid(path: str | Path, _loading: tuple[Path, ...] = ()) -> Grid:
         grid = Grid(path=path, spec=spec, cells=[], text=text)
         grid.cells.extend(make_cell(path, base, combo) for combo in expand(spec.axes))
     _check_unique(path, grid.cells)
+    if spec.select or any(stage.select for stage in spec.stages):
+        from raygrid.selection import check_selections  # resolved later, against MLflow (plan, run)
+
+        check_selections(grid)
     return grid
 
 

@@ -27,6 +27,7 @@ from raygrid.data.cache import PreparedData, load_tokenizer, prepare_cells, toke
 from raygrid.data.storage import join
 from raygrid.grid import Cell, Grid, GridError, short_value
 from raygrid.model import check_checkpoint
+from raygrid.selection import resolve_selections
 from raygrid.tracking import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
                               TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
 from raygrid.trial import train_driver
@@ -58,6 +59,7 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
     (s3://, gs://); default `<out>/ray`, fine on one node.
     """
     summary = RunSummary()
+    grid = resolve_selections(grid, uri)  # `select:` values from another grid's finished cells, or refused
     try:
         done = GridTracker(uri, grid.name, create=False).finished_cells()
     except LookupError:  # first run of this grid
@@ -283,6 +285,7 @@ class _MlflowCells(ray.tune.Callback):
 
     def _tags(self, name: str) -> dict[str, str]:
         tags = {TAG_STAGE: self.cells[name].stage} if self.cells[name].stage else {}
+        tags.update(self.cells[name].tags)  # e.g. the run `select:` took this cell's values from
         if name in self.links:
             link = self.links[name]
             tags.update({TAG_INIT_GRID: link.grid, TAG_INIT_CELL: link.cell, TAG_INIT_RUN: link.run_id,

@@ -181,7 +181,8 @@ def test_plan_no_cost_only_lists_cells(capsys):
     assert main(["plan", "grids/study_finetune.yaml", "--no-cost"]) == 0
     out = capsys.readouterr().out
     assert "total:" not in out and "PFLOP" not in out and "39 cells" in out
-    assert len(out.strip().splitlines()) == 1 + 39
+    cells = [line for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(cells) == 39 and len(out.strip().splitlines()) == 1 + 2 + 39  # header, data of 2 stages, cells
 
 
 def test_a_tokenized_cache_entry_gives_exact_sizes(tmp_path, tiny_checkpoint, capsys):

@@ -34,7 +34,7 @@ def trial(name, kind="mlm", storage="/runs/ray/train"):
 
 
 def callback(names):
-    cells = {n: SimpleNamespace(stage="tapt", name=n) for n in names}
+    cells = {n: SimpleNamespace(stage="tapt", name=n, tags={}) for n in names}
     links = {"b": _ParentWeights("g", "wiki/x", "run-1", "/runs/ray/train/ckpt")}
     tracker, summary = FakeTracker(), RunSummary()
     return _MlflowCells(tracker, cells, links, summary), tracker, summary
