@@ -91,8 +91,13 @@ def cmd_report(args) -> int:
         names = _grids_in(uri)
     else:
         raise GridError(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
+    reference = None
+    if args.compare:
+        from raygrid.compare import load_reference
+
+        reference = load_reference(args.compare)  # a bad file fails before any table is built
     for name in names:
-        _print_report(uri, name, args.format, save=args.save)
+        _print_report(uri, name, args.format, save=args.save, reference=reference)
     return 0
 
 
@@ -105,11 +110,11 @@ def _grids_in(uri: str) -> list[str]:
     return names
 
 
-def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None) -> None:
+def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None, reference=None) -> None:
     """Print a grid's tables; with `save`, also write tables and figures there (raygrid.publish)."""
     from raygrid.publish import publish
 
-    result = publish(uri, grid_name, fmt, save)
+    result = publish(uri, grid_name, fmt, save, reference=reference)
     print(result.text)
     for path in result.files:
         print(f"wrote {path}")
@@ -146,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="table format: Markdown, CSV, LaTeX (booktabs)")
     report.add_argument("--save", help="also write into this folder: <grid>.md, <grid>.tex, one CSV per table, "
                                        "PNG figures (logged to the grid's parent run too)")
+    report.add_argument("--compare", metavar="REFERENCE", help="published figures (CSV: dataset, model, variant, "
+                        "metric, value, source; e.g. grids/reference/study_published.csv) set beside ours, with "
+                        "the difference")
     report.set_defaults(func=cmd_report)
 
     _add_data(sub)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import pandas as pd
 
-from raygrid import plots, render, report
+from raygrid import compare, plots, render, report
 from raygrid.plots import Curve
 from raygrid.tracking import GridTracker, fetch_runs, metric_history
 
@@ -29,10 +29,16 @@ class Published:
     files: list[Path] = field(default_factory=list)
 
 
-def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None = None) -> Published:
-    """The grid's tables in `fmt` (md, csv, tex); with `save`, every table and figure written into that folder."""
+def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None = None,
+            reference: pd.DataFrame | None = None) -> Published:
+    """The grid's tables in `fmt` (md, csv, tex); with `save`, every table and figure written into that folder.
+
+    `reference`: published figures (raygrid.compare.load_reference) set beside ours in the F1 and attention tables.
+    """
     runs = fetch_runs(uri, grid_name)
     tables = report.all_tables(runs)
+    if reference is not None:
+        tables = compare.add_published(tables, runs, reference)
     heading = {"md": f"\n## grid {grid_name}\n\n", "tex": f"% grid {grid_name}\n"}.get(fmt, "")
     text = heading + render.render(tables, fmt)
     files = []
