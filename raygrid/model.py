@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from raygrid.attention import hf_bridge
+from raygrid.attention.qk_tying import export_state_dict
 from raygrid.config import CellConfig
 from raygrid.paths import resolve_location
 from raygrid.positions import disable_learned_positions, extend_learned_positions, position_offset
@@ -183,7 +184,7 @@ def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -
     core = getattr(model, "module", model)
     hf_model = core.lm if isinstance(core, MaskedLM) else core.encoder
     folder.mkdir(parents=True, exist_ok=True)
-    hf_model.save_pretrained(folder, state_dict=hf_bridge.export_state_dict(hf_model))  # LSH qk: shared ties
+    hf_model.save_pretrained(folder, state_dict=export_state_dict(hf_model))  # copies LSH qk: shared ties
     load_tokenizer(tokenizer_location).save_pretrained(folder)
     projections = {f"{layer}.favor_projection": module.favor_projection.detach().cpu()
                    for layer, module in enumerate(hf_bridge.attention_modules(core.encoder))

@@ -44,6 +44,11 @@ class Choice:
     metric: str
     score: float
 
+    def summary(self) -> str:
+        """`model.pooling=mean, model.p_drop=0.1 <- <cell> (run 1a2b3c4d, best_val_f1_macro=0.91)`."""
+        values = ", ".join(f"{key}={value}" for key, value in self.values.items())
+        return f"{values} <- {self.cell} (run {self.run_id[:8]}, {self.metric}={self.score:.6g})"
+
     def tags(self) -> dict[str, str]:
         tags = {f"{TAG_PREFIX}_grid": self.grid, f"{TAG_PREFIX}_cell": self.cell,
                 f"{TAG_PREFIX}_run_id": self.run_id, f"{TAG_PREFIX}_by": f"{self.metric}={self.score:.6g}"}
@@ -74,7 +79,12 @@ def check_selections(grid: Grid) -> None:
 
 def resolve_selections(grid: Grid, uri: str) -> Grid:
     """The grid with every selecting cell's values set and its source recorded; GridError while unfinished."""
-    cells = list(grid.cells)
+    return _resolve(grid, uri)[0]
+
+
+def _resolve(grid: Grid, uri: str) -> tuple[Grid, list[Choice]]:
+    """The resolved grid and the distinct choices made (one per source cell chosen)."""
+    cells, choices = list(grid.cells), {}
     for stage, select, where in selectors(grid):
         source = _source(grid.path, select, where)
         scores = _scores(uri, source.name, select.by)
@@ -83,7 +93,8 @@ def resolve_selections(grid: Grid, uri: str) -> Grid:
             if cell.stage == stage:
                 choice = choose(cell, candidates, scores, select, f"{grid.path}: {where}", source.name, uri)
                 cells[i] = apply_choice(cell, choice, f"{grid.path}: {where}")
-    return dataclasses.replace(grid, cells=cells)
+                choices[(where, choice.cell)] = choice
+    return dataclasses.replace(grid, cells=cells), list(choices.values())
 
 
 def choose(cell: Cell, candidates: list[Cell], scores: dict[str, tuple[str, float]], select: SelectRef,
@@ -120,25 +131,17 @@ def apply_choice(cell: Cell, choice: Choice, where: str) -> Cell:
 def selection_lines(grid: Grid, uri: str | None) -> tuple[Grid, list[str]]:
     """For `raygrid plan`: the grid resolved when it can be, and one line per choice (or why it is pending)."""
     picks = selectors(grid)
-    if not picks:
-        return grid, []
     lines = [f"select   {stage or 'cells'}: {', '.join(s.keys)} from {s.grid}"
              f"{f' stage {s.stage}' if s.stage else ''}, {s.mode} {s.by}" for stage, s, _ in picks]
+    if not picks:
+        return grid, lines
     try:
         if uri is None:
             raise GridError("no MLflow store yet")
-        resolved = resolve_selections(grid, uri)
+        resolved, choices = _resolve(grid, uri)
     except GridError as err:
         return grid, lines + [f"select   pending, cells show their base values: {err}"]
-    chosen = {}
-    for cell in resolved.cells:
-        if cell.tags.get(f"{TAG_PREFIX}_cell"):
-            tags = cell.tags
-            values = ", ".join(f"{k.removeprefix(TAG_PREFIX + '.')}={v}" for k, v in tags.items()
-                               if k.startswith(TAG_PREFIX + "."))
-            chosen[tags[f"{TAG_PREFIX}_cell"]] = (f"select   {values} <- {tags[f'{TAG_PREFIX}_cell']} "
-                                                  f"(run {tags[f'{TAG_PREFIX}_run_id'][:8]}, {tags[f'{TAG_PREFIX}_by']})")
-    return resolved, lines + list(chosen.values())
+    return resolved, lines + [f"select   {choice.summary()}" for choice in choices]
 
 
 def _source(path: Path, select: SelectRef, where: str) -> Grid:

@@ -31,8 +31,7 @@ training forwards so far, e.g. optimizer steps × accumulation micro-batches). W
 backward before the next training forward of the same model (the recompute reads the current count).
 
 LSH qk: shared: attach_attention_state ties each layer's key projection to its query projection
-(`tie_query_key`), so q = k and the kernel reads q for both (Reformer's and the study's rule). Exported
-weights hold both names (equal tensors); loading them and attaching again re-ties them.
+(raygrid.attention.qk_tying), so q = k and the kernel reads q for both (Reformer's and the study's rule).
 
 Caveats: HF loads checkpoints before `attach_attention_state` runs, so a saved (redrawn) projection is
 restored by attaching first and then `load_state_dict`; attaching alone redraws the step-0 projection
@@ -51,6 +50,7 @@ from torch import nn
 from raygrid.attention.favor import draw_projection, favor_attention
 from raygrid.attention.lsh import lsh_attention
 from raygrid.attention.params import AttentionParams, FavorParams, LshParams, SoftmaxParams
+from raygrid.attention.qk_tying import tie_query_key
 from raygrid.attention.rotary import apply_rotary
 from raygrid.attention.softmax import softmax_attention
 
@@ -59,7 +59,6 @@ LSH_NAME = "raygrid_lsh"
 ROPE_NAMES = {"softmax": "raygrid_rope_softmax", "favor": "raygrid_rope_favor", "lsh": "raygrid_rope_lsh"}
 # Child-module names that identify an attention module HF hands to the interface, per model family.
 _PROJECTION_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("Wqkv",))
-_QK_PAIRS = (("query", "key"), ("q_proj", "k_proj"), ("q_lin", "k_lin"))  # tied by LSH qk: shared
 
 
 def implementation_name(params, rope: bool = False) -> str:
@@ -101,37 +100,6 @@ def attach_attention_state(model: nn.Module, params, seed: int, rope_base: float
         model.raygrid_lsh_clock = clock
         if not any(hook is _tick_lsh_clock for hook in model._forward_pre_hooks.values()):
             model.register_forward_pre_hook(_tick_lsh_clock)  # a module-level fn: deepcopy/pickle safe
-
-
-def tie_query_key(module: nn.Module) -> None:
-    """LSH qk: shared: make the key projection BE the query projection (the same Parameters), as Reformer.
-
-    Called after the weights are loaded, so a checkpoint's key weights are replaced by its query
-    weights (the config refuses that for pretrained checkpoints). Optimizers see one parameter
-    (named_parameters drops the duplicate); a fused Wqkv cannot be tied and is refused.
-    """
-    for query_name, key_name in _QK_PAIRS:
-        query, key = getattr(module, query_name, None), getattr(module, key_name, None)
-        if isinstance(query, nn.Linear) and isinstance(key, nn.Linear):
-            key.weight = query.weight
-            key.bias = query.bias
-            module.raygrid_qk_tied = key_name  # which child export_state_dict must copy
-            return
-    raise ValueError(f"attention.qk: shared ties the key projection to the query projection, but "
-                     f"{type(module).__name__} has no separate ones (fused Wqkv?): use qk: separate")
-
-
-def export_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """model.state_dict() with tied LSH key projections copied: safetensors refuses shared tensors that HF
-    did not declare as tied. Loading gives equal query and key weights; attaching ties them again."""
-    state = model.state_dict()
-    for prefix, module in model.named_modules():
-        key_name = getattr(module, "raygrid_qk_tied", None)
-        for part in ("weight", "bias") if key_name else ():
-            name = ".".join(filter(None, (prefix, key_name, part)))
-            if state.get(name) is not None:
-                state[name] = state[name].clone()
-    return state
 
 
 def set_lsh_step(model: nn.Module, forwards: int) -> bool:

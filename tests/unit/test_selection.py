@@ -68,6 +68,8 @@ def test_chosen_values_and_their_source_land_on_the_cell(grids):
     cell = child.cells[0]  # task=hp: the last hp cell (mean, 1) scores highest
     choice = choose(cell, source.stage_cells("ft"), scores, child.spec.stages[0].select, "w", "exp1", "uri")
     applied = apply_choice(cell, choice, "w")
+    assert choice.summary() == ("model.pooling=mean, model.n_freeze=1 <- ft/task=hp,pooling=mean,n_freeze=1 "
+                                "(run run-3, best_val_f1_macro=3)")  # the line raygrid plan prints
     assert (applied.config.model.pooling, applied.config.model.n_freeze) == ("mean", 1)
     assert applied.name == cell.name and applied.config.attention == cell.config.attention
     assert applied.tags == {"raygrid.select_grid": "exp1", "raygrid.select_cell": "ft/task=hp,pooling=mean,n_freeze=1",
