@@ -234,6 +234,8 @@ class GridConfig(Strict):
     def _axes_or_stages(self) -> "GridConfig":
         if self.stages and self.axes:
             raise ValueError("axes: a staged grid puts its axes inside each stage")
+        if self.stages and self.select:
+            raise ValueError("select: a staged grid puts select inside the stage that takes the values")
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stages: stage names must be unique, got {names}")

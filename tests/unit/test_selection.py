@@ -108,3 +108,9 @@ def test_a_source_stage_that_does_not_exist_is_named(grids, tmp_path):
     (tmp_path / "exp2.yaml").write_text(CHILD.replace("stage: ft", "stage: nope"))
     with pytest.raises(GridError, match=r"stages.attn.select.stage: grid exp1.yaml has no stage 'nope'"):
         resolve_selections(load_grid(tmp_path / "exp2.yaml"), "sqlite:///unused.db")
+
+
+def test_a_staged_grid_keeps_select_inside_its_stages(tmp_path):
+    (tmp_path / "exp2.yaml").write_text(CHILD + "select: {grid: exp1.yaml, keys: [model.pooling]}\n")
+    with pytest.raises(GridError, match="select: a staged grid puts select inside the stage"):
+        load_grid(tmp_path / "exp2.yaml")
