@@ -280,8 +280,8 @@ def _init_ray() -> None:
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
-    else:
-        ray.init(configure_logging=False)
+    else:  # "local": a cluster of our own, never another process's local instance that may vanish mid-grid
+        ray.init(address="local", configure_logging=False)
 
 
 def _use_gpu(res: Resources) -> bool:
