@@ -72,7 +72,7 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_local, tiny_check
     assert checkpoints(tmp_path) == []  # finished: resume state deleted (resources.keep_checkpoints: false)
 
 
-def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tiny_checkpoint, tmp_path):
+def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tiny_checkpoint, tmp_path, capsys):
     """SIGKILL of `raygrid run` mid-grid; a damaged cache entry on top; then the same command again."""
     grid = write_grid(tmp_path, tiny_checkpoint, "run-kill", "  seed: [0, 1, 2]\n", ", max_concurrent_trials: 1")
     proc = start_run(run_args(grid, tmp_path), tmp_path / "logs")
@@ -102,6 +102,11 @@ def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tin
     assert runs.parent().info.status == "FINISHED"
     assert not (tmp_path / "out" / ".locks" / "run-kill.lock").exists()
     assert checkpoints(tmp_path) == []
+    capsys.readouterr()
+    assert main(["report", str(grid), "--out", str(tmp_path / "out"), "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.split("# cells\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert sorted(row.split(",")[:2] for row in rows) == [["seed=0", "FINISHED"], ["seed=1", "FINISHED"],
+                                                          ["seed=2", "FINISHED"]]  # the orphan is history
 
 
 def test_ctrl_c_stops_within_seconds_and_records_the_interruption(ray_local, tiny_checkpoint, tmp_path):
