@@ -24,6 +24,9 @@ def cmd_plan(args) -> int:
     from raygrid.selection import selection_lines
 
     grid = load_grid(args.grid)
+    from raygrid.preflight import check_cells
+
+    check_cells(grid, grid.cells, hub=False)  # local checkpoints only: plan needs no network
     if grid.stage_order:
         shape = "stages " + ", ".join(f"{stage} {len(grid.stage_cells(stage))}" for stage in grid.stage_order)
     else:
@@ -66,8 +69,14 @@ def cmd_run(args) -> int:
 
     out = _out_dir(args)
     uri = tracking_uri(out)
-    summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
-                       storage=args.storage)
+    try:
+        summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
+                           storage=args.storage)
+    except KeyboardInterrupt:
+        print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
+              f"Rerun the same command to continue: finished cells are skipped, the others start again "
+              f"from scratch.", file=sys.stderr)
+        return 130  # the shell's code for SIGINT
     _print_report(uri, grid.name, args.format)
     print(f"\nMLflow: {uri}\n  view with: mlflow ui --backend-store-uri {uri}")
     if summary.failed:

@@ -169,6 +169,9 @@ class Resources(Strict):
     max_concurrent_trials: int | None = Field(None, gt=0)
     max_failures: int = Field(0, ge=0, description="worker restarts per trial, resuming from the last checkpoint")
     data_cpus: float = Field(1.0, gt=0, description="CPU budget of each trial's Ray Data reads")
+    # false = a finished cell's resume state (Train checkpoints) is deleted, keeping only the
+    # exported weights of MLM cells (raygrid.prune); true keeps it all (debugging).
+    keep_checkpoints: bool = False
     # For `raygrid plan`'s cost estimate: sustained model FLOP/s per GPU (bf16), or a measured
     # training throughput in tokens/s per GPU that overrides the FLOP model when set.
     plan_tflops: float = Field(100.0, gt=0)

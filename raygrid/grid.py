@@ -12,6 +12,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ from raygrid.config import CellConfig, GridConfig
 
 # Axis values that are file paths: cell names show only their last part.
 _PATH_PREFIXES = ("./", "../", "/", "~")
+# Refused before expansion: a grid this large is a typo (a 10^6-cell product took 105 s and 3.7 GB
+# before failing), and YAML aliases nested in aliases expand exponentially ("billion laughs").
+MAX_CELLS = 10_000
+MAX_YAML_ALIASES = 100
 
 
 class GridError(ValueError):
@@ -88,17 +93,19 @@ def load_grid(path: str | Path, _loading: tuple[Path, ...] = ()) -> Grid:
     except OSError as err:
         raise GridError(f"{path}: cannot read grid file ({err.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_counting_loader(path))  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise GridError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(raw, dict):
         raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, resources")
+    check_finite_numbers(path, raw)
     try:
         spec = GridConfig.model_validate(raw)
     except ValidationError as err:
         raise GridError(f"{path}: {describe(err)}") from None
+    check_size(path, [stage.axes for stage in spec.stages] if spec.stages else [spec.axes])
     base = resolve_paths(spec.base, path.parent)
     if spec.stages:
         from raygrid.stages import stage_cells, stage_order  # stages build on this module
@@ -130,8 +137,53 @@ def describe(err: ValidationError) -> str:
     elif first["type"] == "missing":
         msg = "required key is missing"
     got = first.get("input")
-    shown = "" if first["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+    shown = "" if first["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {clip(got)})"
     return f"{key}: {msg}{shown}"
+
+
+def clip(value: Any, limit: int = 80) -> str:
+    """repr() of a value for a one-line message, cut short: a pasted document must not flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class _AliasCountingLoader(yaml.SafeLoader):
+    """SafeLoader that refuses more than MAX_YAML_ALIASES aliases (`*name`) in one file."""
+
+    grid_path: Path = Path("?")
+    aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise GridError(f"{self.grid_path}: more than {MAX_YAML_ALIASES} YAML aliases (*name); "
+                                f"write the values out or use axes blocks")
+        return super().compose_node(parent, index)
+
+
+def _counting_loader(path: Path):
+    return type("GridLoader", (_AliasCountingLoader,), {"grid_path": path})
+
+
+def check_finite_numbers(path: Path, tree: Any, key: str = "") -> None:
+    """Refuse inf and nan anywhere in a grid file (YAML reads `.inf`/`.nan` as floats; a cell would train on them)."""
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            check_finite_numbers(path, value, f"{key}.{name}" if key else str(name))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            check_finite_numbers(path, value, f"{key}[{i}]")
+    elif isinstance(tree, float) and not math.isfinite(tree):
+        raise GridError(f"{path}: {key or '(top level)'}: numbers must be finite (got {tree})")
+
+
+def check_size(path: Path, all_axes: list) -> None:
+    """Refuse grids of more than MAX_CELLS cells before building any (counted, not expanded)."""
+    total = sum(math.prod(len(values) for values in block.values()) for axes in all_axes for block in blocks_of(axes))
+    if total > MAX_CELLS:
+        raise GridError(f"{path}: axes: {total} cells, more than raygrid's limit of {MAX_CELLS}; "
+                        f"split the grid into several files")
 
 
 def _is_union_tag(part: Any) -> bool:

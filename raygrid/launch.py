@@ -24,9 +24,13 @@ import ray.tune
 
 from raygrid.config import STAGE_SCHEME, Resources
 from raygrid.data.cache import PreparedData, load_tokenizer, prepare_cells, tokenize_table
+from raygrid.data.sources import DataError
 from raygrid.data.storage import join
 from raygrid.grid import Cell, Grid, GridError, short_value
+from raygrid.interrupts import ORPHANED, recorded_outcome, sigterm_as_interrupt
 from raygrid.model import check_checkpoint
+from raygrid.preflight import check_cells, offline_hint
+from raygrid.run_lock import grid_lock
 from raygrid.selection import resolve_selections
 from raygrid.tracking import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
                               TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
@@ -56,8 +60,16 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
     tokenize_actors > 0 tokenizes missing cache entries on a Ray Data actor pool of that size
     (documents for classification; MLM blocks are always packed in this process). `storage` is
     where Ray keeps checkpoints and exported stage weights: a path every node sees, or a URI
-    (s3://, gs://); default `<out>/ray`, fine on one node.
+    (s3://, gs://); default `<out>/ray`, fine on one node. One run per grid and `out_dir` at a
+    time (raygrid.run_lock); Ctrl-C or SIGTERM raise KeyboardInterrupt after recording the
+    interrupted cells and the parent as KILLED.
     """
+    with grid_lock(out_dir, grid.name, grid.path), sigterm_as_interrupt():
+        return _run_locked(grid, out_dir, cache_dir, uri, log, tokenize_actors, storage)
+
+
+def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_actors: int,
+                storage: str | None) -> RunSummary:
     summary = RunSummary()
     grid = resolve_selections(grid, uri)  # `select:` values from another grid's finished cells, or refused
     try:
@@ -68,13 +80,14 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
     summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
     # Refusals come before anything is recorded or started.
     links = _check_parents(grid, pending, uri)  # parents not run now: their weights are known already
+    check_cells(grid, pending)  # layers, positions, chunk sizes, unreachable checkpoints
     for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
         if not checkpoint.startswith(STAGE_SCHEME):
             check_checkpoint(checkpoint)
     prepared = {}
     if pending:
         tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
-        prepared = prepare_cells(pending, cache_dir, tokenize=tokenize)  # once per distinct data config
+        prepared = _prepare(grid, pending, cache_dir, tokenize)
         _init_ray()
         _check_storage(grid, pending, storage)
     storage = storage or str(out_dir.resolve() / "ray")
@@ -82,10 +95,33 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
         log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
             f"(delete their runs to rerun them)")
     tracker = GridTracker(uri, grid.name)
+    if orphans := tracker.close_running(ORPHANED):  # we hold the lock: nobody else is running them
+        log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
     tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
+    with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
+        _run_stages(grid, pending, links, prepared, storage, tracker, summary, log)
+    tracker.end_grid(failed=bool(summary.failed))
+    return summary
+
+
+def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, PreparedData]:
+    """Tokenize once per distinct data config; a hub dataset unreachable offline is one line naming the key."""
+    try:
+        return prepare_cells(pending, cache_dir, tokenize=tokenize)
+    except DataError as err:  # names the data file or key; add the grid file
+        raise GridError(f"{grid.path}: {err}") from None
+    except Exception as err:
+        hint = offline_hint(err, ", ".join(sorted({c.config.data.dataset for c in pending})))
+        if hint is None:
+            raise
+        raise GridError(f"{grid.path}: {hint}") from None
+
+
+def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, storage: str, tracker: GridTracker,
+                summary: RunSummary, log) -> None:
+    """The pending cells, stage by stage; a cell whose parent did not finish is recorded FAILED, not run."""
     if not pending:
-        tracker.end_grid()
-        return summary
+        return
     use_gpu = _use_gpu(grid.spec.resources)
     for stage in grid.stage_order or [None]:
         cells = []
@@ -106,8 +142,6 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
             if stage is not None:
                 log(f"stage {stage}: {len(cells)} cell(s)")
             _run_cells(grid, cells, links, prepared, use_gpu, storage, tracker, summary)
-    tracker.end_grid(failed=bool(summary.failed))
-    return summary
 
 
 @dataclass(frozen=True)
@@ -193,6 +227,9 @@ def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], 
             trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(t.config['cell']['name'])[:80]}"),
         run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=[callback]),
     )
+    # Ctrl-C must reach raygrid (which records the interrupted cells as KILLED and exits non-zero),
+    # not Tune's own handler, which stops quietly and advises `Tuner.restore(...)`, wrong for raygrid.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tuner.fit()
 
 
@@ -245,8 +282,8 @@ def _init_ray() -> None:
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
-    else:
-        ray.init(configure_logging=False)
+    else:  # "local": a cluster of our own, never another process's local instance that may vanish mid-grid
+        ray.init(address="local", configure_logging=False)
 
 
 def _use_gpu(res: Resources) -> bool:

@@ -3,7 +3,8 @@
 The only module that imports mlflow. All writes happen in the `raygrid run` process (one writer,
 which SQLite needs); workers only report to Ray. A rerun finds the parent by tag and skips cells
 whose child run FINISHED; an unfinished or failed child run is kept, tagged superseded, and a new
-run records the retry, so nothing recorded is lost or counted twice.
+run records the retry, so nothing recorded is lost or counted twice. Runs a killed `raygrid run`
+left RUNNING are closed as KILLED, with the reason, when the grid runs next.
 """
 from __future__ import annotations
 
@@ -105,6 +106,8 @@ class GridTracker:
 
     def log_grid(self, grid_text: str, grid_path: str, n_cells: int) -> None:
         self.client.set_terminated(self.parent_id, "RUNNING")
+        if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
+            self.client.delete_tag(self.parent_id, TAG_ERROR)
         self.client.log_text(self.parent_id, grid_text, "grid.yaml")
         self.client.set_tag(self.parent_id, "raygrid.grid_file", grid_path)
         self.client.set_tag(self.parent_id, "raygrid.cells", str(n_cells))
@@ -135,6 +138,25 @@ class GridTracker:
 
     def end_grid(self, failed: bool = False) -> None:
         self.client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
+
+    def close_running(self, reason: str, status: str = "KILLED") -> list[str]:
+        """End every cell run of this grid still RUNNING (superseded ones too) with `reason`; their cell names.
+
+        Called only under the grid's run lock (raygrid.run_lock), so a RUNNING cell run belongs to
+        a run that was killed or interrupted, never to one still going.
+        """
+        closed = []
+        for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
+            self.client.set_tag(run.info.run_id, TAG_ERROR, reason[:4900])
+            self.client.set_terminated(run.info.run_id, status)
+            closed.append(run.data.tags.get(TAG_CELL, run.info.run_id))
+        return closed
+
+    def interrupt_grid(self, reason: str) -> None:
+        """Ctrl-C: the cells that were running and the parent end KILLED, with the reason on each."""
+        self.close_running(reason)
+        self.client.set_tag(self.parent_id, TAG_ERROR, reason)
+        self.client.set_terminated(self.parent_id, "KILLED")
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_id, local_path, artifact_path)

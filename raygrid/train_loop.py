@@ -50,6 +50,17 @@ class Progress:
     best_weights: dict | None = field(default=None, repr=False)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A cell diverged: its loss became nan or inf (the cell fails; the grid goes on)."""
+
+
+def check_finite(loss_value: float, epoch: int, step: int, what: str = "loss") -> None:
+    """Stop a diverging cell where its loss reaches the host, so no nan epoch is reported, kept or chosen as best."""
+    if not math.isfinite(loss_value):
+        raise NonFiniteLossError(f"{what} is {loss_value} at epoch {epoch}, step {step} "
+                                 f"(diverged: lower optim.lr or raise warmup)")
+
+
 def lr_factor(step: int, total: int, warmup_ratio: float, min_lr_ratio: float, schedule: str) -> float:
     """Linear warmup to 1, then linear or cosine decay to min_lr_ratio at the last step."""
     warmup = int(warmup_ratio * total)
@@ -139,7 +150,9 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         objective.start_epoch(epoch, device)
         stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
+        check_finite(stats["train_loss"], epoch, progress.step)
         val = objective.evaluate(model, loaders.validation(), device, optim.mixed_precision)
+        check_finite(val["loss"], epoch, progress.step, what="validation loss")
         progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
         progress.train_tokens += stats["tokens"]
         progress.last_val = dict(val)

@@ -28,6 +28,7 @@ from raygrid.data.batching import pad_batch
 from raygrid.data.cache import PreparedData, tokenizer_location
 from raygrid.model import build_classifier, build_masked_lm, export_pretrained, weights_fingerprint
 from raygrid.objectives import Classification, MaskedLanguageModel
+from raygrid.prune import prune_finished_run
 from raygrid.train_loop import Loaders, fit
 
 # --- Train worker ------------------------------------------------------------------------------
@@ -194,7 +195,10 @@ def train_driver(config: dict, split_refs: dict | None = None) -> None:
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_data_options(res)),
     )
-    trainer.fit()
+    result = trainer.fit()
+    if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.prune)
+        exported = result.checkpoint.path if payload["config"]["kind"] == "mlm" and result.checkpoint else None
+        prune_finished_run(result.filesystem, result.path, keep=exported)
 
 
 def _tfidf_cell(payload: dict) -> None:

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 
 from raygrid.config import DataConfig
 from raygrid.data import storage
-from raygrid.data.sources import load_raw
+from raygrid.data.sources import DataError, check_classes, load_raw
 from raygrid.data.splits import SPLITS, apply_split_policy, cross_split_duplicates
 from raygrid.data.stats import length_summary
+from raygrid.data.verify import entry_problem, file_digests
 from raygrid.paths import is_local, resolve_location
 
 CACHE_VERSION = 1  # bump when the cached row format changes
@@ -66,9 +67,23 @@ class PreparedData:
 
 
 def find_entry(root: str | Path, name: str) -> tuple[str, PreparedData | None]:
-    """(location of entry `name` under root, the entry if it is complete)."""
+    """(location of entry `name` under root, the entry if it is complete and matches its meta.json).
+
+    A damaged local entry is removed, so the caller rebuilds it; a damaged one on shared storage
+    (which other runs may be reading) is refused, naming it.
+    """
     folder = storage.join(str(root), "tokenized", name)
-    return folder, (PreparedData.load(folder) if storage.exists(storage.join(folder, storage.META)) else None)
+    if not storage.exists(storage.join(folder, storage.META)):
+        return folder, None
+    entry = PreparedData.load(folder)
+    problem = entry_problem(folder, entry.meta)
+    if problem is None:
+        return folder, entry
+    if storage.is_uri(folder):
+        raise DataError(f"{folder}: damaged cache entry: {problem}; delete that folder to rebuild it")
+    warnings.warn(f"{folder}: damaged cache entry ({problem}); rebuilding it", stacklevel=2)
+    storage.remove_dir(folder)
+    return folder, None
 
 
 def new_entry_dir(folder: str) -> Path:
@@ -80,8 +95,13 @@ def new_entry_dir(folder: str) -> Path:
 
 
 def publish_entry(tmp: Path, folder: str, meta: dict) -> PreparedData:
-    """Write meta.json (the completion marker) and make the entry visible at `folder`."""
+    """Write meta.json (the completion marker, with every file's row count and hash) and make the entry visible."""
+    meta = {**meta, "files": file_digests(tmp)}
     (tmp / storage.META).write_text(json.dumps(meta, indent=2))
+    # mkdtemp makes the folder 0700; a cache shared by a group must stay readable by it (umask decides).
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
     storage.publish(tmp, folder)
     return PreparedData.load(folder)
 
@@ -94,12 +114,14 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress
     a Ray Data actor pool (raygrid.launch.ray_tokenize); the rows it returns must be identical.
     """
     raw = load_raw(cfg)
+    check_classes(raw.tables["train"], raw.origin.get("train", "train"), cfg.label_column)
     key = cache_key(cfg, raw.fingerprint, tokenizer_location)
     folder, entry = find_entry(root, f"{cfg.dataset}-{key}")
     if entry is not None:
         return entry
     tokenizer = load_tokenizer(tokenizer_location)
     splits = apply_split_policy(raw, cfg)
+    check_classes(splits["train"], f"{raw.origin.get('train', 'train')} (after data.split/limit)", cfg.label_column)
     if raw.skipped:
         warnings.warn(f"{cfg.dataset}: skipped {sum(raw.skipped.values())} bad rows {raw.skipped} "
                       f"(data.bad_rows: skip)", stacklevel=2)

@@ -145,6 +145,14 @@ def check_labels(raw: RawSplits, skip_bad: bool = False) -> None:
             )
 
 
+def check_classes(train: pa.Table, where: str, column: str) -> None:
+    """A training split with fewer than two classes cannot train a classifier, yet would score a "perfect" F1."""
+    classes = pc.unique(train["label"]).to_pylist()
+    if len(classes) < 2:
+        raise DataError(f"{where}: column {column!r}: the training split holds {len(classes)} class(es) "
+                        f"{classes[:2]}; a classifier needs at least two")
+
+
 def _fingerprint_files(paths) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
@@ -237,6 +245,7 @@ def _read_splits(cfg: DataConfig, files: dict[str, list[Path]], label_names: lis
         label_names = [str(v) for v in sorted(pc.unique(tables["train"]["label"]).to_pylist())]
     every_file = [path for parts in files.values() for path in parts]
     raw = RawSplits(tables, label_names, origin, fingerprint=_fingerprint_files(every_file), skipped=skipped)
+    check_classes(tables["train"], origin.get("train", "train"), cfg.label_column)  # before label ids: clearer
     check_labels(raw, skip)
     return raw
 

@@ -45,6 +45,17 @@ def read_text(location: str) -> str:
         return stream.read().decode()
 
 
+def open_input(location: str):
+    """A readable, seekable binary file (a context manager) at a local path or URI."""
+    fs, path = _resolve(location)
+    return fs.open_input_file(path)
+
+
+def remove_dir(location: str) -> None:
+    fs, path = _resolve(location)
+    fs.delete_dir(path)
+
+
 def read_parquet(location: str) -> pa.Table:
     fs, path = _resolve(location)
     return pq.read_table(path, filesystem=fs)

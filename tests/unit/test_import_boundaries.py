@@ -7,7 +7,8 @@ PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", 
         "raygrid.data.stats", "raygrid.data.hyperpartisan_hub", "raygrid.baseline", "raygrid.train_loop",
         "raygrid.report", "raygrid.metrics", "raygrid.cli", "raygrid.objectives", "raygrid.stages",
         "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.positions", "raygrid.cost", "raygrid.plots",
-        "raygrid.render", "raygrid.cost_data"]
+        "raygrid.render", "raygrid.cost_data", "raygrid.preflight", "raygrid.run_lock", "raygrid.interrupts",
+        "raygrid.prune", "raygrid.data.verify"]
 
 
 def test_pure_modules_import_neither_ray_nor_mlflow():
