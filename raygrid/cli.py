@@ -201,6 +201,11 @@ def _add_bench(sub) -> None:
 
     bench_attention.add_arguments(attention)
     attention.set_defaults(func=bench_attention.main)
+    padding = kinds.add_parser("padding", help="padded / real tokens of training batches, random vs length-grouped")
+    from raygrid import bench_padding
+
+    bench_padding.add_arguments(padding)
+    padding.set_defaults(func=bench_padding.main)
 
 
 def main(argv: list[str] | None = None) -> int:

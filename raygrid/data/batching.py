@@ -25,16 +25,26 @@ def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int, multiple: int = 8
     return out
 
 
+def plan_batches(table, batches, pad_token_id: int, pin_memory: bool = False):
+    """Padded batches of `table`'s rows, one per index array in `batches` (raygrid.data.length_grouping).
+
+    Rows are sliced from the Arrow buffers (no Python lists of ids). `pin_memory` (CUDA) lets the
+    training loop copy each batch to the device without blocking.
+    """
+    ids = table["input_ids"].combine_chunks()
+    offsets, values = ids.offsets.to_numpy(), ids.values.to_numpy()  # offsets already include a slice's start
+    labels = table["label"].to_numpy() if "label" in table.column_names else None
+    for rows in batches:
+        batch = {"input_ids": [values[offsets[i]:offsets[i + 1]] for i in rows]}
+        if labels is not None:
+            batch["label"] = labels[rows]
+        padded = pad_batch(batch, pad_token_id)
+        yield {k: v.pin_memory() for k, v in padded.items()} if pin_memory else padded
+
+
 def iterate_table(table, batch_size: int, pad_token_id: int, shuffle_seed: int | None = None):
     """Batches from an in-memory pyarrow table: the Ray-free path used by tests and debugging."""
     order = np.arange(table.num_rows)
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(order)
-    ids = table["input_ids"].to_pylist()
-    labels = table["label"].to_numpy() if "label" in table.column_names else None
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = {"input_ids": [ids[i] for i in rows]}
-        if labels is not None:
-            batch["label"] = labels[rows]
-        yield pad_batch(batch, pad_token_id)
+    yield from plan_batches(table, [order[i:i + batch_size] for i in range(0, len(order), batch_size)], pad_token_id)
