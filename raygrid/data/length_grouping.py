@@ -8,8 +8,10 @@ group by length, cut it into batches, shuffle the batches. The order depends onl
 (seed, epoch), so a resumed cell replays exactly the same batches.
 
 Data parallelism: a *global* batch holds batch_size x world_size documents of similar length and
-rank r takes every world_size-th of them, so all ranks step on comparable lengths and none waits
-on another's long batch; every rank gets the same number of batches.
+rank r takes its r-th contiguous slice (sorted), so all ranks step on comparable lengths and none
+waits long on another's batch; every rank gets the same number of batches. (Dealing the rows out
+round-robin instead would make every rank pad to about the global batch's longest row: the same
+step time, more padding computed: 1.20x instead of ~1.05x on Hyperpartisan with 4 workers.)
 """
 from __future__ import annotations
 
@@ -38,16 +40,21 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, r
         batches.insert(0, batches.pop(longest))
     else:
         batches = [order[i:i + global_size] for i in range(0, len(order), global_size)]
-    # Interleaved: rank r takes rows r, r+W, ... of each (sorted) global batch.
-    return [batch[rank::world_size] for batch in batches]
+    return [batch[rank * len(batch) // world_size:(rank + 1) * len(batch) // world_size] for batch in batches]
 
 
 def _grouped(order: np.ndarray, lengths: np.ndarray, global_size: int) -> list[np.ndarray]:
-    """Cut `order` into groups, sort each by length (longest first), cut into global batches."""
+    """Cut `order` into groups, sort each by length (longest first), cut into global batches.
+
+    A partial last group joins the one before: a small leftover group would sort poorly.
+    """
     group = GROUP_BATCHES * global_size
+    starts = list(range(0, len(order), group))
+    if len(starts) > 1 and len(order) - starts[-1] < group:
+        starts.pop()
     batches = []
-    for start in range(0, len(order), group):
-        members = order[start:start + group]
+    for start, end in zip(starts, starts[1:] + [len(order)]):
+        members = order[start:end]
         members = members[np.argsort(-lengths[members], kind="stable")]
         batches += [members[i:i + global_size] for i in range(0, len(members), global_size)]
     return batches

@@ -47,9 +47,9 @@ def test_ranks_split_each_global_batch_into_equal_shares_of_similar_length():
     rows = np.concatenate([np.concatenate(s) for s in shards])
     assert set(rows.tolist()) == set(range(len(LENGTHS)))  # all covered ...
     assert len(rows) - len(LENGTHS) == (-len(LENGTHS)) % world  # ... with only the wrap-around repeated
-    for step in zip(*shards):  # the same step on every rank: comparable longest documents
-        longest = [LENGTHS[b].max() for b in step]
-        assert max(longest) <= 1.25 * min(longest) + 8
+    # the same step on every rank: comparable longest documents (random batches: ~2x apart)
+    spread = [max(LENGTHS[b].max() for b in step) / min(LENGTHS[b].max() for b in step) for step in zip(*shards)]
+    assert np.median(spread) < 1.1 and np.quantile(spread, 0.9) < 1.2
 
 
 def test_eval_batches_are_sorted_by_length_and_cover_each_row_once():
