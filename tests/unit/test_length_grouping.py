@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raygrid.data.batching import plan_batches
+from raygrid.data.batching import TokenRows, plan_batches
 from raygrid.data.length_grouping import batches_per_epoch, epoch_batches, eval_batches, padding_ratio
 
 # Skewed like real reviews and articles: many short documents, a long tail.
@@ -64,7 +64,9 @@ def test_plan_batches_slice_rows_of_a_sliced_chunked_table():
     ids = [[i] * n for i, n in enumerate([3, 1, 5, 2, 4])]
     table = pa.concat_tables([pa.table({"input_ids": ids[:2], "label": [0, 1]}),
                               pa.table({"input_ids": ids[2:], "label": [0, 1, 0]})]).slice(1)
-    (batch,) = plan_batches(table, [np.array([3, 0])], pad_token_id=-1)
+    rows = TokenRows.from_table(table)
+    assert rows.lengths.tolist() == [1, 5, 2, 4] and rows.values.base is None  # an owned copy
+    (batch,) = plan_batches(rows, [np.array([3, 0])], pad_token_id=-1)
     # rows 3 and 0 of the slice are documents 4 and 1
     assert batch["input_ids"][0, :4].tolist() == [4] * 4 and batch["input_ids"][1, :2].tolist() == [1, -1]
     assert batch["attention_mask"].sum(1).tolist() == [4, 1] and batch["labels"].tolist() == [0, 1]
