@@ -206,6 +206,11 @@ def _add_bench(sub) -> None:
 
     bench_padding.add_arguments(padding)
     padding.set_defaults(func=bench_padding.main)
+    loop = kinds.add_parser("loop", help="one cell's training loop bare vs through raygrid: tokens/s, overhead")
+    from raygrid import bench_loop
+
+    bench_loop.add_arguments(loop)
+    loop.set_defaults(func=bench_loop.main)
 
 
 def main(argv: list[str] | None = None) -> int:
