@@ -2,8 +2,9 @@
 
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
 workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
-delivers to each worker and raygrid.table_loaders batches (length-grouped). Metrics flow worker -> ray.train.report -> TuneReportCallback -> Tune. Together
-with raygrid.launch, the only modules that import ray.
+delivers to each worker and raygrid.table_loaders batches (length-grouped). Metrics flow worker ->
+ray.train.report -> TuneReportCallback -> Tune. Together with raygrid.launch, the only modules
+that import ray.
 """
 from __future__ import annotations
 
