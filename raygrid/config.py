@@ -57,6 +57,13 @@ class DataConfig(Strict):
     # (naming file and row); skip = such rows are dropped, counted in the cache's meta.json, the
     # log and each cell's MLflow run (metric data_skipped_rows).
     bad_rows: Literal["error", "skip"] = "error"
+    # Training batches of documents of similar length (less padding; raygrid.data.length_grouping);
+    # false = plain random batches. Changes batching only, never the cached rows.
+    group_by_length: bool = True
+
+    def rows_fields(self) -> dict:
+        """The fields the tokenized rows depend on (cache identity): all but the batching ones."""
+        return self.model_dump(exclude={"group_by_length"})
 
 
 ConfigValue = bool | int | float | str
@@ -105,6 +112,8 @@ class OptimConfig(Strict):
     # bf16 autocast on GPU; CPU runs always use fp32.
     mixed_precision: bool = True
     eval_batch_size: int | None = Field(None, gt=0, description="default: 2 x batch_size")
+    # torch.compile the encoder (dynamic shapes: batch widths vary). Measured in BENCHMARKS.md, not assumed.
+    compile: bool = False
 
 
 class MlmConfig(Strict):

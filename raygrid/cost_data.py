@@ -236,7 +236,7 @@ def _cached_splits(cfg: CellConfig, cache_dir) -> dict[str, Tokens] | None:
 
     from raygrid.data.cache import cache_root
 
-    want = json.loads(cfg.data.model_dump_json())
+    want = json.loads(json.dumps(cfg.data.rows_fields()))  # the cache meta.json records these
     tokenizers = {cfg.model.checkpoint, cfg.model.tokenizer}
     prefix = "mlm-" if cfg.kind == "mlm" else ""  # raygrid.data.mlm_data's entries: full blocks only
     root = cache_root(cache_dir)

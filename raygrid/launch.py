@@ -43,7 +43,10 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "val_
                  "epoch_time_s", "lr")
 FINAL_METRICS = ("test_f1_macro", "test_accuracy", "test_loss", "best_val_f1_macro", "best_epoch",
                  "best_val_loss", "final_val_loss", "final_val_perplexity",
-                 "train_time_s", "tokens_per_s", "peak_gpu_mem_mb", "peak_host_mem_mb")
+                 "train_time_s", "tokens_per_s", "peak_gpu_mem_mb", "peak_host_mem_mb",
+                 # raygrid.train_loop.throughput; time outside training (`raygrid bench loop`'s breakdown)
+                 "epoch_time_mean_s", "padded_tokens_per_s", "padding_ratio",
+                 "eval_time_s", "checkpoint_time_s", "model_load_s", "data_load_s", "worker_start_s")
 
 
 @dataclass

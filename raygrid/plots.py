@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from raygrid.report import finished_cells, pareto_front  # noqa: E402
 
 Curve = list[tuple[int, float]]
-COST_LABELS = {"epoch_s": "time per epoch (s)", "gpu_MiB": "peak GPU memory (MiB)",
+COST_LABELS = {"epoch_s_mean": "mean time per epoch (s)", "gpu_MiB": "peak GPU memory (MiB)",
                "host_MiB": "peak host memory (MiB; CPU run, no GPU memory)"}
 
 

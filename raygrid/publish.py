@@ -73,7 +73,7 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
         written.append(plots.plot_curves(curves, metric, folder / f"{grid_name}.{metric}.png"))
     written.append(plots.plot_lsh_mask(lsh_mask_histories(history, runs), folder / f"{grid_name}.lsh_mask.png"))
     frame = report.pareto_frame(runs)
-    for cost, stem in (("epoch_s", "pareto_time"), ("gpu_MiB", "pareto_memory")):
+    for cost, stem in (("epoch_s_mean", "pareto_time"), ("gpu_MiB", "pareto_memory")):
         written.append(plots.plot_pareto(frame, cost, folder / f"{grid_name}.{stem}.png"))
     written = [p for p in written if p is not None]
     tracker = GridTracker(uri, grid_name, create=False)

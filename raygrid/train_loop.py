@@ -7,6 +7,7 @@ plain unit tests.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -47,6 +48,7 @@ class Progress:
     best_epoch: int = -1
     train_seconds: float = 0.0
     train_tokens: int = 0
+    padded_tokens: int = 0  # tokens the model processed, padding included
     best_weights: dict | None = field(default=None, repr=False)
 
 
@@ -71,13 +73,17 @@ def lr_factor(step: int, total: int, warmup_ratio: float, min_lr_ratio: float, s
     return min_lr_ratio + (1 - min_lr_ratio) * shape
 
 
-def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW; biases and norm weights get no weight decay (the usual BERT recipe)."""
+def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device | None = None) -> torch.optim.AdamW:
+    """AdamW; biases and norm weights get no weight decay (the usual BERT recipe).
+
+    On CUDA the fused kernel (one launch for all parameters); on CPU torch's default, unchanged.
+    """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    fused = {"fused": True} if device is not None and device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 
 def make_scheduler(optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -86,22 +92,41 @@ def make_scheduler(optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim
 
 
 def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None) -> dict:
-    """One pass over `batches` with gradient accumulation and clipping; returns loss and counts."""
+    """One pass over `batches` with gradient accumulation and clipping.
+
+    No host synchronisation per step: the loss is summed on the device and returned as a tensor
+    (`loss_sum`, read once per epoch by `host_loss`); token counts come from the host-side masks
+    before the copy. Returns loss_sum, batches, real and padded token counts and seconds.
+    """
     model.train()
-    loss_sum, n_batches, tokens, start = 0.0, 0, 0, time.perf_counter()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # as the host float sum it replaces
+    n_batches, tokens, padded, start = 0, 0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(batches, start=1):
+        mask = batch["attention_mask"]
+        tokens, padded = tokens + int(mask.sum()), padded + mask.numel()  # host tensor: no device sync
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device, cfg.mixed_precision):
             loss = objective.loss(model, batch)
         (loss / cfg.grad_accum).backward()
-        loss_sum, n_batches = loss_sum + loss.item(), n_batches + 1
-        tokens += int(batch["attention_mask"].sum())
+        loss_sum += loss.detach()
+        n_batches += 1
         if i % cfg.grad_accum == 0:
             _optimizer_step(model, optimizer, scheduler, cfg.clip_norm, on_step)
     if n_batches % cfg.grad_accum:  # flush a partial accumulation at the epoch's end
         _optimizer_step(model, optimizer, scheduler, cfg.clip_norm, on_step)
-    return {"train_loss": loss_sum / max(1, n_batches), "tokens": tokens, "seconds": time.perf_counter() - start}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the epoch's time covers its queued kernels
+    return {"loss_sum": loss_sum, "batches": n_batches, "tokens": tokens, "padded_tokens": padded,
+            "seconds": time.perf_counter() - start}
+
+
+def host_loss(loss_sum: torch.Tensor, n_batches: int, epoch: int, step: int) -> float:
+    """The one place the accumulated training loss reaches the host (once per epoch): the mean
+    loss per batch; a non-finite one stops the cell, named by `epoch` and `step` (optimizer steps so far)."""
+    value = float(loss_sum) / max(1, n_batches)
+    check_finite(value, epoch, step)
+    return value
 
 
 def _optimizer_step(model, optimizer, scheduler, clip_norm: float, on_step=None) -> None:
@@ -125,7 +150,9 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     """
     optim = cfg.optim
     core = getattr(model, "module", model)  # unwrapped under DDP: portable state dicts, direct attributes
-    optimizer = make_optimizer(model, optim)
+    optimizer = make_optimizer(model, optim, device)
+    if optim.compile:  # in place: the state-dict keys (checkpoints, exports) stay those of the plain encoder
+        core.encoder.compile(dynamic=True)
     scheduler = make_scheduler(optimizer, optim, optim.epochs * loaders.steps_per_epoch)
     progress = Progress()
     if resume is not None:
@@ -141,6 +168,8 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    spent = {"eval_time_s": 0.0, "checkpoint_time_s": 0.0}  # this run's, for `raygrid bench loop`
+
     def step_hook():
         progress.step += 1
         if on_step:
@@ -150,36 +179,57 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         objective.start_epoch(epoch, device)
         stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
-        check_finite(stats["train_loss"], epoch, progress.step)
-        val = objective.evaluate(model, loaders.validation(), device, optim.mixed_precision)
+        train_loss = host_loss(stats["loss_sum"], stats["batches"], epoch, progress.step)  # checked: finite
+        with _timed(spent, "eval_time_s"):
+            val = objective.evaluate(model, loaders.validation(), device, optim.mixed_precision)
         check_finite(val["loss"], epoch, progress.step, what="validation loss")
         progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
         progress.train_tokens += stats["tokens"]
+        progress.padded_tokens += stats["padded_tokens"]
         progress.last_val = dict(val)
         score = objective.score(val)
         if score > progress.best_score:
             progress.best_score, progress.best_epoch, progress.best_val = score, epoch, dict(val)
             if objective.scores_test:  # test scores the best-on-validation weights
                 progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
-        metrics = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                    **{f"{objective.metric_prefix}{k}": v for k, v in val.items() if k != "loss"},
                    "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
         state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                  "lsh_step": lsh_step(core.encoder)}
-        report(metrics, state)
+        with _timed(spent, "checkpoint_time_s"):  # the report saves the state: a checkpoint
+            report(metrics, state)
 
-    final = {"best_epoch": progress.best_epoch, "train_time_s": progress.train_seconds,
-             "tokens_per_s": progress.train_tokens / max(progress.train_seconds, 1e-9),
-             "peak_gpu_mem_mb": peak_gpu_mem_mb(device), "peak_host_mem_mb": peak_host_mem_mb(), "final": 1}
+    final = {"best_epoch": progress.best_epoch, "final": 1, **throughput(progress)}
     if objective.scores_test:
         core.load_state_dict(progress.best_weights)
-        test = objective.evaluate(model, loaders.test(), device, optim.mixed_precision)
+        with _timed(spent, "eval_time_s"):
+            test = objective.evaluate(model, loaders.test(), device, optim.mixed_precision)
         final.update({"test_f1_macro": test["f1_macro"], "test_accuracy": test["accuracy"], "test_loss": test["loss"],
                       "best_val_f1_macro": progress.best_val["f1_macro"]})
     else:
         final.update({"best_val_loss": progress.best_val["loss"], "final_val_loss": progress.last_val["loss"],
                       "final_val_perplexity": progress.last_val["perplexity"]})
+    # Peaks over the whole cell, evaluation and test included (read last).
+    final.update({"peak_gpu_mem_mb": peak_gpu_mem_mb(device), "peak_host_mem_mb": peak_host_mem_mb(), **spent})
     report(final, None)
     return final
+
+
+@contextlib.contextmanager
+def _timed(totals: dict, key: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[key] += time.perf_counter() - start
+
+
+def throughput(progress: Progress) -> dict:
+    """Per-cell time and token figures: training time, mean epoch time, real and padded tokens/s."""
+    seconds = max(progress.train_seconds, 1e-9)
+    return {"train_time_s": progress.train_seconds, "epoch_time_mean_s": progress.train_seconds / max(1, progress.epoch),
+            "tokens_per_s": progress.train_tokens / seconds, "padded_tokens_per_s": progress.padded_tokens / seconds,
+            "padding_ratio": progress.padded_tokens / max(1, progress.train_tokens)}

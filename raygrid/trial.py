@@ -1,58 +1,54 @@
 """One grid cell on Ray: the Tune trial function (Train driver) and the Train worker loop.
 
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
-workers run `train_worker` -> `train_loop.fit` on batches that Ray Data streams from the tokenized
-Parquet cache. Metrics flow worker -> ray.train.report -> TuneReportCallback -> Tune. Together
-with raygrid.launch, the only modules that import ray.
+workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
+delivers to each worker and raygrid.table_loaders batches (length-grouped). Metrics flow worker ->
+ray.train.report -> TuneReportCallback -> Tune. Together with raygrid.launch, the only modules
+that import ray.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
 import ray
 import ray.train
 import ray.tune
 import torch
-from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raygrid.attention import hf_bridge
 from raygrid.config import CellConfig, Resources
-from raygrid.data.batching import pad_batch
 from raygrid.data.cache import PreparedData, tokenizer_location
-from raygrid.model import build_classifier, build_masked_lm, export_pretrained, weights_fingerprint
-from raygrid.objectives import Classification, MaskedLanguageModel
+from raygrid.cell_model import build_cell_model
+from raygrid.model import export_pretrained, weights_fingerprint
 from raygrid.prune import prune_finished_run
+from raygrid.table_loaders import table_loaders
 from raygrid.train_loop import Loaders, fit
 
 # --- Train worker ------------------------------------------------------------------------------
 
 
 def train_worker(payload: dict) -> None:
-    """Per-worker loop: re-validate the cell, build the model, stream batches, fit, report."""
+    """Per-worker loop: re-validate the cell, build the model, load the splits, fit, report."""
+    started_at = time.time()  # against the driver's clock: how long the worker group took to start
     cfg = CellConfig.model_validate(payload["config"])
     data = PreparedData.load(payload["data_dir"])
     context = ray.train.get_context()
     cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
     torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
     device = ray.train.torch.get_device()
+    started = time.perf_counter()
     with _init_weights(payload.get("init_checkpoint")) as location:
-        if cfg.kind == "mlm":
-            model = build_masked_lm(cfg, location)
-            meta = data.meta
-            # A tokenizer with added tokens may count more ids than the model's embedding rows.
-            vocab = min(meta["vocab_size"], model.lm.config.vocab_size)
-            objective = MaskedLanguageModel(cfg.mlm, meta["mask_token_id"], vocab, meta["special_ids"], cfg.seed,
-                                            rank=context.get_world_rank(), eval_seed=cfg.data.split_seed)
-        else:
-            objective = Classification(data.num_labels)
-            model = build_classifier(cfg, data.num_labels, location)
+        model, objective = build_cell_model(cfg, data, location, context.get_world_rank())
+    timings = {"worker_start_s": started_at - payload.get("driver_started", started_at),
+               "model_load_s": time.perf_counter() - started}
     # Lineage evidence: the hash of the encoder weights this cell starts from (an earlier stage's
     # `weights_out` when it is chained).
     weights_in = weights_fingerprint(model.encoder)
@@ -62,11 +58,13 @@ def train_worker(payload: dict) -> None:
             model, parallel_strategy_kwargs={"find_unused_parameters": cfg.model.n_freeze > 0})
     else:
         model = model.to(device)
-    loaders = _loaders(cfg, data, context.get_world_size())
+    started = time.perf_counter()
+    loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
+    timings["data_load_s"] = time.perf_counter() - started
     resume = _load_checkpoint(ray.train.get_checkpoint())
     on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
-    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in})
+    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in, **timings})
     fit(cfg, model, loaders, objective, device, report, resume, on_step=on_step)
 
 
@@ -92,36 +90,21 @@ def _redraw(model, cfg: CellConfig, step: int) -> None:
     hf_bridge.maybe_redraw(getattr(model, "module", model).encoder, cfg.attention, step)
 
 
-class _PadCollate(NumpyBatchCollateFn):
-    """Ray Data collate: numpy rows -> padded tensors (raygrid.data.batching.pad_batch)."""
+def _loaders(cfg: CellConfig, data: PreparedData, rank: int, world_size: int, device: torch.device) -> Loaders:
+    """Every split held in memory on each worker, batched by raygrid.table_loaders.
 
-    def __init__(self, pad_token_id: int):
-        super().__init__()
-        self.pad_token_id = pad_token_id
+    Ray Data delivers each whole split to every worker (nothing is split by Ray): length-grouped
+    batching needs all lengths to build one global batch order that every rank slices alike.
+    """
+    tables = {split: _read_shard(split) for split in data.splits}
+    return table_loaders(cfg, tables, data.meta["pad_token_id"], rank, world_size,
+                         pin_memory=device.type == "cuda")
 
-    def __call__(self, batch):
-        return pad_batch(batch, self.pad_token_id)
 
-
-def _loaders(cfg: CellConfig, data: PreparedData, world_size: int) -> Loaders:
-    collate = _PadCollate(data.meta["pad_token_id"])
-    optim = cfg.optim
-    eval_bs = optim.eval_batch_size or 2 * optim.batch_size
-
-    def train(epoch: int):
-        shard = ray.train.get_dataset_shard("train")
-        # Seeded per epoch: a resumed or repeated cell sees the same batches in the same order.
-        return shard.iter_torch_batches(batch_size=optim.batch_size, collate_fn=collate,
-                                        local_shuffle_buffer_size=4 * optim.batch_size,
-                                        local_shuffle_seed=cfg.seed * 1000 + epoch)
-
-    def split(name: str):
-        return lambda: ray.train.get_dataset_shard(name).iter_torch_batches(batch_size=eval_bs, collate_fn=collate)
-
-    rows = math.ceil(data.meta["splits"]["train"]["rows"] / world_size)
-    steps = math.ceil(math.ceil(rows / optim.batch_size) / optim.grad_accum)
-    test = split("test") if "test" in data.meta["splits"] else None
-    return Loaders(train=train, validation=split("validation"), test=test, steps_per_epoch=steps)
+def _read_shard(split: str) -> pa.Table:
+    """This worker's copy of a split, rows in the cache's order (the DataConfig preserves order)."""
+    blocks = list(ray.train.get_dataset_shard(split).iter_batches(batch_size=None, batch_format="pyarrow"))
+    return pa.concat_tables(blocks)
 
 
 class _Reporter:
@@ -181,6 +164,7 @@ def train_driver(config: dict, split_refs: dict | None = None) -> None:
     datasets = {split: ray.data.from_arrow_refs([shared[split]]) if split in shared else _cached_split(data, split)
                 for split in data.splits}
     trial_id = ray.tune.get_context().get_trial_id()
+    payload = {**payload, "driver_started": time.time()}  # workers time their group's start from here
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=payload,
@@ -193,7 +177,8 @@ def train_driver(config: dict, split_refs: dict | None = None) -> None:
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_data_options(res)),
+        # No split: each worker holds every split whole and takes its rank's share of the batches.
+        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=_data_options(res)),
     )
     result = trainer.fit()
     if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.prune)
@@ -236,4 +221,5 @@ def _data_options(res: Resources) -> ray.data.ExecutionOptions:
     both safe and enough; the tasks still only run on CPUs that are free. Nothing is excluded from
     the budget: that is Ray 2.60's default, so the deprecated `exclude_resources` is not passed.
     """
-    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus))
+    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus),
+                                     preserve_order=True)  # batch plans index rows by position

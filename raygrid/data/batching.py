@@ -1,6 +1,8 @@
 """Batches of unpadded token rows -> padded tensors (pad to the batch's longest row, not max_len)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -25,16 +27,48 @@ def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int, multiple: int = 8
     return out
 
 
+@dataclass(frozen=True)
+class TokenRows:
+    """A split's token rows as flat arrays owned by this process: row i is values[offsets[i]:offsets[i+1]].
+
+    Copied out of the Arrow table once, so batches never read buffers that belong to someone else
+    (a Ray worker's tables are views into the shared object store).
+    """
+
+    offsets: np.ndarray  # (rows + 1,)
+    values: np.ndarray  # (total tokens,)
+    labels: np.ndarray | None  # (rows,); None for MLM blocks
+
+    @classmethod
+    def from_table(cls, table) -> "TokenRows":
+        ids = table["input_ids"].combine_chunks()
+        offsets = ids.offsets.to_numpy()  # includes a sliced array's start; `values` does not slice
+        values = np.array(ids.values.to_numpy()[offsets[0]:offsets[-1]], copy=True)
+        labels = np.array(table["label"].to_numpy(), copy=True) if "label" in table.column_names else None
+        return cls(np.array(offsets - offsets[0], dtype=np.int64), values, labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def plan_batches(rows: TokenRows, batches, pad_token_id: int, pin_memory: bool = False):
+    """Padded batches, one per index array in `batches` (raygrid.data.length_grouping).
+
+    `pin_memory` (CUDA) lets the training loop copy each batch to the device without blocking.
+    """
+    for index in batches:
+        batch = {"input_ids": [rows.values[rows.offsets[i]:rows.offsets[i + 1]] for i in index]}
+        if rows.labels is not None:
+            batch["label"] = rows.labels[index]
+        padded = pad_batch(batch, pad_token_id)
+        yield {k: v.pin_memory() for k, v in padded.items()} if pin_memory else padded
+
+
 def iterate_table(table, batch_size: int, pad_token_id: int, shuffle_seed: int | None = None):
     """Batches from an in-memory pyarrow table: the Ray-free path used by tests and debugging."""
     order = np.arange(table.num_rows)
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(order)
-    ids = table["input_ids"].to_pylist()
-    labels = table["label"].to_numpy() if "label" in table.column_names else None
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = {"input_ids": [ids[i] for i in rows]}
-        if labels is not None:
-            batch["label"] = labels[rows]
-        yield pad_batch(batch, pad_token_id)
+    rows = TokenRows.from_table(table)
+    yield from plan_batches(rows, [order[i:i + batch_size] for i in range(0, len(order), batch_size)], pad_token_id)

@@ -145,7 +145,7 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress
     meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": raw.label_names,
             "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats, "leaks": leaks,
             "skipped_rows": raw.skipped,
-            "data": cfg.model_dump(), "tokenizer": tokenizer_location, "source": raw.origin}
+            "data": cfg.rows_fields(), "tokenizer": tokenizer_location, "source": raw.origin}
     return publish_entry(tmp, folder, meta)
 
 
@@ -162,7 +162,7 @@ def prepare_cells(cells, root: str | Path, progress: bool = True, tokenize=None)
         if cell.config.model is None:  # e.g. the TF-IDF baseline reads raw text
             continue
         location = tokenizer_location(cell.config.model)
-        key = cell.config.kind + cell.config.data.model_dump_json() + location
+        key = cell.config.kind + json.dumps(cell.config.data.rows_fields(), sort_keys=True) + location
         if key not in entries:
             if cell.config.kind == "mlm":
                 entries[key] = prepare_mlm(cell.config.data, location, root, progress)
@@ -179,7 +179,7 @@ def tokenizer_location(model) -> str:
 
 def cache_key(cfg: DataConfig, source_fingerprint: str, tokenizer_location: str, kind: str | None = None) -> str:
     """Hash of what the entry's rows depend on; `kind` ("mlm") keeps other row layouts apart."""
-    rows_fields = cfg.model_dump(exclude={"path"})  # the content fingerprint stands for the path
+    rows_fields = {k: v for k, v in cfg.rows_fields().items() if k != "path"}  # the content fingerprint stands for the path
     payload = {"v": CACHE_VERSION, "data": rows_fields, "source": source_fingerprint,
                "tokenizer": tokenizer_fingerprint(tokenizer_location)}
     if kind is not None:

@@ -53,7 +53,7 @@ def prepare_mlm(cfg: DataConfig, tokenizer_location: str, root: str | Path, prog
     meta = {"version": CACHE_VERSION, "kind": "mlm", "dataset": cfg.dataset, "key": key, "label_names": [],
             "pad_token_id": tokenizer.pad_token_id, "mask_token_id": tokenizer.mask_token_id,
             "vocab_size": len(tokenizer), "special_ids": sorted(set(tokenizer.all_special_ids)),
-            "max_len": cfg.max_len, "splits": stats, "data": cfg.model_dump(), "tokenizer": tokenizer_location,
+            "max_len": cfg.max_len, "splits": stats, "data": cfg.rows_fields(), "tokenizer": tokenizer_location,
             "source": origin}
     return publish_entry(tmp, folder, meta)
 

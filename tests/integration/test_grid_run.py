@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 
 EPOCH_METRICS = {"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"}
 CELL_METRICS = {"test_f1_macro", "test_accuracy", "best_val_f1_macro", "train_time_s", "tokens_per_s",
-                "peak_gpu_mem_mb", "peak_host_mem_mb"}
+                "peak_gpu_mem_mb", "peak_host_mem_mb", "epoch_time_mean_s", "padded_tokens_per_s", "padding_ratio",
+                "eval_time_s", "checkpoint_time_s", "model_load_s", "data_load_s", "worker_start_s"}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,9 @@ def test_one_child_run_per_cell_with_contract_metrics(grid_run):
         history = client.get_metric_history(run.info.run_id, "val_f1_macro")
         assert sorted(m.step for m in history) == [0, 1]  # one value per epoch
         assert run.data.metrics["peak_gpu_mem_mb"] == 0.0 and run.data.metrics["tokens_per_s"] > 0
+        epoch_times = [m.value for m in client.get_metric_history(run.info.run_id, "epoch_time_s")]
+        assert run.data.metrics["epoch_time_mean_s"] == pytest.approx(sum(epoch_times) / len(epoch_times))
+        assert run.data.metrics["padding_ratio"] >= 1.0
     failed = [r for r in runs if r.info.status == "FAILED"]
     # diverged: stopped in the first epoch with the reason, no nan epoch logged (the grid went on)
     assert len(failed) == 2

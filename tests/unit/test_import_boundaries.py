@@ -8,7 +8,8 @@ PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", 
         "raygrid.report", "raygrid.metrics", "raygrid.cli", "raygrid.objectives", "raygrid.stages",
         "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.positions", "raygrid.cost", "raygrid.plots",
         "raygrid.render", "raygrid.cost_data", "raygrid.preflight", "raygrid.run_lock", "raygrid.interrupts",
-        "raygrid.prune", "raygrid.data.verify"]
+        "raygrid.prune", "raygrid.data.verify", "raygrid.data.length_grouping", "raygrid.table_loaders",
+        "raygrid.cell_model", "raygrid.bench_padding", "raygrid.bench_loop"]
 
 
 def test_pure_modules_import_neither_ray_nor_mlflow():

@@ -36,7 +36,7 @@ def store(tmp_path_factory):
                 tracker.log_metrics(run, {"val_f1_macro": 0.5 + 0.1 * epoch, "train_loss": 0.7 - 0.1 * epoch}, epoch)
             logged[name] = 0.6 + 0.1 * seed + delta
             tracker.log_metrics(run, {"test_f1_macro": logged[name], "best_val_f1_macro": 0.6,
-                                      "epoch_time_s": seconds, "peak_gpu_mem_mb": 0.0,
+                                      "epoch_time_mean_s": seconds, "peak_gpu_mem_mb": 0.0,
                                       "peak_host_mem_mb": 100.0 * seconds}, 2)
             tracker.end_cell(run)
     for mask, loss in ((True, 4.0), (False, 5.0)):
@@ -46,7 +46,7 @@ def store(tmp_path_factory):
             tracker.client.set_tag(run, TAG_STAGE, "mlm")
             for epoch in (0, 1, 2):
                 tracker.log_metrics(run, {"train_loss": loss - epoch + seed, "val_loss": loss - epoch + 0.5}, epoch)
-            tracker.log_metrics(run, {"final_val_loss": loss - 1.5, "epoch_time_s": 3.0}, 3)
+            tracker.log_metrics(run, {"final_val_loss": loss - 1.5, "epoch_time_mean_s": 3.0}, 3)
             tracker.end_cell(run)
     failed = tracker.start_cell("attention=favor,seed=0", {"attention": "favor", "seed": "0"},
                                 finetune_config("favor", 0))
@@ -86,7 +86,7 @@ def test_saved_csv_numbers_are_the_logged_metrics(store, tmp_path):
     assert pd.isna(paired.loc["lsh", "gpu_mem_ratio"]) and paired.loc["lsh", "host_mem_ratio"] == pytest.approx(0.4)
     attention = pd.read_csv(tmp_path / f"{GRID}.attention_variants.csv").set_index(["stage", "attention"])
     assert attention.loc[("mlm", "lsh-mask_within_chunks=True"), "final_val_loss"] == pytest.approx(2.5)
-    assert attention.loc[("finetune", "lsh"), "epoch_s"] == pytest.approx(4.0)
+    assert attention.loc[("finetune", "lsh"), "epoch_s_mean"] == pytest.approx(4.0)
     seeds = pd.read_csv(tmp_path / f"{GRID}.seeds.csv")
     softmax = seeds[(seeds["attention"] == "softmax") & (seeds["metric"] == "test_f1")].iloc[0]
     assert softmax["seeds"] == 2 and softmax["mean"] == pytest.approx(0.65)

@@ -70,7 +70,7 @@ def test_attention_table_appears_only_when_attention_varies():
     runs = runs_frame()
     assert "attention variants" not in all_tables(runs)
     runs["params.axis.attention"] = ["softmax", "favor-nb_features=64"] * 8 + [None]
-    runs["metrics.epoch_time_s"] = 2.0
+    runs["metrics.epoch_time_mean_s"] = 2.0
     table = all_tables(runs)["attention variants"]
     assert set(table["attention"]) == {"softmax", "favor-nb_features=64"}
     assert set(table["dataset"]) == {"imdb", "hyperpartisan"} and (table["cells"] == 4).all()
@@ -90,7 +90,7 @@ def attention_frame(stage="", seeds=(0, 1, 2), tasks=("imdb", "hyperpartisan")):
                              "params.model.n_freeze": "0", "params.model.p_drop": "0.1",
                              "params.attention.kind": kind, "params.seed": str(seed),
                              "metrics.test_f1_macro": 0.70 + delta + 0.01 * seed + (0.1 if task == "imdb" else 0),
-                             "metrics.best_val_f1_macro": 0.7, "metrics.epoch_time_s": 10.0 * cost,
+                             "metrics.best_val_f1_macro": 0.7, "metrics.epoch_time_mean_s": 10.0 * cost,
                              "metrics.peak_gpu_mem_mb": 1000.0 * cost, "metrics.peak_host_mem_mb": 500.0})
     return pd.DataFrame(rows)
 
@@ -103,7 +103,7 @@ def mlm_frame(stage="mlm"):
                          "params.kind": "mlm", "params.axis.attention": kind, "params.axis.seed": str(seed),
                          "params.data.dataset": "wikitext", "params.attention.kind": kind, "params.seed": str(seed),
                          "metrics.final_val_loss": loss + 0.1 * seed, "metrics.val_loss": loss + 0.1 * seed,
-                         "metrics.epoch_time_s": 100.0, "metrics.peak_gpu_mem_mb": 2000.0,
+                         "metrics.epoch_time_mean_s": 100.0, "metrics.peak_gpu_mem_mb": 2000.0,
                          "metrics.peak_host_mem_mb": 800.0})
     return pd.DataFrame(rows)
 
@@ -153,7 +153,7 @@ def test_paired_pairs_on_seed_and_leaves_p_blank_for_one_pair():
 def test_attention_table_per_stage_with_an_mlm_stage():
     runs = pd.concat([mlm_frame("mlm"), attention_frame("finetune", tasks=("imdb",))], ignore_index=True)
     table = attention_table(runs)
-    assert list(table.columns) == ["stage", "attention", "dataset", "test_f1", "final_val_loss", "epoch_s",
+    assert list(table.columns) == ["stage", "attention", "dataset", "test_f1", "final_val_loss", "epoch_s_mean",
                                    "gpu_MiB", "host_MiB", "cells"]
     mlm = table[table["stage"] == "mlm"].set_index("attention")
     assert mlm.loc["lsh", "final_val_loss"] == pytest.approx(3.55) and mlm.loc["lsh", "test_f1"] == ""
@@ -182,4 +182,4 @@ def test_pareto_frame_labels_cells_by_attention_and_skips_the_baseline():
     frame = pareto_frame(runs)
     assert len(frame) == len(runs) - 1 and set(frame["label"]) == {"softmax", "lsh-num_hashes=2",
                                                                    "favor-nb_features=64"}
-    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "epoch_s", "gpu_MiB", "host_MiB"]
+    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "epoch_s_mean", "gpu_MiB", "host_MiB"]

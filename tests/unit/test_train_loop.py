@@ -79,3 +79,53 @@ def test_fit_resumes_from_a_checkpointed_state(tiny_checkpoint, tmp_path):
         lambda m, s: resumed.append((m, s)), resume=states[0][1])
     assert [m["epoch"] for m, s in resumed if s is not None] == [1, 2]
     assert resumed[0][0]["train_loss"] == pytest.approx(states[1][0]["train_loss"], rel=1e-4)
+
+
+def _table_setup(tiny_checkpoint, grouped: bool):
+    """Synthetic tokenized splits with lengths 8..64 (the cache's layout), batched by table_loaders."""
+    import numpy as np
+    import pyarrow as pa
+
+    from raygrid.table_loaders import table_loaders
+
+    rng = np.random.default_rng(0)
+
+    def table(rows: int):
+        lengths = rng.integers(8, 65, rows)
+        return pa.table({"input_ids": [rng.integers(5, 60, n).tolist() for n in lengths],
+                         "label": rng.integers(0, 2, rows), "n_tokens": lengths.astype("int32")})
+
+    cfg = CellConfig.model_validate(
+        {"data": {"dataset": "local", "path": "unused", "max_len": 64, "group_by_length": grouped},
+         "model": {"checkpoint": str(tiny_checkpoint)}, "optim": {"lr": 1e-3, "epochs": 2, "batch_size": 4}})
+    tables = {"train": table(40), "validation": table(12), "test": table(12)}
+    return cfg, table_loaders(cfg, tables, pad_token_id=0)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_fit_reports_mean_epoch_time_and_padding_figures(tiny_checkpoint, tmp_path, grouped):
+    cfg, loaders = _table_setup(tiny_checkpoint, grouped)
+    reports = []
+    final = fit(cfg, build_classifier(cfg, 2), loaders, Classification(2),
+                torch.device("cpu"), lambda m, s: reports.append(m))
+    epoch_times = [m["epoch_time_s"] for m in reports[:-1]]
+    assert final["epoch_time_mean_s"] == pytest.approx(sum(epoch_times) / len(epoch_times))
+    assert final["train_time_s"] == pytest.approx(sum(epoch_times))
+    real, padded = 0, 0
+    for batch in loaders.train(0):
+        real, padded = real + int(batch["attention_mask"].sum()), padded + batch["attention_mask"].numel()
+    assert final["padding_ratio"] == pytest.approx(padded / real, rel=0.05)  # epochs 0 and 1 pad about alike
+    assert final["padded_tokens_per_s"] == pytest.approx(final["tokens_per_s"] * final["padding_ratio"])
+    assert final["eval_time_s"] > 0 and final["checkpoint_time_s"] >= 0
+
+
+def test_length_grouped_loaders_pad_less_and_replay_an_epoch_identically(tiny_checkpoint):
+    ratios = {}
+    for grouped in (True, False):
+        _, loaders = _table_setup(tiny_checkpoint, grouped)
+        masks = [b["attention_mask"] for b in loaders.train(1)]
+        ratios[grouped] = sum(m.numel() for m in masks) / sum(int(m.sum()) for m in masks)
+        again = [b["attention_mask"] for b in loaders.train(1)]
+        assert all(torch.equal(a, b) for a, b in zip(masks, again)) and len(masks) == len(again)
+        assert sum(len(m) for m in masks) == 40 and len(masks) == loaders.steps_per_epoch
+    assert ratios[True] < ratios[False]
