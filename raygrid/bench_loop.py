@@ -57,10 +57,11 @@ def bare_loop(cell: Cell, data, cpus: float, use_gpu: bool) -> dict:
 def raygrid_loop(grid: Grid, cell: Cell, cache_dir: str, out: Path) -> dict:
     """`raygrid run` of this one cell into a fresh MLflow store; the cell's metrics plus wall times."""
     from raygrid import launch
+    from raygrid.cluster import init_ray
     from raygrid.tracking import fetch_runs, tracking_uri
 
     started = time.perf_counter()
-    launch._init_ray()  # noqa: SLF001 (timed apart: Ray's start is paid once per `raygrid run`, not per trial)
+    init_ray()  # timed apart: Ray's start is paid once per `raygrid run`, not per trial
     ray_start = time.perf_counter() - started
     one = dataclasses.replace(grid, cells=[cell], stage_order=[cell.stage] if cell.stage else [])
     uri = tracking_uri(out)

@@ -168,7 +168,11 @@ class CellConfig(Strict):
 
 
 class Resources(Strict):
-    """How each trial is placed on the cluster (not part of a cell's identity)."""
+    """How each trial is placed on the cluster (not part of a cell's identity).
+
+    Set for the whole grid under `resources`; a stage's `resources` or an axis value that sets
+    `resources.*` (e.g. in a dataset bundle) overrides the placement keys for its cells only.
+    """
 
     workers_per_trial: int = Field(1, gt=0)
     use_gpu: bool | Literal["auto"] = "auto"
@@ -185,6 +189,10 @@ class Resources(Strict):
     # training throughput in tokens/s per GPU that overrides the FLOP model when set.
     plan_tflops: float = Field(100.0, gt=0)
     plan_tokens_per_s: float | None = Field(None, gt=0)
+
+
+# Keys only the grid as a whole decides (one Tuner per stage): a cell or stage may not set them.
+GRID_ONLY_RESOURCES = ("max_concurrent_trials",)
 
 
 Axes = dict[str, Annotated[list, Field(min_length=1)]]
@@ -222,6 +230,8 @@ class StageConfig(Strict):
     select: SelectRef | None = None
     base: dict = {}
     axes: Axes | AxesBlocks = {}
+    # Placement of this stage's cells, merged over the grid's `resources` (e.g. more GPU for 16k tokens).
+    resources: dict = {}
 
 
 class GridConfig(Strict):

@@ -217,13 +217,13 @@ def wall_clock_hours(cells, costs: list[CellCost], resources: Resources) -> floa
     slots = resources.max_concurrent_trials
     if slots is None:
         return None
-    gpus = resources.workers_per_trial * resources.gpus_per_worker
     total = 0.0
     for stage in dict.fromkeys(getattr(cell, "stage", None) for cell in cells):
         finish = [0.0] * slots  # a heap of the times the slots become free
         for cell, cost in zip(cells, costs):
             if getattr(cell, "stage", None) == stage:
-                heapq.heapreplace(finish, finish[0] + cost.gpu_hours / gpus)
+                res = getattr(cell, "resources", resources)  # a cell's own placement, if it has one
+                heapq.heapreplace(finish, finish[0] + cost.gpu_hours / (res.workers_per_trial * res.gpus_per_worker))
         total += max(finish)
     return total
 
@@ -231,7 +231,7 @@ def wall_clock_hours(cells, costs: list[CellCost], resources: Resources) -> floa
 def plan_lines(grid, cache_dir: str | Path | None = None) -> list[str]:
     """`raygrid plan`'s table: one line per cell with its cost, notes, and the total over the grid."""
     resources = grid.spec.resources
-    costs = [cell_cost(cell, resources, cache_dir) for cell in grid.cells]
+    costs = [cell_cost(cell, getattr(cell, "resources", resources), cache_dir) for cell in grid.cells]
     width = max([len("cell")] + [len(cell.name) for cell in grid.cells])
     lines = [f"{'#':>4}  {'cell':<{width}}  {'tokens/epoch':>12}  {'epochs':>6}  {'PFLOP':>9}  {'GPU-h':>9}  sizes"]
     unknown: dict[str, list[int]] = {}

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from raygrid.config import CellConfig, GridConfig
+from raygrid.config import GRID_ONLY_RESOURCES, CellConfig, GridConfig, Resources
 
 # Axis values that are file paths: cell names show only their last part.
 _PATH_PREFIXES = ("./", "../", "/", "~")
@@ -46,6 +46,8 @@ class Cell:
     parent: "Cell | None" = None  # the cell whose weights this one starts from
     parent_grid: str | None = None  # name of the grid holding `parent` (this grid's, or another's)
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags, e.g. where `select:` took values
+    # Where the trial runs: the grid's resources, overridden by its stage's and its axis values'.
+    resources: Resources = field(default_factory=Resources)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def load_grid(path: str | Path, _loading: tuple[Path, ...] = ()) -> Grid:
         if not spec.base:
             raise GridError(f"{path}: base: required key is missing")
         grid = Grid(path=path, spec=spec, cells=[], text=text)
-        grid.cells.extend(make_cell(path, base, combo) for combo in expand(spec.axes))
+        grid.cells.extend(make_cell(path, base, combo, resources=spec.resources) for combo in expand(spec.axes))
     _check_unique(path, grid.cells)
     if spec.select or any(stage.select for stage in spec.stages):
         from raygrid.selection import check_selections  # resolved later, against MLflow (plan, run)
@@ -198,7 +200,8 @@ def combinations(axes: dict[str, list]):
         yield dict(zip(keys, values))
 
 
-def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", settings: dict | None = None) -> Cell:
+def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", settings: dict | None = None,
+              resources: Resources | None = None) -> Cell:
     raw = copy.deepcopy(base)
     for dotted, setting in (settings or {}).items():
         set_dotted(raw, dotted, setting)
@@ -209,6 +212,8 @@ def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", se
                 set_dotted(raw, dotted, resolve_paths(setting, path.parent))
             except KeyError as err:
                 raise GridError(f"{path}: {where + '.' if where else ''}axes.{key}: {err.args[0]}") from None
+    placement = cell_resources(path, resources or Resources(), raw.pop("resources", None),
+                               f"{where + '.' if where else ''}{'axes' if combo else 'base'}.resources", combo)
     try:
         config = CellConfig.model_validate(raw)
     except ValidationError as err:
@@ -218,7 +223,24 @@ def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", se
         cell = f" (cell {combo_label(combo)})" if combo else ""
         section = f"{where + '.' if where else ''}{'axes' if from_axis else 'base'}"
         raise GridError(f"{path}: {section}.{detail}{cell}") from None
-    return Cell(name=cell_name(combo), axis_values=combo, config=config)
+    return Cell(name=cell_name(combo), axis_values=combo, config=config, resources=placement)
+
+
+def cell_resources(path: Path, defaults: Resources, overrides: Any, section: str,
+                   combo: dict[str, Any] | None = None) -> Resources:
+    """`defaults` with a stage's or cell's own `resources` settings merged in; errors name `section`'s key."""
+    if not overrides:
+        return defaults
+    if not isinstance(overrides, dict):
+        raise GridError(f"{path}: {section}: expected a mapping of resource keys (got {short_value(overrides)})")
+    for key in GRID_ONLY_RESOURCES:
+        if key in overrides:
+            raise GridError(f"{path}: {section}.{key}: set for the whole grid only (top-level resources)")
+    try:
+        return Resources.model_validate({**defaults.model_dump(exclude_unset=True), **overrides})
+    except ValidationError as err:
+        cell = f" (cell {combo_label(combo)})" if combo else ""
+        raise GridError(f"{path}: {section}.{describe(err)}{cell}") from None
 
 
 def combo_label(combo: dict[str, Any]) -> str:

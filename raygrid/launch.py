@@ -12,7 +12,6 @@ launch, or nothing starts.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pyarrow as pa
 import ray
 import ray.tune
 
+from raygrid.cluster import init_ray, node_shapes
 from raygrid.config import STAGE_SCHEME, Resources
 from raygrid.data.cache import PreparedData, load_tokenizer, prepare_cells, tokenize_table
 from raygrid.data.sources import DataError
@@ -29,16 +29,14 @@ from raygrid.data.storage import join
 from raygrid.grid import Cell, Grid, GridError, short_value
 from raygrid.interrupts import ORPHANED, recorded_outcome, sigterm_as_interrupt
 from raygrid.model import check_checkpoint
+from raygrid.placement import DRIVER_CPUS, NodeShape, Unplaceable, check_placeable, max_concurrent, trial_demand
 from raygrid.preflight import check_cells, offline_hint
 from raygrid.run_lock import grid_lock
 from raygrid.selection import resolve_selections
 from raygrid.tracking import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
-                              TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
+                              TAG_NODE, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
 from raygrid.trial import train_driver
 
-# The Train driver (the Tune trial itself) only waits on its workers: a sliver of a CPU, so it
-# never blocks a worker slot. Ray Data read tasks likewise ask for little (see trial.py).
-DRIVER_CPUS = 0.01
 EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "val_mlm_accuracy", "val_mlm_perplexity",
                  "epoch_time_s", "lr")
 FINAL_METRICS = ("test_f1_macro", "test_accuracy", "test_loss", "best_val_f1_macro", "best_epoch",
@@ -87,12 +85,14 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     for checkpoint in sorted({cell.config.model.checkpoint for cell in pending if cell.config.model}):
         if not checkpoint.startswith(STAGE_SCHEME):
             check_checkpoint(checkpoint)
-    prepared = {}
+    prepared, shapes = {}, []
     if pending:
         tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
         prepared = _prepare(grid, pending, cache_dir, tokenize)
-        _init_ray()
+        init_ray()
         _check_storage(grid, pending, storage)
+        shapes = node_shapes()
+        _check_placeable(grid, pending, shapes)
     storage = storage or str(out_dir.resolve() / "ray")
     if summary.skipped:
         log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
@@ -102,7 +102,7 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
         log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
     tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
     with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
-        _run_stages(grid, pending, links, prepared, storage, tracker, summary, log)
+        _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log)
     tracker.end_grid(failed=bool(summary.failed))
     return summary
 
@@ -120,12 +120,11 @@ def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, 
         raise GridError(f"{grid.path}: {hint}") from None
 
 
-def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, storage: str, tracker: GridTracker,
-                summary: RunSummary, log) -> None:
+def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, shapes: list[NodeShape], storage: str,
+                tracker: GridTracker, summary: RunSummary, log) -> None:
     """The pending cells, stage by stage; a cell whose parent did not finish is recorded FAILED, not run."""
     if not pending:
         return
-    use_gpu = _use_gpu(grid.spec.resources)
     for stage in grid.stage_order or [None]:
         cells = []
         in_stage = [c for c in pending if c.stage == stage]
@@ -144,7 +143,7 @@ def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, st
         if cells:
             if stage is not None:
                 log(f"stage {stage}: {len(cells)} cell(s)")
-            _run_cells(grid, cells, links, prepared, use_gpu, storage, tracker, summary)
+            _run_cells(grid, cells, links, prepared, shapes, storage, tracker, summary)
 
 
 @dataclass(frozen=True)
@@ -195,6 +194,17 @@ def _check_parents(grid: Grid, pending: list[Cell], uri: str) -> dict[str, _Pare
     return links
 
 
+def _check_placeable(grid: Grid, pending: list[Cell], shapes: list[NodeShape]) -> None:
+    """Refuse, before anything is recorded, a cell whose trial no node (now or after scaling) can hold."""
+    for cell in pending:
+        if cell.config.kind == "tfidf":
+            continue  # runs inside its Tune trial: no Train workers
+        try:
+            check_placeable(cell.resources, _use_gpu(cell.resources, shapes), shapes)
+        except Unplaceable as err:
+            raise GridError(f"{grid.path}: {err} (cell {cell.name})") from None
+
+
 def _check_storage(grid: Grid, pending: list[Cell], storage: str | None) -> None:
     """Chained stages on several nodes need storage every node reads; the default <out>/ray is one node's disk."""
     chained = any(cell.parent is not None for cell in pending)
@@ -208,12 +218,11 @@ def _axis_labels(cell: Cell) -> dict[str, str]:
     return {k: short_value(v) for k, v in cell.axis_values.items()}
 
 
-def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], prepared, use_gpu: bool,
+def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], prepared, shapes: list[NodeShape],
                storage: str, tracker: GridTracker, summary: RunSummary) -> None:
     """One Tuner over `cells` (a whole single-stage grid, or one stage)."""
-    resources = grid.spec.resources
-    payloads = [_payload(cell, prepared.get(cell.name), resources, use_gpu, storage, links.get(cell.name))
-                for cell in cells]
+    payloads = [_payload(cell, prepared.get(cell.name), cell.resources, _use_gpu(cell.resources, shapes), storage,
+                         links.get(cell.name)) for cell in cells]
     callback = _MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
     # Each cached table once in the object store, shared by every trial of this Tuner (nine
@@ -225,7 +234,7 @@ def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], 
         ray.tune.with_resources(ray.tune.with_parameters(train_driver, split_refs=split_refs), {"CPU": DRIVER_CPUS}),
         param_space={"cell": ray.tune.grid_search(payloads)},
         tune_config=ray.tune.TuneConfig(
-            max_concurrent_trials=_max_concurrent(resources, use_gpu),
+            max_concurrent_trials=_max_concurrent(grid.spec.resources, cells, shapes),
             trial_name_creator=lambda t: t.config["cell"]["name"],
             trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(t.config['cell']['name'])[:80]}"),
         run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=[callback]),
@@ -256,7 +265,7 @@ def ray_tokenize(actors: int = 2, batch_size: int = 256):
     Order is preserved, so the cache holds exactly the rows the in-process path would write.
     """
     def tokenize(table, tokenizer_location: str, max_len: int):
-        _init_ray()
+        init_ray()
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         # Hand Ray Data the table as several blocks so every actor gets work. (Slicing here, not
         # `repartition`: that needs CPU tasks the actor pool may already hold, and stalls.)
@@ -280,30 +289,20 @@ def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: boo
             "skipped_rows": sum(data.meta.get("skipped_rows", {}).values()) if data else 0}
 
 
-def _init_ray() -> None:
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
-    else:  # "local": a cluster of our own, never another process's local instance that may vanish mid-grid
-        ray.init(address="local", configure_logging=False)
-
-
-def _use_gpu(res: Resources) -> bool:
+def _use_gpu(res: Resources, shapes: list[NodeShape]) -> bool:
+    """`auto`: GPUs when the cluster has or can add a GPU node (an autoscaler may start with none)."""
     if res.use_gpu != "auto":
         return bool(res.use_gpu)
-    return ray.cluster_resources().get("GPU", 0) > 0
+    return any(shape.resources.get("GPU", 0) > 0 for shape in shapes) or ray.cluster_resources().get("GPU", 0) > 0
 
 
-def _max_concurrent(res: Resources, use_gpu: bool) -> int:
-    """As many trials as the cluster can place at once (Train runs start only with all workers)."""
-    if res.max_concurrent_trials:
-        return res.max_concurrent_trials
-    total = ray.cluster_resources()
-    if use_gpu:
-        return max(1, math.floor(total.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker)))
-    per_trial = res.workers_per_trial * res.cpus_per_worker + DRIVER_CPUS
-    return max(1, math.floor(total.get("CPU", 1) / per_trial))
+def _max_concurrent(grid_resources: Resources, cells: list[Cell], shapes: list[NodeShape]) -> int:
+    """As many trials as the cluster can hold at its largest (the autoscaler adds nodes to meet the
+    pending requests), capped by resources.max_concurrent_trials."""
+    demands = [trial_demand(c.resources, _use_gpu(c.resources, shapes)) if c.config.kind != "tfidf" else {"CPU": DRIVER_CPUS}
+               for c in cells]
+    fit = max_concurrent(demands, shapes or [NodeShape("cluster", ray.cluster_resources())])
+    return min(fit, grid_resources.max_concurrent_trials or fit)
 
 
 class _MlflowCells(ray.tune.Callback):
@@ -339,7 +338,8 @@ class _MlflowCells(ray.tune.Callback):
                 return
             run_id = self.run_ids[name]
             self.tracker.log_metrics(run_id, _pick(result, FINAL_METRICS), step=0)
-            tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out")}
+            tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out"),
+                    TAG_NODE: result.get("node_id")}
             if result.get("weights_out") and result.get("checkpoint_path"):
                 tags[TAG_CHECKPOINT] = _storage_uri(trial.config["cell"]["storage_path"], result["checkpoint_path"])
             self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})

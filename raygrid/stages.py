@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from raygrid.config import CORPORA, STAGE_SCHEME, InitRef, StageConfig
-from raygrid.grid import (Cell, Grid, GridError, blocks_of, combo_label, expand, is_bundle, load_grid, make_cell,
-                          merges, resolve_paths)
+from raygrid.grid import (Cell, Grid, GridError, blocks_of, cell_resources, combo_label, expand, is_bundle, load_grid,
+                          make_cell, merges, resolve_paths)
 
 # Keys the link to the parent stage decides; a chained stage may not set them itself.
 LINK_KEYS = ("model.checkpoint", "model.from_scratch")
@@ -59,6 +59,7 @@ def stage_cells(path: Path, grid_base: dict, stage: StageConfig, grid: Grid, loa
     """The cells of one stage, each linked to its parent cell when the stage has `init`."""
     base = merge_trees(grid_base, resolve_paths(stage.base, path.parent))
     where = f"stages.{stage.name}"
+    resources = cell_resources(path, grid.spec.resources, stage.resources, f"{where}.resources")
     ref = init_ref(stage)
     parents, parent_grid = [], None
     if ref is not None:
@@ -73,10 +74,11 @@ def stage_cells(path: Path, grid_base: dict, stage: StageConfig, grid: Grid, loa
             if "tokenizer" not in (base.get("model") or {}):  # (an axis setting it wins: axes apply last)
                 model = parent.config.model
                 settings["model.tokenizer"] = model.tokenizer or model.checkpoint
-        cell = make_cell(path, base, combo, where=where, settings=settings)
+        cell = make_cell(path, base, combo, where=where, settings=settings, resources=resources)
         if parent is not None:
             _check_link(path, stage, cell, parent)
-        cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name, parent, parent_grid))
+        cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name, parent, parent_grid,
+                          resources=cell.resources))
     return cells
 
 

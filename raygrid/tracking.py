@@ -24,6 +24,7 @@ TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "
 TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoint", "raygrid.weights_out"
 TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_cell", "raygrid.init_run_id"
 TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
+TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
 
 
 def tracking_uri(out_dir: str | Path) -> str:

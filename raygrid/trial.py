@@ -64,7 +64,9 @@ def train_worker(payload: dict) -> None:
     resume = _load_checkpoint(ray.train.get_checkpoint())
     on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
-    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in, **timings})
+    # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
+    node = ray.get_runtime_context().get_node_id()
+    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in, "node_id": node, **timings})
     fit(cfg, model, loaders, objective, device, report, resume, on_step=on_step)
 
 
