@@ -58,7 +58,12 @@ class Runs:
     """MLflow's view of one grid: its parent run and cell runs (every run, superseded ones too)."""
 
     def __init__(self, uri: str, grid_name: str):
+        """Create the store's tables now: build this before `start_run`, as MLflow's SQLite schema setup is
+        not safe against a second process doing it at the same moment (CircularDependencyError)."""
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.client, self.grid_name = MlflowClient(uri), grid_name
+        self.client.search_experiments(max_results=1)
 
     def _search(self, role: str) -> list:
         experiment = self.client.get_experiment_by_name(self.grid_name)

@@ -75,8 +75,8 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_local, tiny_check
 def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tiny_checkpoint, tmp_path, capsys):
     """SIGKILL of `raygrid run` mid-grid; a damaged cache entry on top; then the same command again."""
     grid = write_grid(tmp_path, tiny_checkpoint, "run-kill", "  seed: [0, 1, 2]\n", ", max_concurrent_trials: 1")
+    runs = Runs(uri(tmp_path), "run-kill")  # first: the store exists before the run starts
     proc = start_run(run_args(grid, tmp_path), tmp_path / "logs")
-    runs = Runs(uri(tmp_path), "run-kill")
     try:
         wait_for(lambda: "FINISHED" in runs.by_status() and "RUNNING" in runs.by_status(), 300,
                  "one cell finished and the next running")
@@ -112,8 +112,8 @@ def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tin
 def test_ctrl_c_stops_within_seconds_and_records_the_interruption(ray_local, tiny_checkpoint, tmp_path):
     grid = write_grid(tmp_path, tiny_checkpoint, "ctrl-c", "  seed: [0, 1]\n", ", max_concurrent_trials: 1",
                       epochs=50)
+    runs = Runs(uri(tmp_path), "ctrl-c")  # first: the store exists before the run starts
     proc = start_run(run_args(grid, tmp_path), tmp_path / "logs")
-    runs = Runs(uri(tmp_path), "ctrl-c")
     try:
         wait_for(lambda: any(runs.epochs_logged(r) for r in runs.cells()), 300, "a cell's first epoch")
         start = time.monotonic()
