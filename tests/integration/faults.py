@@ -41,12 +41,17 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2):
 
 
 def train_worker_pids() -> list[int]:
-    """Processes running a Ray Train worker actor (any trial) on this machine."""
+    """Ray Train worker processes of the Ray cluster this process started (its raylet's children).
+
+    Only descendants of this process: on a shared machine other users' Train workers look the same.
+    """
     pids = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if cmdline.startswith("ray::RayTrainWorker"):
-            pids.append(proc.info["pid"])
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if " ".join(proc.cmdline()).startswith("ray::RayTrainWorker"):
+                pids.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # ended while we looked
+            continue
     return pids
 
 
