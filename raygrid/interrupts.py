@@ -8,33 +8,46 @@ so they cannot belong to a run still going). The reason is on each run (tag rayg
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 INTERRUPTED = "interrupted (Ctrl-C / SIGTERM); rerun the same command to continue (finished cells are skipped)"
 ORPHANED = "its raygrid run was killed or crashed before closing it; closed by the next run of the grid"
 
 
+# Seconds an interrupted run may take to unwind before it is recorded and ended from a watchdog thread
+# (seen on a loaded machine: the KeyboardInterrupt swallowed inside Ray, training going on).
+GRACE_S = 10.0
+_signalled = threading.Event()
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM (a job stop, `kill`) ends the run like Ctrl-C instead of killing it mid-write."""
+    """Ctrl-C and SIGTERM (a job stop, `kill`) raise KeyboardInterrupt, and arm recorded_outcome's watchdog."""
+    _signalled.clear()  # an earlier run in this process may have been interrupted
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
 
     def interrupt(signum, frame):
+        _signalled.set()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def recorded_outcome(tracker):
     """Close what is RUNNING when the block is interrupted (KILLED) or crashes (FAILED), then re-raise."""
+    done = threading.Event()
+    threading.Thread(target=_watchdog, args=(tracker, done), daemon=True).start()
     try:
         yield
     except KeyboardInterrupt:
@@ -44,3 +57,15 @@ def recorded_outcome(tracker):
         tracker.close_running(f"raygrid run crashed: {type(err).__name__}: {str(err)[:500]}", status="FAILED")
         tracker.end_grid(failed=True)
         raise
+    finally:
+        done.set()
+
+
+def _watchdog(tracker, done: threading.Event) -> None:
+    """After a signal, give the run GRACE_S to unwind; if it has not, record the interruption and exit 130."""
+    while not done.wait(0.5):
+        if _signalled.is_set() and not done.wait(GRACE_S):
+            tracker.interrupt_grid(INTERRUPTED)
+            print("\nraygrid: interrupted; running cells recorded as KILLED. Rerun the same command to continue.",
+                  file=sys.stderr, flush=True)
+            os._exit(130)

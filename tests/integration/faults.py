@@ -41,12 +41,17 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2):
 
 
 def train_worker_pids() -> list[int]:
-    """Processes running a Ray Train worker actor (any trial) on this machine."""
+    """Ray Train worker processes of the Ray cluster this process started (its raylet's children).
+
+    Only descendants of this process: on a shared machine other users' Train workers look the same.
+    """
     pids = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if cmdline.startswith("ray::RayTrainWorker"):
-            pids.append(proc.info["pid"])
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if " ".join(proc.cmdline()).startswith("ray::RayTrainWorker"):
+                pids.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # ended while we looked
+            continue
     return pids
 
 
@@ -58,7 +63,12 @@ class Runs:
     """MLflow's view of one grid: its parent run and cell runs (every run, superseded ones too)."""
 
     def __init__(self, uri: str, grid_name: str):
+        """Create the store's tables now: build this before `start_run`, as MLflow's SQLite schema setup is
+        not safe against a second process doing it at the same moment (CircularDependencyError)."""
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.client, self.grid_name = MlflowClient(uri), grid_name
+        self.client.search_experiments(max_results=1)
 
     def _search(self, role: str) -> list:
         experiment = self.client.get_experiment_by_name(self.grid_name)

@@ -53,11 +53,18 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_local, tiny_check
                       train_rows=96)
     killed = []
 
+    def kill_a_worker():
+        for pid in train_worker_pids():
+            try:
+                kill(pid)
+                return pid
+            except ProcessLookupError:  # ended between the listing and the kill
+                continue
+        return None
+
     def killer():
-        wait_for(lambda: checkpoints(tmp_path), 180, "the first epoch's checkpoint", every=0.05)
-        pid = wait_for(train_worker_pids, 30, "a Train worker process")[0]
-        kill(pid)
-        killed.append(pid)
+        wait_for(lambda: checkpoints(tmp_path), 600, "the first epoch's checkpoint", every=0.05)
+        killed.append(wait_for(kill_a_worker, 30, "a Train worker process to kill", every=0.05))
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
@@ -75,10 +82,10 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_local, tiny_check
 def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tiny_checkpoint, tmp_path, capsys):
     """SIGKILL of `raygrid run` mid-grid; a damaged cache entry on top; then the same command again."""
     grid = write_grid(tmp_path, tiny_checkpoint, "run-kill", "  seed: [0, 1, 2]\n", ", max_concurrent_trials: 1")
+    runs = Runs(uri(tmp_path), "run-kill")  # first: the store exists before the run starts
     proc = start_run(run_args(grid, tmp_path), tmp_path / "logs")
-    runs = Runs(uri(tmp_path), "run-kill")
     try:
-        wait_for(lambda: "FINISHED" in runs.by_status() and "RUNNING" in runs.by_status(), 300,
+        wait_for(lambda: "FINISHED" in runs.by_status() and "RUNNING" in runs.by_status(), 600,
                  "one cell finished and the next running")
     finally:
         proc.kill()
@@ -112,10 +119,10 @@ def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tin
 def test_ctrl_c_stops_within_seconds_and_records_the_interruption(ray_local, tiny_checkpoint, tmp_path):
     grid = write_grid(tmp_path, tiny_checkpoint, "ctrl-c", "  seed: [0, 1]\n", ", max_concurrent_trials: 1",
                       epochs=50)
+    runs = Runs(uri(tmp_path), "ctrl-c")  # first: the store exists before the run starts
     proc = start_run(run_args(grid, tmp_path), tmp_path / "logs")
-    runs = Runs(uri(tmp_path), "ctrl-c")
     try:
-        wait_for(lambda: any(runs.epochs_logged(r) for r in runs.cells()), 300, "a cell's first epoch")
+        wait_for(lambda: any(runs.epochs_logged(r) for r in runs.cells()), 600, "a cell's first epoch")
         start = time.monotonic()
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
