@@ -77,7 +77,7 @@ def stage_cells(path: Path, grid_base: dict, stage: StageConfig, grid: Grid, loa
         if parent is not None:
             _check_link(path, stage, cell, parent)
         cells.append(Cell(f"{stage.name}/{cell.name}", combo, cell.config, stage.name, parent, parent_grid,
-                          cell.resources))
+                          resources=cell.resources))
     return cells
 
 
