@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -129,7 +130,7 @@ class MlflowServer:
                "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "art")]
         self.log = open(root / "mlflow.log", "w")
         self.proc = subprocess.Popen(cmd, start_new_session=True, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # gunicorn, migrations and job backends: slow on a busy 2-core box
         while not _http_ok(f"{self.uri}/health"):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.stop()
@@ -162,8 +163,11 @@ def kill_session(proc: subprocess.Popen) -> None:
 
 
 def _http_ok(url: str) -> bool:
+    """Whether a server answers at `url` (a 401 from a token-protected dashboard counts: it is up)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
+    except urllib.error.HTTPError as err:
+        return err.code == 401
     except OSError:
         return False
