@@ -9,7 +9,7 @@ PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", 
         "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.positions", "raygrid.cost", "raygrid.plots",
         "raygrid.render", "raygrid.cost_data", "raygrid.preflight", "raygrid.run_lock", "raygrid.interrupts",
         "raygrid.prune", "raygrid.data.verify", "raygrid.data.length_grouping", "raygrid.table_loaders",
-        "raygrid.cell_model", "raygrid.bench_padding", "raygrid.bench_loop"]
+        "raygrid.cell_model", "raygrid.bench_padding", "raygrid.bench_loop", "raygrid.placement"]
 
 
 def test_pure_modules_import_neither_ray_nor_mlflow():

@@ -97,3 +97,16 @@ resources: {cpus_per_worker: 2}
     path.write_text(path.read_text().replace("resources: {cpus_per_worker: 6}", "resources: {cpus: 6}"))
     with pytest.raises(GridError, match=r"stages.tapt.resources.cpus: unknown key"):
         load_grid(path)
+
+
+def test_node_types_come_from_the_autoscaler_config(tmp_path, monkeypatch):
+    """cluster.yaml's worker types are what `raygrid run` sizes against on a `ray up` head."""
+    from pathlib import Path
+
+    from raygrid.cluster import CONFIG_ENV, autoscaler_node_types
+
+    shipped = Path(__file__).resolve().parents[2] / "cluster.yaml"
+    assert autoscaler_node_types(str(shipped)) == [NodeShape("gpu_1x", {"CPU": 8.0, "GPU": 1.0}, count=8)]
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "missing.yaml"))
+    monkeypatch.setattr("raygrid.cluster.BOOTSTRAP_CONFIG", str(tmp_path / "none.yaml"))
+    assert autoscaler_node_types() is None  # no autoscaler: the live nodes decide

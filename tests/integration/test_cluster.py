@@ -1,0 +1,180 @@
+"""raygrid on real multi-node Ray, on this one machine: an autoscaling cluster (Ray's fake multi-node
+provider), two nodes passing stage weights through shared storage, and a Ray Job submitted exactly as
+the README says, logging to an MLflow tracking server over HTTP.
+
+Each test starts and stops its own Ray processes (tests/integration/local_cluster.py).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from raygrid.cli import main
+from tests.conftest import tiny_grid_yaml
+from tests.integration.local_cluster import BIN, MlflowServer, RayHead, auth_env
+
+pytestmark = pytest.mark.integration
+
+EPOCH_METRICS = {"train_loss", "val_loss", "val_f1_macro", "val_accuracy", "epoch_time_s", "lr"}
+CELL_METRICS = {"test_f1_macro", "test_accuracy", "best_val_f1_macro", "train_time_s", "tokens_per_s",
+                "peak_gpu_mem_mb", "peak_host_mem_mb"}
+SECRET = "raygrid-dummy-secret-7f3a"
+
+
+def cell_runs(uri: str, grid: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(grid)
+    return [] if experiment is None else client.search_runs([experiment.experiment_id], "tags.`raygrid.role` = 'cell'")
+
+
+def most_at_once(runs) -> int:
+    """The largest number of runs that were running at the same moment."""
+    events = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs])
+    now = best = 0
+    for _, change in events:
+        now += change
+        best = max(best, now)
+    return best
+
+
+@pytest.fixture
+def joined(monkeypatch):
+    """Point raygrid at a cluster (RAY_ADDRESS) and disconnect afterwards."""
+    assert not ray.is_initialized(), "another test left a Ray connection open"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the test's heads (see local_cluster.auth_env)
+
+    def join(address: str, autoscaling_config: Path | None = None):
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        if autoscaling_config:
+            monkeypatch.setenv("RAYGRID_AUTOSCALING_CONFIG", str(autoscaling_config))
+
+    yield join
+    ray.shutdown()
+
+
+def test_autoscaling_cluster_runs_trials_side_by_side_and_refuses_what_no_node_holds(
+        joined, tiny_checkpoint, tmp_path, capsys):
+    # The head has no CPU for workers; nodes of 1 CPU are added on demand, at most two.
+    head = RayHead(tmp_path / "head", cpus=0, autoscaling={
+        "head": {"CPU": 0}, "worker_types": {"cpu1": {"resources": {"CPU": 1}, "min_workers": 0, "max_workers": 2}}})
+    try:
+        joined(head.address, head.config_path)
+        grid = tmp_path / "auto.yaml"
+        out, cache = tmp_path / "out", tmp_path / "cache"
+        run = ["run", str(grid), "--out", str(out), "--cache-dir", str(cache)]
+        for bad, key in (("cpus_per_worker: 4", "resources.cpus_per_worker"), ("use_gpu: true", "resources.use_gpu")):
+            grid.write_text(tiny_grid_yaml(tiny_checkpoint, name="auto").replace("cpus_per_worker: 0.8", bad))
+            assert main(run) == 2
+            assert f"auto.yaml: {key}: " in capsys.readouterr().err
+        assert cell_runs(f"sqlite:///{out / 'mlflow.db'}", "auto") == []  # refused before anything was recorded
+
+        axes = "  model.pooling: [cls, mean]\n  seed: [0, 1]\n"
+        grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes=axes, name="auto").replace("epochs: 2", "epochs: 1"))
+        assert main(run) == 0
+    finally:
+        head.stop()
+    runs = cell_runs(f"sqlite:///{out / 'mlflow.db'}", "auto")
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    concurrency = most_at_once(runs)
+    print(f"autoscaling: 4 cells, at most {concurrency} at once, on {len({r.data.tags['raygrid.node'] for r in runs})} "
+          f"nodes, {(max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000:.0f} s")
+    assert concurrency >= 2
+    assert len({r.data.tags["raygrid.node"] for r in runs}) >= 2  # autoscaled nodes (several) took the trials
+
+
+CHAIN = """
+name: chain2
+base:
+  data: {{dataset: hyperpartisan, path: {sample}, max_len: 64, limit: {{train: 24, validation: 8, test: 8}}}}
+  model: {{checkpoint: {checkpoint}, pooling: cls}}
+  optim: {{lr: 1.0e-3, epochs: 1, batch_size: 8}}
+stages:
+  - {{name: tapt, base: {{kind: mlm}}}}
+  - {{name: ft, init: tapt, axes: {{model.pooling: [cls, mean]}}}}
+resources: {{cpus_per_worker: 1.5}}
+"""
+
+
+def test_two_nodes_pass_stage_weights_through_shared_storage(joined, tiny_checkpoint, tmp_path, capsys):
+    from tests.conftest import SAMPLE
+
+    head = RayHead(tmp_path / "head", cpus=2)
+    try:
+        head.add_worker(cpus=2)
+        joined(head.address)
+        ray.init(address=head.address, configure_logging=False)
+        deadline = time.time() + 120
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert time.time() < deadline, "the second node never joined"
+            time.sleep(1)
+        grid = tmp_path / "chain2.yaml"
+        grid.write_text(CHAIN.format(sample=SAMPLE, checkpoint=tiny_checkpoint))
+        run = ["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+        assert main(run) == 2  # two nodes, stages, no --storage: refused, nothing started
+        assert "2 Ray nodes but no shared storage" in capsys.readouterr().err
+        storage = tmp_path / "shared-storage"  # a path every node mounts (here: the same disk)
+        assert main(run + ["--storage", str(storage)]) == 0
+    finally:
+        ray.shutdown()
+        head.stop()
+    runs = {r.data.tags["raygrid.cell"]: r for r in cell_runs(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}", "chain2")}
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs.values())
+    tapt = runs["tapt/base"]
+    exported = Path(tapt.data.tags["raygrid.checkpoint"])
+    assert exported.is_relative_to(storage) and (exported / "config.json").is_file()
+    fine_tuned = [runs["ft/pooling=cls"], runs["ft/pooling=mean"]]
+    assert all(r.data.tags["raygrid.weights_in"] == tapt.data.tags["raygrid.weights_out"] for r in fine_tuned)
+    # Both nodes trained (a 2-CPU node holds one 1.5-CPU worker), so one of them read the
+    # tokenized cache and the parent's weights that the other node (or the driver) wrote.
+    assert len({r.data.tags["raygrid.node"] for r in fine_tuned}) == 2
+
+
+def test_ray_job_logs_to_a_tracking_server_without_leaking_secrets(tiny_checkpoint, tmp_path):
+    """The README's `ray job submit ... -- raygrid run ...`, with MLflow as a server over HTTP."""
+    server = MlflowServer(tmp_path / "mlflow")
+    token = "raygrid-test-token-" + os.urandom(8).hex()
+    head = RayHead(tmp_path / "head", cpus=2, dashboard=True, token=token)
+    try:
+        project = tmp_path / "project"  # the job's --working-dir: the user's folder with grids/
+        (project / "grids").mkdir(parents=True)
+        (project / "grids" / "tiny.yaml").write_text(tiny_grid_yaml(tiny_checkpoint, name="job"))
+        shared = tmp_path / "shared"  # stands for storage every node reads (a mount, or s3://)
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": server.uri,
+               "AWS_SECRET_ACCESS_KEY": SECRET}
+        env.pop("RAY_ADDRESS", None)
+        submit = [str(BIN / "ray"), "job", "submit", "--address", head.dashboard_url, "--working-dir", str(project),
+                  "--runtime-env-json", f'{{"env_vars": {{"MLFLOW_TRACKING_URI": "{server.uri}"}}}}', "--",
+                  "raygrid", "run", "grids/tiny.yaml", "--out", str(shared / "runs"),
+                  "--cache-dir", str(shared / "cache")]
+        stranger = subprocess.run(submit, env={**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "wrong-token"},
+                                  capture_output=True, text=True, timeout=300)
+        assert stranger.returncode != 0 and not shared.exists()  # without the cluster's token: no job
+        job = subprocess.run(submit, env={**env, **auth_env(token)}, capture_output=True, text=True, timeout=900)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        runs = cell_runs(server.uri, "job")
+        assert {r.data.tags["raygrid.cell"]: r.info.status for r in runs} == \
+            {"pooling=cls": "FINISHED", "pooling=mean": "FINISHED"}
+        client = MlflowClient(server.uri)
+        for run in runs:  # every metric of every epoch arrived over HTTP, from trials running side by side
+            assert CELL_METRICS | EPOCH_METRICS <= set(run.data.metrics)
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "val_f1_macro")] == [0, 1]
+        parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+        assert "grid.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+        os.environ["MLFLOW_TRACKING_URI"] = server.uri
+        try:
+            assert main(["report", str(shared / "runs")]) == 0
+        finally:
+            del os.environ["MLFLOW_TRACKING_URI"]
+    finally:
+        head.stop()
+        server.stop()
+    # raygrid records no environment: the dummy secret is nowhere in MLflow or the run folders.
+    for path in [*(tmp_path / "mlflow").rglob("*"), *shared.rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
