@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from raygrid.cli import main
-from tests.conftest import tiny_grid_yaml
+from tests.conftest import REPO, tiny_grid_yaml
 from tests.integration.local_cluster import BIN, MlflowServer, RayHead, auth_env
 
 pytestmark = pytest.mark.integration
@@ -43,40 +43,34 @@ def most_at_once(runs) -> int:
     return best
 
 
-@pytest.fixture
-def joined(monkeypatch):
-    """Point raygrid at a cluster (RAY_ADDRESS) and disconnect afterwards."""
-    assert not ray.is_initialized(), "another test left a Ray connection open"
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the test's heads (see local_cluster.auth_env)
-
-    def join(address: str, autoscaling_config: Path | None = None):
-        monkeypatch.setenv("RAY_ADDRESS", address)
-        if autoscaling_config:
-            monkeypatch.setenv("RAYGRID_AUTOSCALING_CONFIG", str(autoscaling_config))
-
-    yield join
-    ray.shutdown()
+def raygrid(args: list[str], head: RayHead) -> subprocess.CompletedProcess:
+    """`RAY_ADDRESS=<head> raygrid ...` in its own process, as a user runs it on a cluster node (and
+    no Ray client state is shared with the other tests of this process)."""
+    env = {**os.environ, **auth_env(None), "RAY_ADDRESS": head.address}
+    if head.config_path:
+        env["RAYGRID_AUTOSCALING_CONFIG"] = str(head.config_path)
+    return subprocess.run([sys.executable, "-m", "raygrid.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1800)
 
 
-def test_autoscaling_cluster_runs_trials_side_by_side_and_refuses_what_no_node_holds(
-        joined, tiny_checkpoint, tmp_path, capsys):
+def test_autoscaling_cluster_runs_trials_side_by_side_and_refuses_what_no_node_holds(tiny_checkpoint, tmp_path):
     # The head has no CPU for workers; nodes of 1 CPU are added on demand, at most two.
     head = RayHead(tmp_path / "head", cpus=0, autoscaling={
         "head": {"CPU": 0}, "worker_types": {"cpu1": {"resources": {"CPU": 1}, "min_workers": 0, "max_workers": 2}}})
     try:
-        joined(head.address, head.config_path)
         grid = tmp_path / "auto.yaml"
         out, cache = tmp_path / "out", tmp_path / "cache"
         run = ["run", str(grid), "--out", str(out), "--cache-dir", str(cache)]
         for bad, key in (("cpus_per_worker: 4", "resources.cpus_per_worker"), ("use_gpu: true", "resources.use_gpu")):
             grid.write_text(tiny_grid_yaml(tiny_checkpoint, name="auto").replace("cpus_per_worker: 0.8", bad))
-            assert main(run) == 2
-            assert f"auto.yaml: {key}: " in capsys.readouterr().err
+            refused = raygrid(run, head)
+            assert refused.returncode == 2 and f"auto.yaml: {key}: " in refused.stderr
         assert cell_runs(f"sqlite:///{out / 'mlflow.db'}", "auto") == []  # refused before anything was recorded
 
         axes = "  model.pooling: [cls, mean]\n  seed: [0, 1]\n"
         grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes=axes, name="auto").replace("epochs: 2", "epochs: 1"))
-        assert main(run) == 0
+        done = raygrid(run, head)
+        assert done.returncode == 0, done.stderr[-3000:]
     finally:
         head.stop()
     runs = cell_runs(f"sqlite:///{out / 'mlflow.db'}", "auto")
@@ -101,27 +95,25 @@ resources: {{cpus_per_worker: 1.5}}
 """
 
 
-def test_two_nodes_pass_stage_weights_through_shared_storage(joined, tiny_checkpoint, tmp_path, capsys):
+def test_two_nodes_pass_stage_weights_through_shared_storage(tiny_checkpoint, tmp_path):
     from tests.conftest import SAMPLE
 
     head = RayHead(tmp_path / "head", cpus=2)
     try:
         head.add_worker(cpus=2)
-        joined(head.address)
-        ray.init(address=head.address, configure_logging=False)
-        deadline = time.time() + 120
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+        deadline = time.time() + 300
+        while "Ray runtime started" not in (tmp_path / "head" / "worker0.log").read_text():
             assert time.time() < deadline, "the second node never joined"
             time.sleep(1)
         grid = tmp_path / "chain2.yaml"
         grid.write_text(CHAIN.format(sample=SAMPLE, checkpoint=tiny_checkpoint))
         run = ["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
-        assert main(run) == 2  # two nodes, stages, no --storage: refused, nothing started
-        assert "2 Ray nodes but no shared storage" in capsys.readouterr().err
+        refused = raygrid(run, head)  # two nodes, stages, no --storage: refused, nothing started
+        assert refused.returncode == 2 and "2 Ray nodes but no shared storage" in refused.stderr
         storage = tmp_path / "shared-storage"  # a path every node mounts (here: the same disk)
-        assert main(run + ["--storage", str(storage)]) == 0
+        done = raygrid(run + ["--storage", str(storage)], head)
+        assert done.returncode == 0, done.stderr[-3000:]
     finally:
-        ray.shutdown()
         head.stop()
     runs = {r.data.tags["raygrid.cell"]: r for r in cell_runs(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}", "chain2")}
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs.values())
