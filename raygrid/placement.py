@@ -11,7 +11,6 @@ raygrid.cluster reads the node shapes from Ray and the autoscaler's config. Two 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from raygrid.config import Resources
@@ -97,6 +96,6 @@ def max_concurrent(demands: list[dict[str, float]], shapes: list[NodeShape]) -> 
 
 
 def _show(resources: dict[str, float]) -> str:
-    shown = {k: v for k, v in resources.items() if k in ("CPU", "GPU") or not k.startswith(("node:", "memory",
-                                                                                              "object_store"))}
-    return ", ".join(f"{k} {v:g}" if not math.isinf(v) else f"{k} any" for k, v in sorted(shown.items())) or "nothing"
+    """`CPU 8, GPU 1`: the schedulable resources, without Ray's per-node and memory bookkeeping keys."""
+    shown = {k: v for k, v in resources.items() if not k.startswith(("node:", "memory", "object_store"))}
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(shown.items())) or "nothing"
