@@ -225,13 +225,10 @@ def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], 
                          links.get(cell.name)) for cell in cells]
     callback = _MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
-    # Each cached table once in the object store, shared by every trial of this Tuner (nine
-    # Wikipedia-MLM variants would otherwise hold nine copies of ~2 GB); freed when the stage ends.
     entries = {prepared[cell.name].folder: prepared[cell.name] for cell in cells if cell.name in prepared}
-    split_refs = {folder: {split: ray.put(entry.read_split(split)) for split in entry.splits}
-                  for folder, entry in entries.items()}
+    datasets = _shared_datasets(entries)
     tuner = ray.tune.Tuner(
-        ray.tune.with_resources(ray.tune.with_parameters(train_driver, split_refs=split_refs), {"CPU": DRIVER_CPUS}),
+        ray.tune.with_resources(ray.tune.with_parameters(train_driver, datasets=datasets), {"CPU": DRIVER_CPUS}),
         param_space={"cell": ray.tune.grid_search(payloads)},
         tune_config=ray.tune.TuneConfig(
             max_concurrent_trials=_max_concurrent(grid.spec.resources, cells, shapes),
@@ -243,6 +240,20 @@ def _run_cells(grid: Grid, cells: list[Cell], links: dict[str, _ParentWeights], 
     # not Tune's own handler, which stops quietly and advises `Tuner.restore(...)`, wrong for raygrid.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tuner.fit()
+
+
+def _shared_datasets(entries: dict[str, PreparedData]) -> dict[str, dict[str, ray.data.Dataset]]:
+    """{cache folder: {split: Dataset}}, built here, once, and handed to every trial of the Tuner.
+
+    Each cached table sits once in the object store, shared by all trials (nine Wikipedia-MLM
+    variants would otherwise hold nine copies of ~2 GB); it is freed when the stage ends.
+    Built here and not in the trials: making a Dataset from tables runs a metadata task that asks
+    for a whole CPU. Inside a trial that task can wait forever: on 1-CPU autoscaled nodes, each
+    holding a trial driver's 0.01 CPU, no node ever has a whole CPU free (seen in `ray status` as
+    `{'CPU': 1.0}: 2+ pending tasks`). Here no trial is placed yet, so the task always runs.
+    """
+    return {folder: {split: ray.data.from_arrow(entry.read_split(split)) for split in entry.splits}
+            for folder, entry in entries.items()}
 
 
 def _safe(name: str) -> str:

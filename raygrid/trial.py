@@ -149,11 +149,12 @@ def _load_checkpoint(checkpoint) -> dict | None:
 # --- Tune trial = Train driver -----------------------------------------------------------------
 
 
-def train_driver(config: dict, split_refs: dict | None = None) -> None:
+def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
     """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
 
-    `split_refs` ({cache folder: {split: ObjectRef of the table}}, see raygrid.launch) shares one
-    copy of each table in the object store among all trials; without it the trial reads the cache.
+    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.launch) share one copy of
+    each table in the object store among all trials. The trial makes no Dataset of its own: that
+    would start a whole-CPU task, which can starve on a full cluster (see launch._shared_datasets).
     """
     payload = config["cell"]
     if payload["config"]["kind"] == "tfidf":
@@ -162,9 +163,6 @@ def train_driver(config: dict, split_refs: dict | None = None) -> None:
     data = PreparedData.load(payload["data_dir"])
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    shared = (split_refs or {}).get(data.folder, {})
-    datasets = {split: ray.data.from_arrow_refs([shared[split]]) if split in shared else _cached_split(data, split)
-                for split in data.splits}
     trial_id = ray.tune.get_context().get_trial_id()
     payload = {**payload, "driver_started": time.time()}  # workers time their group's start from here
     trainer = TorchTrainer(
@@ -178,7 +176,7 @@ def train_driver(config: dict, split_refs: dict | None = None) -> None:
             name=f"train-{trial_id}", storage_path=payload["storage_path"], callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
-        datasets=datasets,
+        datasets=datasets[data.folder],
         # No split: each worker holds every split whole and takes its rank's share of the batches.
         dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=_data_options(res)),
     )
@@ -201,17 +199,6 @@ def _tfidf_cell(payload: dict) -> None:
                       num_labels=len(raw.label_names))
     ray.tune.report({"epoch": 0, "val_f1_macro": scores["val_f1_macro"], "val_accuracy": scores["val_accuracy"]})
     ray.tune.report({**scores, "best_val_f1_macro": scores["val_f1_macro"], "peak_gpu_mem_mb": 0.0, "final": 1})
-
-
-def _cached_split(data: PreparedData, split: str) -> ray.data.Dataset:
-    """A Ray Dataset over one tokenized split.
-
-    The driver reads the (already tokenized, compact) Parquet file and hands the table to Ray Data,
-    which streams it to the workers. `read_parquet` would start a file-listing task that asks for a
-    whole CPU; with every CPU of a small node held by Train workers it never gets scheduled and
-    the trial hangs (seen on 2 cores with two trials side by side).
-    """
-    return ray.data.from_arrow(data.read_split(split))
 
 
 def _data_options(res: Resources) -> ray.data.ExecutionOptions:

@@ -53,14 +53,6 @@ def raygrid(args: list[str], head: RayHead) -> subprocess.CompletedProcess:
                           text=True, timeout=1800)
 
 
-# Known hang (found at the end of session 3, not yet fixed): on 1-CPU autoscaled nodes the second wave
-# of trials waits forever on a Ray Data task asking for a whole CPU ({'CPU': 1.0} pending) while each
-# node keeps 0.01 for a trial driver. Opt in until raygrid caps its Data tasks below a CPU.
-MULTI_NODE = pytest.mark.skipif(not os.environ.get("RAYGRID_MULTINODE_TESTS"),
-                                reason="multi-node tests: set RAYGRID_MULTINODE_TESTS=1 (known Ray Data CPU hang)")
-
-
-@MULTI_NODE
 def test_autoscaling_cluster_runs_trials_side_by_side_and_refuses_what_no_node_holds(tiny_checkpoint, tmp_path):
     # The head has no CPU for workers; nodes of 1 CPU are added on demand, at most two.
     head = RayHead(tmp_path / "head", cpus=0, autoscaling={
@@ -103,7 +95,6 @@ resources: {{cpus_per_worker: 1.5}}
 """
 
 
-@MULTI_NODE
 def test_two_nodes_pass_stage_weights_through_shared_storage(tiny_checkpoint, tmp_path):
     from tests.conftest import SAMPLE
 
