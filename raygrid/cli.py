@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from raygrid.grid import GridError, describe, load_grid
+from raygrid.spec.grid import GridError, describe
+from raygrid.spec.loader import load_grid
 
 DEFAULT_OUT = Path("runs")
 
@@ -18,13 +19,22 @@ def _out_dir(args) -> Path:
     return Path(args.out) if args.out else DEFAULT_OUT
 
 
+def _scores_in(uri: str | None):
+    """What `select:` chooses from: a source grid's finished scores in the MLflow store at `uri`."""
+    def scores_of(grid_name: str, metric: str):
+        from raygrid.tracking.runs import finished_scores  # MLflow only when a selection is resolved
+
+        return finished_scores(uri, grid_name, metric)
+    return scores_of
+
+
 def cmd_plan(args) -> int:
     """Validate a grid, list its cells and predict their cost (tokens, FLOPs, GPU-hours); starts nothing."""
-    from raygrid.plan_notes import settings_lines
-    from raygrid.selection import selection_lines
+    from raygrid.spec.plan_notes import settings_lines
+    from raygrid.spec.selection import selection_lines
 
     grid = load_grid(args.grid)
-    from raygrid.preflight import check_cells
+    from raygrid.orchestration.preflight import check_cells
 
     check_cells(grid, grid.cells, hub=False)  # local checkpoints only: plan needs no network
     if grid.stage_order:
@@ -32,12 +42,13 @@ def cmd_plan(args) -> int:
     else:
         shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
     print(f"grid {grid.name}: {len(grid.cells)} cells ({shape})")
-    grid, chosen = selection_lines(grid, _existing_store(args))  # `select:` values, once their grid has run
+    uri = _existing_store(args)
+    grid, chosen = selection_lines(grid, uri, _scores_in(uri))  # `select:` values, once their grid has run
     print("\n".join(settings_lines(grid) + chosen))
     lines = None
     if not args.no_cost:
         try:
-            from raygrid.cost import plan_lines
+            from raygrid.cost.estimate import plan_lines
 
             lines = plan_lines(grid, args.cache_dir)
         except Exception as err:  # the estimate is advice: fall back to the plain list
@@ -64,8 +75,8 @@ def cmd_run(args) -> int:
     """Run every unfinished cell of a grid on Ray, record it in MLflow, print the tables."""
     grid = load_grid(args.grid)  # fails fast, before Ray or MLflow start
     from raygrid.data.cache import cache_root
-    from raygrid.launch import run_grid
-    from raygrid.tracking import tracking_uri
+    from raygrid.orchestration.launch import run_grid
+    from raygrid.tracking.runs import tracking_uri
 
     out = _out_dir(args)
     uri = tracking_uri(out)
@@ -89,7 +100,7 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     """Rebuild the study's tables (and with --save its CSV/LaTeX files and figures) from MLflow alone."""
-    from raygrid.tracking import tracking_uri
+    from raygrid.tracking.runs import tracking_uri
 
     target = Path(args.target)
     if target.suffix in (".yaml", ".yml"):
@@ -102,7 +113,7 @@ def cmd_report(args) -> int:
         raise GridError(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
     reference = None
     if args.compare:
-        from raygrid.compare import load_reference
+        from raygrid.report.compare import load_reference
 
         reference = load_reference(args.compare)  # a bad file fails before any table is built
     for name in names:
@@ -111,7 +122,7 @@ def cmd_report(args) -> int:
 
 
 def _grids_in(uri: str) -> list[str]:
-    from raygrid.tracking import grid_names
+    from raygrid.tracking.runs import grid_names
 
     names = grid_names(uri)
     if not names:
@@ -120,8 +131,8 @@ def _grids_in(uri: str) -> list[str]:
 
 
 def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None, reference=None) -> None:
-    """Print a grid's tables; with `save`, also write tables and figures there (raygrid.publish)."""
-    from raygrid.publish import publish
+    """Print a grid's tables; with `save`, also write tables and figures there (raygrid.report.publish)."""
+    from raygrid.report.publish import publish
 
     result = publish(uri, grid_name, fmt, save, reference=reference)
     print(result.text)
@@ -172,12 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_data_prepare(args) -> int:
     """Tokenize everything a grid needs into the cache ahead of time (trials then only read)."""
-    from raygrid.data.cache import cache_root, prepare_cells
+    from raygrid.data.cache import cache_root
+    from raygrid.data.prepare import prepare_cells
 
     grid = load_grid(args.grid)
     tokenize = None
     if args.ray:
-        from raygrid.launch import ray_tokenize
+        from raygrid.orchestration.launch import ray_tokenize
         tokenize = ray_tokenize(actors=args.actors)
     entries = prepare_cells(grid.cells, cache_root(args.cache_dir), tokenize=tokenize)
     for folder in sorted({str(e.folder) for e in entries.values()}):
@@ -187,7 +199,7 @@ def cmd_data_prepare(args) -> int:
 
 def cmd_data_stats(args) -> int:
     """Documents per split, label balance, length statistics and the share truncated at --max-len."""
-    from raygrid.config import DataConfig
+    from raygrid.spec.config import DataConfig
     from raygrid.data.sources import load_raw
     from raygrid.data.splits import apply_split_policy
     from raygrid.data.stats import dataset_stats, format_stats
@@ -230,17 +242,17 @@ def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks that write figures into BENCHMARKS.md")
     kinds = bench.add_subparsers(dest="bench", required=True)
     attention = kinds.add_parser("attention", help="attention kernels: time, memory and error vs sequence length")
-    from raygrid import bench_attention
+    from raygrid.bench import attention as bench_attention
 
     bench_attention.add_arguments(attention)
     attention.set_defaults(func=bench_attention.main)
     padding = kinds.add_parser("padding", help="padded / real tokens of training batches, random vs length-grouped")
-    from raygrid import bench_padding
+    from raygrid.bench import padding as bench_padding
 
     bench_padding.add_arguments(padding)
     padding.set_defaults(func=bench_padding.main)
     loop = kinds.add_parser("loop", help="one cell's training loop bare vs through raygrid: tokens/s, overhead")
-    from raygrid import bench_loop
+    from raygrid.bench import loop as bench_loop
 
     bench_loop.add_arguments(loop)
     loop.set_defaults(func=bench_loop.main)

@@ -112,9 +112,9 @@ def _loop_table(device: str) -> tuple[list[str], bool]:
         mfu = f"{tokens_per_s * flops / peak:.1%}" if peak else "n/a (peak unknown)"
         rows.append(f"| {kind} | {length} | {batch} | {'yes' if compiled else 'no'} | {tokens_per_s:,.0f} | "
                     f"{mfu} | {peak_mb:,.0f} |")
-    note = ("Bare loop = `raygrid.train_loop.fit` in this process (no Ray): BERT_SMALL shape + RoPE from "
+    note = ("Bare loop = `raygrid.training.train_loop.fit` in this process (no Ray): BERT_SMALL shape + RoPE from "
             "scratch, classification, bf16 autocast, full-length documents (no padding), 12 steps per epoch; "
-            "tokens/s of the second epoch. MFU = tokens/s x training FLOPs per token (raygrid.cost) / the "
+            "tokens/s of the second epoch. MFU = tokens/s x training FLOPs per token (raygrid.cost.estimate) / the "
             "card's dense bf16 peak.")
     return [note, "", *rows], True
 
@@ -126,12 +126,12 @@ def _bare_loop(kind: str, length: int, batch: int, compiled: bool, device: str =
     import pyarrow as pa
     import torch
 
-    from raygrid.config import CellConfig
-    from raygrid.cost import shape_from_config, train_flops_per_token
-    from raygrid.model import build_classifier
-    from raygrid.objectives import Classification
-    from raygrid.table_loaders import table_loaders
-    from raygrid.train_loop import fit
+    from raygrid.spec.config import CellConfig
+    from raygrid.cost.estimate import shape_from_config, train_flops_per_token
+    from raygrid.model.encoder import build_classifier
+    from raygrid.training.objectives import Classification
+    from raygrid.training.loaders import table_loaders
+    from raygrid.training.train_loop import fit
     from tests.conftest import write_tiny_checkpoint
 
     folder = Path(tempfile.mkdtemp()) / "ckpt"

@@ -1,6 +1,6 @@
 """Typed parameters of each attention variant: the values of a grid's `attention` axis.
 
-The grid config (raygrid.config) imports these models; the kernels read them. Every model rejects
+The grid config (raygrid.spec.config) imports these models; the kernels read them. Every model rejects
 unknown keys, so a typo in a grid file fails before any trial starts.
 """
 from __future__ import annotations

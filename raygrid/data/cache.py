@@ -21,13 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raygrid.config import DataConfig
+from raygrid.spec.config import DataConfig
 from raygrid.data import storage
 from raygrid.data.sources import DataError, check_classes, load_raw
 from raygrid.data.splits import SPLITS, apply_split_policy, cross_split_duplicates
 from raygrid.data.stats import length_summary
 from raygrid.data.verify import entry_problem, file_digests
-from raygrid.paths import is_local, resolve_location
+from raygrid.spec.paths import is_local, resolve_location
 
 CACHE_VERSION = 1  # bump when the cached row format changes
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
@@ -111,7 +111,7 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress
     """Return the cache entry for `cfg`, tokenizing (once) if it does not exist yet.
 
     `tokenize(table, tokenizer_location, max_len)` replaces the in-process tokenizer, e.g. with
-    a Ray Data actor pool (raygrid.launch.ray_tokenize); the rows it returns must be identical.
+    a Ray Data actor pool (raygrid.orchestration.launch.ray_tokenize); the rows it returns must be identical.
     """
     raw = load_raw(cfg)
     check_classes(raw.tables["train"], raw.origin.get("train", "train"), cfg.label_column)
@@ -147,29 +147,6 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress
             "skipped_rows": raw.skipped,
             "data": cfg.rows_fields(), "tokenizer": tokenizer_location, "source": raw.origin}
     return publish_entry(tmp, folder, meta)
-
-
-def prepare_cells(cells, root: str | Path, progress: bool = True, tokenize=None) -> dict[str, PreparedData]:
-    """Tokenize once per distinct (kind, data config, tokenizer) among model cells; cell name -> entry.
-
-    `mlm` cells get fixed-length token blocks (raygrid.data.mlm_data), the others documents.
-    """
-    from raygrid.data.mlm_data import prepare_mlm
-
-    entries: dict[str, PreparedData] = {}
-    by_cell = {}
-    for cell in cells:
-        if cell.config.model is None:  # e.g. the TF-IDF baseline reads raw text
-            continue
-        location = tokenizer_location(cell.config.model)
-        key = cell.config.kind + json.dumps(cell.config.data.rows_fields(), sort_keys=True) + location
-        if key not in entries:
-            if cell.config.kind == "mlm":
-                entries[key] = prepare_mlm(cell.config.data, location, root, progress)
-            else:
-                entries[key] = prepare(cell.config.data, location, root, progress, tokenize)
-        by_cell[cell.name] = entries[key]
-    return by_cell
 
 
 def tokenizer_location(model) -> str:

@@ -36,6 +36,9 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pyarrow as pa
 
+from raygrid.data.raw import DataError
+from raygrid.data.splits import stratified_split
+
 REPO_ID = "SemEvalWorkshop/hyperpartisan_news_detection"
 # Commit of the hub repo that added the data files (the loading script reads them from `data/`).
 HUB_DATA_COMMIT = "c315cc4a12a27cde08fd55c0beda41ced8b75923"
@@ -68,8 +71,6 @@ _BATCH_ROWS = 10_000
 
 
 def _error(message: str) -> ValueError:
-    # Late import: sources.py may import this module, so a top-level import could be circular.
-    from raygrid.data.sources import DataError
     return DataError(message)
 
 
@@ -392,8 +393,6 @@ def leak_free_split(table: pa.Table, seed: int = 0) -> dict[str, pa.Table]:
     the same stratified splitter, in the same order, as the `study` split policy; on the 645
     articles it gives 516/65/64.
     """
-    from raygrid.data.splits import stratified_split  # late import, as for DataError
-
     ids = _ids_of(table)
     first = sorted({article_id: row for row, article_id in reversed(list(enumerate(ids)))}.values())
     unique = table.take(pa.array(first, pa.int64())) if len(first) < len(ids) else table

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raygrid.config import CORPORA, DataConfig
+from raygrid.spec.config import CORPORA, DataConfig
 from raygrid.data.cache import (CACHE_VERSION, PreparedData, cache_key, find_entry, load_tokenizer, new_entry_dir,
                                 publish_entry)
 from raygrid.data.mlm_text import BlockPacker, chain_batches, hub_files, iter_texts, local_files, wikitext_articles

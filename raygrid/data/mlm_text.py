@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
-from raygrid.paths import resolve_location
+from raygrid.spec.paths import resolve_location
 
 # HF hub sources (the real default; CI and tests use local copies laid out the same way).
 HUB_SOURCES = {

@@ -7,33 +7,19 @@ The same validation runs on both, so a bad row fails with its file and row numbe
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raygrid.config import DataConfig
-from raygrid.paths import resolve_location
+from raygrid.data.hyperpartisan_hub import load_hub
+from raygrid.data.raw import DataError, RawSplits
+from raygrid.spec.config import DataConfig
+from raygrid.spec.paths import resolve_location
 
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "dev"), "test": ("test",)}
 EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file (and row) at fault."""
-
-
-@dataclass
-class RawSplits:
-    """Labelled splits as read, before any split policy; `files` fingerprints the source."""
-
-    tables: dict[str, pa.Table]  # split -> table(text: string, label: int64)
-    label_names: list[str]
-    origin: dict[str, str] = field(default_factory=dict)  # split -> file or hub id, for messages
-    fingerprint: str = ""
-    skipped: dict[str, int] = field(default_factory=dict)  # split -> bad rows dropped (data.bad_rows: skip)
 
 
 def load_raw(cfg: DataConfig) -> RawSplits:
@@ -214,8 +200,6 @@ def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
             raise DataError(f"data.subset: a local hyperpartisan folder holds byarticle or byarticle_semeval, "
                             f"not {subset!r} (bypublisher comes from the hub: drop data.path)")
         return load_local(cfg, prefix="hyperpartisan", label_names=names)
-    from raygrid.data.hyperpartisan_hub import load_hub
-
     if subset not in ("byarticle", "bypublisher"):
         raise DataError(f"data.subset: hyperpartisan from the hub is byarticle or bypublisher, not {subset!r}")
     tables = load_hub(subset, zenodo_test=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from raygrid.config import DataConfig
-from raygrid.data.sources import RawSplits
+from raygrid.spec.config import DataConfig
+from raygrid.data.raw import RawSplits
 
 SPLITS = ("train", "validation", "test")
 

@@ -6,12 +6,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from raygrid.config import CellConfig
-from raygrid.metrics import peak_gpu_mem_mb
-from raygrid.model import build_classifier
-from raygrid.objectives import Classification, autocast
-from raygrid.table_loaders import table_loaders
-from raygrid.train_loop import fit
+from raygrid.spec.config import CellConfig
+from raygrid.training.metrics import peak_gpu_mem_mb
+from raygrid.model.encoder import build_classifier
+from raygrid.training.objectives import Classification, autocast
+from raygrid.training.loaders import table_loaders
+from raygrid.training.train_loop import fit
 
 pytestmark = pytest.mark.gpu
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygrid.cli import main
-from raygrid.interrupts import INTERRUPTED, ORPHANED
+from raygrid.orchestration.interrupts import INTERRUPTED, ORPHANED
 from tests.conftest import tiny_grid_yaml
 from tests.integration.faults import Runs, kill, start_run, train_worker_pids, wait_for
 

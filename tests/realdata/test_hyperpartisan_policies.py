@@ -1,7 +1,7 @@
 """Hyperpartisan split choices on the real files: shared documents between splits are counted and reported."""
 import pytest
 
-from raygrid.config import DataConfig
+from raygrid.spec.config import DataConfig
 from raygrid.data.sources import load_raw
 from raygrid.data.splits import apply_split_policy, cross_split_duplicates
 

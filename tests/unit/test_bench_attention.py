@@ -5,8 +5,8 @@ import argparse
 
 import torch
 
-from raygrid import bench_attention
-from raygrid.bench_attention import END, START, default_variants, run_attention_bench
+from raygrid.bench import attention as bench_attention
+from raygrid.bench.attention import END, START, default_variants, run_attention_bench
 
 
 def test_bench_rows_and_section_replaced(tmp_path):

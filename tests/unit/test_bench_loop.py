@@ -1,8 +1,9 @@
 """`raygrid bench loop`'s bookkeeping: which cells it accepts, and how the comparison is computed."""
 import pytest
 
-from raygrid.bench_loop import pick_cell, render
-from raygrid.grid import GridError, load_grid
+from raygrid.bench.loop import pick_cell, render
+from raygrid.spec.grid import GridError
+from raygrid.spec.loader import load_grid
 from tests.conftest import tiny_grid_yaml
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from raygrid.config import DataConfig
+from raygrid.spec.config import DataConfig
 from raygrid.data.cache import prepare
 from raygrid.data.sources import DataError
 from tests.conftest import SAMPLE

@@ -4,8 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raygrid.compare import add_published, load_reference
-from raygrid.report import all_tables
+from raygrid.report.compare import add_published, load_reference
+from raygrid.report.tables import all_tables
 
 REFERENCE = Path(__file__).resolve().parents[2] / "grids" / "reference" / "study_published.csv"
 

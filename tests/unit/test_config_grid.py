@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from raygrid.grid import GridError, cell_name, load_grid, set_dotted, short_value
+from raygrid.spec.grid import GridError, cell_name, set_dotted, short_value
+from raygrid.spec.loader import load_grid
 
 BASE = """
 name: g

@@ -1,4 +1,4 @@
-"""raygrid.cost and raygrid.cost_data: FLOPs, data-size estimates, GPU-hours, `raygrid plan` cost columns."""
+"""raygrid.cost.estimate and raygrid.cost.sizes: FLOPs, data-size estimates, GPU-hours, `raygrid plan` cost columns."""
 import json
 import re
 from types import SimpleNamespace
@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raygrid import cost, cost_data
+from raygrid.cost import estimate as cost, sizes as cost_data
 from raygrid.attention.params import FavorParams, LshParams, SoftmaxParams
 from raygrid.cli import main
-from raygrid.config import CellConfig, DataConfig, ModelConfig, Resources
+from raygrid.spec.config import CellConfig, DataConfig, ModelConfig, Resources
 
 TINY = cost.Shape(layers=2, hidden=8, intermediate=32, heads=2, vocab=10)
 
@@ -31,7 +31,7 @@ def test_flops_of_a_hand_computed_tiny_shape():
     assert cost.train_flops_per_token(make_cfg(gradient_checkpointing=True), TINY, 4) == 4 * 3328
     # MLM head per predicted token: 2·(8·8 + 8·10) forward, x3 in training
     assert cost.mlm_head_flops(TINY) == 288
-    # ... on the mask_prob share of tokens (raygrid.model.MaskedLM predicts only those)
+    # ... on the mask_prob share of tokens (raygrid.model.encoder.MaskedLM predicts only those)
     assert cost.train_flops_per_token(make_cfg(kind="mlm"), TINY, 4) == pytest.approx(3 * 3328 + 3 * 288 * 0.15)
 
 
@@ -186,8 +186,8 @@ def test_plan_no_cost_only_lists_cells(capsys):
 
 
 def test_a_tokenized_cache_entry_gives_exact_sizes(tmp_path, tiny_checkpoint, capsys):
-    from raygrid.data.cache import prepare_cells
-    from raygrid.grid import load_grid
+    from raygrid.data.prepare import prepare_cells
+    from raygrid.spec.loader import load_grid
     from tests.conftest import tiny_grid_yaml
 
     path = tmp_path / "g.yaml"

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raygrid.config import DataConfig
+from raygrid.spec.config import DataConfig
 from raygrid.data.batching import pad_batch
 from raygrid.data.cache import prepare
 from raygrid.data.sources import DataError, load_raw
@@ -69,7 +69,7 @@ def test_bad_rows_can_be_skipped_and_counted(tmp_path, tiny_checkpoint):
 
 
 def test_corpora_are_not_labelled_datasets():
-    from raygrid.config import DatasetName, CORPORA
+    from raygrid.spec.config import DatasetName, CORPORA
     from raygrid.data.sources import ADAPTERS
     from typing import get_args
 

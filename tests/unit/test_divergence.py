@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from raygrid.model import build_classifier
-from raygrid.objectives import Classification
-from raygrid.train_loop import NonFiniteLossError, check_finite, fit
+from raygrid.model.encoder import build_classifier
+from raygrid.training.objectives import Classification
+from raygrid.training.train_loop import NonFiniteLossError, check_finite, fit
 from tests.unit.test_train_loop import _setup
 
 

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from raygrid.grid import MAX_CELLS, MAX_YAML_ALIASES, load_grid
+from raygrid.spec.grid import MAX_CELLS, MAX_YAML_ALIASES
+from raygrid.spec.loader import load_grid
 from tests.unit.test_config_grid import BASE, error_of
 
 
@@ -35,7 +36,7 @@ def test_the_cap_counts_every_stage(tmp_path):
 
 def test_a_grid_at_the_cap_still_loads_its_size_check(tmp_path):
     # just under the cap the check passes (expansion itself is not tested here: 10^4 cells is slow)
-    from raygrid.grid import check_size
+    from raygrid.spec.grid import check_size
 
     check_size(tmp_path / "g.yaml", [{"seed": list(range(100)), "data.split_seed": list(range(100))}])
 

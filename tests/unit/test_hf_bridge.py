@@ -7,7 +7,7 @@ from transformers import AutoModel, BertConfig, BertModel
 from transformers.masking_utils import eager_mask, sdpa_mask
 
 from raygrid.attention import FavorParams, LshParams, SoftmaxParams, hf_bridge
-from raygrid.positions import disable_learned_positions
+from raygrid.model.positions import disable_learned_positions
 
 VARIANTS = [FavorParams(nb_features=32), LshParams(chunk_size=4, num_hashes=2)]
 

@@ -2,14 +2,14 @@
 import subprocess
 import sys
 
-PURE = ["raygrid.config", "raygrid.grid", "raygrid.attention", "raygrid.model", "raygrid.data.sources",
+PURE = ["raygrid.spec.config", "raygrid.spec.grid", "raygrid.attention", "raygrid.model.encoder", "raygrid.data.sources",
         "raygrid.data.splits", "raygrid.data.cache", "raygrid.data.batching", "raygrid.data.mlm_text",
-        "raygrid.data.stats", "raygrid.data.hyperpartisan_hub", "raygrid.baseline", "raygrid.train_loop",
-        "raygrid.report", "raygrid.metrics", "raygrid.cli", "raygrid.objectives", "raygrid.stages",
-        "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.positions", "raygrid.cost", "raygrid.plots",
-        "raygrid.render", "raygrid.cost_data", "raygrid.preflight", "raygrid.run_lock", "raygrid.interrupts",
-        "raygrid.prune", "raygrid.data.verify", "raygrid.data.length_grouping", "raygrid.table_loaders",
-        "raygrid.cell_model", "raygrid.bench_padding", "raygrid.bench_loop", "raygrid.placement"]
+        "raygrid.data.stats", "raygrid.data.hyperpartisan_hub", "raygrid.training.baseline", "raygrid.training.train_loop",
+        "raygrid.report.tables", "raygrid.training.metrics", "raygrid.cli", "raygrid.training.objectives", "raygrid.spec.stages",
+        "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.model.positions", "raygrid.cost.estimate", "raygrid.report.plots",
+        "raygrid.report.render", "raygrid.cost.sizes", "raygrid.orchestration.preflight", "raygrid.orchestration.run_lock", "raygrid.orchestration.interrupts",
+        "raygrid.orchestration.prune", "raygrid.data.verify", "raygrid.data.length_grouping", "raygrid.training.loaders",
+        "raygrid.training.cell_model", "raygrid.bench.padding", "raygrid.bench.loop", "raygrid.orchestration.placement"]
 
 
 def test_pure_modules_import_neither_ray_nor_mlflow():

@@ -4,10 +4,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from raygrid.config import MlmConfig
-from raygrid.grid import GridError, load_grid
-from raygrid.launch import RunSummary, _check_parents, _MlflowCells, _ParentWeights, _storage_uri
-from raygrid.objectives import MaskedLanguageModel, mask_tokens
+from raygrid.spec.config import MlmConfig
+from raygrid.spec.grid import GridError
+from raygrid.spec.loader import load_grid
+from raygrid.orchestration.launch import RunSummary, _check_parents, _MlflowCells, _ParentWeights, _storage_uri
+from raygrid.training.objectives import MaskedLanguageModel, mask_tokens
 
 
 class FakeTracker:
@@ -91,7 +92,7 @@ def test_a_parent_that_finished_earlier_must_still_have_its_weights(tmp_path, mo
         def exported_weights(self, cell):
             return ("run-9", str(tmp_path / "gone"))
 
-    monkeypatch.setattr("raygrid.launch.GridTracker", Finished)
+    monkeypatch.setattr("raygrid.orchestration.launch.GridTracker", Finished)
     _check_parents(grid, grid.cells, "sqlite:///x")  # parent pending in this run: it will export first
     with pytest.raises(GridError, match="weights of parent cell mlm/base are gone"):
         _check_parents(grid, child, "sqlite:///x")
@@ -131,7 +132,7 @@ def test_parents_are_looked_up_once_per_grid_and_cell_and_refusals_name_the_stag
             queried.append(cell)
             return ("run-9", str(tmp_path))
 
-    monkeypatch.setattr("raygrid.launch.GridTracker", Finished)
+    monkeypatch.setattr("raygrid.orchestration.launch.GridTracker", Finished)
     links = _check_parents(load_grid(grid_file), children, "sqlite:///x")
     assert opened == ["g"] and queried == ["mlm/base"]
     assert links == {c.name: _ParentWeights("g", "mlm/base", "run-9", str(tmp_path)) for c in children}
@@ -141,7 +142,7 @@ def test_parents_are_looked_up_once_per_grid_and_cell_and_refusals_name_the_stag
 
 
 def test_tracker_supersedes_and_finds_runs_of_exactly_the_named_cell(tmp_path):
-    from raygrid.tracking import TAG_CHECKPOINT, GridTracker
+    from raygrid.tracking.runs import TAG_CHECKPOINT, GridTracker
 
     tracker = GridTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "g")
     names = ["ft/task=hp,seed=0", "ft/task=hp,seed=01", "it's=a", "both'\"=b"]

@@ -6,8 +6,8 @@ import torch
 from pydantic import ValidationError
 
 from raygrid.attention import LshParams, hf_bridge
-from raygrid.config import CellConfig
-from raygrid.model import build_masked_lm, export_pretrained, weights_fingerprint
+from raygrid.spec.config import CellConfig
+from raygrid.model.encoder import build_masked_lm, export_pretrained, weights_fingerprint
 
 SHARED = {"kind": "lsh", "qk": "shared", "chunk_size": 8, "num_hashes": 2, "look_forward": 1}
 
@@ -66,7 +66,8 @@ def test_untied_module_refuses_shared_forward():
 
 
 def test_a_shared_qk_stage_needs_a_shared_qk_parent(tmp_path):
-    from raygrid.grid import GridError, load_grid
+    from raygrid.spec.grid import GridError
+    from raygrid.spec.loader import load_grid
 
     text = """
 name: chain

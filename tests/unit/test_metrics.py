@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics  # a core dependency (the baseline): never skip the comparison
 
-from raygrid.metrics import accuracy, f1_macro
+from raygrid.training.metrics import accuracy, f1_macro
 
 
 @pytest.mark.parametrize("seed", range(5))

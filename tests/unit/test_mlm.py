@@ -5,12 +5,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from raygrid.config import CellConfig, MlmConfig
+from raygrid.spec.config import CellConfig, MlmConfig
 from raygrid.data.batching import iterate_table
 from raygrid.data.mlm_data import prepare_mlm
-from raygrid.model import build_classifier, build_masked_lm, export_pretrained, weights_fingerprint
-from raygrid.objectives import MaskedLanguageModel, mask_tokens
-from raygrid.train_loop import Loaders, fit
+from raygrid.model.encoder import build_classifier, build_masked_lm, export_pretrained, weights_fingerprint
+from raygrid.training.objectives import MaskedLanguageModel, mask_tokens
+from raygrid.training.train_loop import Loaders, fit
 from tests.conftest import SAMPLE
 
 SPECIAL = [0, 1, 2, 3, 4]  # [PAD] [UNK] [CLS] [SEP] [MASK] in the tiny vocabulary
@@ -114,7 +114,7 @@ def test_hub_corpora_read_the_hub_layout(tmp_path, monkeypatch, tiny_checkpoint,
     import huggingface_hub
     import pyarrow as pa
 
-    from raygrid.config import DataConfig
+    from raygrid.spec.config import DataConfig
     from raygrid.data.mlm_text import HUB_SOURCES
 
     body = "the news of the president said " * 20

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from raygrid.config import CellConfig
-from raygrid.model import (build_classifier, check_max_len, cls_pool, encoder_blocks, frozen_epochs, mean_pool,
+from raygrid.spec.config import CellConfig
+from raygrid.model.encoder import (build_classifier, check_max_len, cls_pool, encoder_blocks, frozen_epochs, mean_pool,
                            set_bottom_frozen)
-from raygrid.positions import position_offset
+from raygrid.model.positions import position_offset
 
 
 def cell(checkpoint, **model):

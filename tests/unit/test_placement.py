@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from raygrid.config import Resources
-from raygrid.grid import GridError, load_grid
-from raygrid.placement import NodeShape, Unplaceable, check_placeable, max_concurrent, trial_demand
+from raygrid.spec.config import Resources
+from raygrid.spec.grid import GridError
+from raygrid.spec.loader import load_grid
+from raygrid.orchestration.placement import NodeShape, Unplaceable, check_placeable, max_concurrent, trial_demand
 
 GPU_NODE = NodeShape("gpu_1x", {"CPU": 8, "GPU": 1}, count=8)
 HEAD = NodeShape("head", {"CPU": 8})
@@ -103,10 +104,10 @@ def test_node_types_come_from_the_autoscaler_config(tmp_path, monkeypatch):
     """cluster.yaml's worker types are what `raygrid run` sizes against on a `ray up` head."""
     from pathlib import Path
 
-    from raygrid.cluster import CONFIG_ENV, autoscaler_node_types
+    from raygrid.orchestration.cluster import CONFIG_ENV, autoscaler_node_types
 
     shipped = Path(__file__).resolve().parents[2] / "cluster.yaml"
     assert autoscaler_node_types(str(shipped)) == [NodeShape("gpu_1x", {"CPU": 8.0, "GPU": 1.0}, count=8)]
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "missing.yaml"))
-    monkeypatch.setattr("raygrid.cluster.BOOTSTRAP_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.setattr("raygrid.orchestration.cluster.BOOTSTRAP_CONFIG", str(tmp_path / "none.yaml"))
     assert autoscaler_node_types() is None  # no autoscaler: the live nodes decide

@@ -1,7 +1,7 @@
 """Plots are written as real PNGs, and skipped (no file) when there is nothing to draw."""
 import pandas as pd
 
-from raygrid.plots import plot_curves, plot_lsh_mask, plot_pareto, plot_test_f1
+from raygrid.report.plots import plot_curves, plot_lsh_mask, plot_pareto, plot_test_f1
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModel, GPT2Config, GPT2Model, RobertaConfig, RobertaModel
 
-from raygrid.positions import NoPositions, disable_learned_positions, extend_learned_positions, position_offset
+from raygrid.model.positions import NoPositions, disable_learned_positions, extend_learned_positions, position_offset
 
 
 def _ids(batch, n, seed=0):

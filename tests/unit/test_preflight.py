@@ -4,8 +4,9 @@ import shutil
 import pytest
 
 from raygrid.cli import main
-from raygrid.grid import GridError, load_grid
-from raygrid.preflight import check_cells, offline_hint
+from raygrid.spec.grid import GridError
+from raygrid.spec.loader import load_grid
+from raygrid.orchestration.preflight import check_cells, offline_hint
 from tests.conftest import tiny_grid_yaml
 
 

@@ -1,7 +1,7 @@
 """A finished cell's resume state is deleted; the exported weights a later stage reads are kept."""
 import pyarrow.fs as pafs
 
-from raygrid.prune import prune_finished_run
+from raygrid.orchestration.prune import prune_finished_run
 
 
 def fake_run(tmp_path):

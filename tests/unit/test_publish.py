@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raygrid.publish import mean_curve, publish
-from raygrid.tracking import TAG_STAGE, GridTracker, metric_history
+from raygrid.report.publish import mean_curve, publish
+from raygrid.tracking.runs import TAG_STAGE, GridTracker, metric_history
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GRID = "toy"
@@ -101,7 +101,7 @@ def test_publish_without_save_writes_nothing(store, tmp_path, monkeypatch):
 
 
 def test_each_curve_is_fetched_from_mlflow_once(store, tmp_path, monkeypatch):
-    import raygrid.publish
+    import raygrid.report.publish
 
     calls = []
 
@@ -109,7 +109,7 @@ def test_each_curve_is_fetched_from_mlflow_once(store, tmp_path, monkeypatch):
         calls.append((run_id, metric))
         return metric_history(uri, run_id, metric)
 
-    monkeypatch.setattr(raygrid.publish, "metric_history", counting)
+    monkeypatch.setattr(raygrid.report.publish, "metric_history", counting)
     result = publish(store[0], GRID, "md", save=tmp_path)
     assert (tmp_path / f"{GRID}.lsh_mask.png") in result.files  # its loss curves were also drawn per cell
     assert calls and len(calls) == len(set(calls))

@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from raygrid.render import render, tex_escape, to_latex, to_markdown
-from raygrid.report import all_tables, f1_table
+from raygrid.report.render import render, tex_escape, to_latex, to_markdown
+from raygrid.report.tables import all_tables, f1_table
 from tests.unit.test_report import runs_frame
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raygrid.report import (all_tables, attention_table, best_table, bootstrap_ci, f1_table, paired_table,
+from raygrid.report.tables import (all_tables, attention_table, best_table, bootstrap_ci, f1_table, paired_table,
                             pareto_frame, pareto_front, seeds_table)
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from raygrid.grid import GridError
-from raygrid.run_lock import grid_lock, lock_path
+from raygrid.spec.grid import GridError
+from raygrid.orchestration.run_lock import grid_lock, lock_path
 
 
 def hold(path, pid, host=None):

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from raygrid.grid import GridError, load_grid
-from raygrid.selection import apply_choice, choose, resolve_selections, selection_lines
+from raygrid.spec.grid import GridError
+from raygrid.spec.loader import load_grid
+from raygrid.spec.selection import apply_choice, choose, selection_lines
 
 SOURCE = """
 name: exp1
@@ -88,7 +89,7 @@ def test_an_unfinished_source_cell_is_refused_naming_select(grids):
 
 def test_without_a_store_plan_says_pending_and_keeps_the_base_values(grids):
     _, child = grids  # (refusal at run against a real store: tests/integration/test_select_run.py)
-    same, lines = selection_lines(child, None)
+    same, lines = selection_lines(child, None, lambda grid, metric: {})
     assert same is child and lines[-1].startswith("select   pending")
     assert lines[0] == "select   attn: model.pooling, model.n_freeze from exp1.yaml stage ft, max best_val_f1_macro"
 
@@ -104,10 +105,10 @@ def test_keys_are_checked_when_the_grid_loads(tmp_path: Path, keys, message):
         load_grid(tmp_path / "exp2.yaml")
 
 
-def test_a_source_stage_that_does_not_exist_is_named(grids, tmp_path):
+def test_a_source_stage_that_does_not_exist_is_named_when_the_grid_loads(grids, tmp_path):
     (tmp_path / "exp2.yaml").write_text(CHILD.replace("stage: ft", "stage: nope"))
     with pytest.raises(GridError, match=r"stages.attn.select.stage: grid exp1.yaml has no stage 'nope'"):
-        resolve_selections(load_grid(tmp_path / "exp2.yaml"), "sqlite:///unused.db")
+        load_grid(tmp_path / "exp2.yaml")
 
 
 def test_a_staged_grid_keeps_select_inside_its_stages(tmp_path):

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from raygrid.grid import GridError, load_grid
+from raygrid.spec.grid import GridError
+from raygrid.spec.loader import load_grid
 
 STAGED = """
 name: chain

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raygrid.grid import load_grid
+from raygrid.spec.loader import load_grid
 
 GRIDS = Path(__file__).resolve().parents[2] / "grids"
 DESIGN = Path(__file__).resolve().parents[3] / "shared" / "notes" / "research_design.md"

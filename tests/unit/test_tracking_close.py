@@ -1,7 +1,7 @@
 """Runs that a killed or interrupted `raygrid run` left RUNNING are closed, with the reason on each."""
 from mlflow.tracking import MlflowClient
 
-from raygrid.tracking import TAG_ERROR, GridTracker
+from raygrid.tracking.runs import TAG_ERROR, GridTracker
 
 
 def tracker(tmp_path):

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from raygrid.config import CellConfig
+from raygrid.spec.config import CellConfig
 from raygrid.data.cache import prepare
 from raygrid.data.batching import iterate_table
-from raygrid.model import build_classifier, encoder_blocks
-from raygrid.objectives import Classification
-from raygrid.train_loop import Loaders, fit, lr_factor
+from raygrid.model.encoder import build_classifier, encoder_blocks
+from raygrid.training.objectives import Classification
+from raygrid.training.train_loop import Loaders, fit, lr_factor
 import pyarrow.parquet as pq
 
 
@@ -56,7 +56,7 @@ def test_fit_reports_each_epoch_then_test_from_best_weights(tiny_checkpoint, tmp
     epochs = [m for m, s in reports if s is not None]
     assert [m["epoch"] for m in epochs] == [0, 1, 2]
     assert all({"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"} <= m.keys() for m in epochs)
-    # exactly the per-epoch metrics raygrid.launch logs (EPOCH_METRICS) plus the epoch
+    # exactly the per-epoch metrics raygrid.orchestration.launch logs (EPOCH_METRICS) plus the epoch
     assert all(m.keys() == {"epoch", "train_loss", "val_loss", "val_f1_macro", "val_accuracy", "epoch_time_s", "lr"}
                for m in epochs)
     # N_freeze=1 with 3 epochs: embeddings frozen during epoch 0 only (floor(3/2) = 1)
@@ -86,7 +86,7 @@ def _table_setup(tiny_checkpoint, grouped: bool):
     import numpy as np
     import pyarrow as pa
 
-    from raygrid.table_loaders import table_loaders
+    from raygrid.training.loaders import table_loaders
 
     rng = np.random.default_rng(0)
 

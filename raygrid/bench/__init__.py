@@ -1,0 +1,1 @@
+"""`raygrid bench ...`: attention kernels, padding, the bare loop against raygrid."""

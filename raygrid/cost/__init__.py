@@ -1,0 +1,1 @@
+"""`plan`'s estimate: tokens per cell, FLOPs and GPU-hours."""

@@ -1,0 +1,70 @@
+"""The Ray cluster raygrid runs on: starting or joining it, and the node shapes it has or can add.
+
+Orchestration layer (imports ray). The arithmetic on those shapes lives in raygrid.orchestration.placement.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+import yaml
+
+from raygrid.orchestration.placement import UNBOUNDED, NodeShape
+
+# Where `ray up` leaves the autoscaler's config on the head node (jobs run there).
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+CONFIG_ENV = "RAYGRID_AUTOSCALING_CONFIG"
+
+
+def init_ray() -> None:
+    """Join $RAY_ADDRESS (or the cluster of the Ray job this runs in), else start a local Ray.
+
+    The local Ray keeps its dashboard on 127.0.0.1 and, in Ray 2.60, token authentication on by
+    default; its gRPC services still listen on every interface (measured: see the README).
+    """
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], configure_logging=False)
+    else:
+        # "local": a cluster of our own, never another process's local instance that may vanish mid-grid.
+        ray.init(address="local", configure_logging=False, dashboard_host="127.0.0.1")
+
+
+def node_shapes() -> list[NodeShape]:
+    """The nodes a trial could land on: the autoscaler's node types when one is configured, else the live nodes.
+
+    With an autoscaler, the live head counts once and each worker type counts max_workers times.
+    A worker type whose resources the config leaves to auto-detection cannot be priced here;
+    then nothing is checked ([]), rather than refusing a grid that may well fit.
+    """
+    live = [node for node in ray.nodes() if node.get("Alive")]
+    types = autoscaler_node_types()
+    if types is None:
+        return [NodeShape(_node_label(node), _logical(node["Resources"])) for node in live]
+    if any("CPU" not in shape.resources for shape in types):
+        return []
+    heads = [NodeShape("head", _logical(node["Resources"])) for node in live
+             if "node:__internal_head__" in node["Resources"]]
+    return heads + [shape for shape in types if shape.count > 0]
+
+
+def autoscaler_node_types(path: str | None = None) -> list[NodeShape] | None:
+    """Worker node types (resources, max_workers) from the autoscaling config, or None without one."""
+    location = path or os.environ.get(CONFIG_ENV) or os.path.expanduser(BOOTSTRAP_CONFIG)
+    if not Path(location).is_file():
+        return None
+    config = yaml.safe_load(Path(location).read_text()) or {}
+    head = config.get("head_node_type")
+    return [NodeShape(name, {k: float(v) for k, v in (spec.get("resources") or {}).items()},
+                      int(spec.get("max_workers", config.get("max_workers", UNBOUNDED))))
+            for name, spec in (config.get("available_node_types") or {}).items() if name != head]
+
+
+def _logical(resources: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
+
+
+def _node_label(node: dict) -> str:
+    return f"node {node.get('NodeManagerAddress', '?')}/{node.get('NodeID', '')[:8]}"

@@ -1,0 +1,214 @@
+"""One grid cell on Ray: the Tune trial function (Train driver) and the Train worker loop.
+
+Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
+workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
+delivers to each worker and raygrid.training.loaders batches (length-grouped). Metrics flow worker ->
+ray.train.report -> TuneReportCallback -> Tune. Together with raygrid.orchestration.launch, the only modules
+that import ray.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import pyarrow as pa
+import ray
+import ray.train
+import ray.tune
+import torch
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from raygrid.attention import hf_bridge
+from raygrid.spec.config import CellConfig, Resources
+from raygrid.data.cache import PreparedData, tokenizer_location
+from raygrid.training.cell_model import build_cell_model
+from raygrid.model.encoder import export_pretrained, weights_fingerprint
+from raygrid.orchestration.prune import prune_finished_run
+from raygrid.training.loaders import table_loaders
+from raygrid.training.train_loop import Loaders, fit
+
+# --- Train worker ------------------------------------------------------------------------------
+
+
+def train_worker(payload: dict) -> None:
+    """Per-worker loop: re-validate the cell, build the model, load the splits, fit, report."""
+    started_at = time.time()  # against the driver's clock: how long the worker group took to start
+    cfg = CellConfig.model_validate(payload["config"])
+    data = PreparedData.load(payload["data_dir"])
+    context = ray.train.get_context()
+    cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
+    torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
+    device = ray.train.torch.get_device()
+    started = time.perf_counter()
+    with _init_weights(payload.get("init_checkpoint")) as location:
+        model, objective = build_cell_model(cfg, data, location, context.get_world_rank())
+    timings = {"worker_start_s": started_at - payload.get("driver_started", started_at),
+               "model_load_s": time.perf_counter() - started}
+    # Lineage evidence: the hash of the encoder weights this cell starts from (an earlier stage's
+    # `weights_out` when it is chained).
+    weights_in = weights_fingerprint(model.encoder)
+    if context.get_world_size() > 1:
+        # N_freeze leaves the bottom blocks without gradients for a while; DDP must expect that.
+        model = ray.train.torch.prepare_model(
+            model, parallel_strategy_kwargs={"find_unused_parameters": cfg.model.n_freeze > 0})
+    else:
+        model = model.to(device)
+    started = time.perf_counter()
+    loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
+    timings["data_load_s"] = time.perf_counter() - started
+    resume = _load_checkpoint(ray.train.get_checkpoint())
+    on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
+    exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
+    # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
+    node = ray.get_runtime_context().get_node_id()
+    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in, "node_id": node, **timings})
+    fit(cfg, model, loaders, objective, device, report, resume, on_step=on_step)
+
+
+@contextlib.contextmanager
+def _init_weights(uri: str | None):
+    """A local folder holding an earlier stage's exported weights (downloaded if it lives remotely)."""
+    if uri is None:
+        yield None
+    elif "://" not in uri and Path(uri).is_dir():
+        yield uri  # shared or local storage: read in place
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            yield ray.train.Checkpoint(path=uri).to_directory(folder)
+
+
+def _export(model, tokenizer: str, folder: Path) -> str:
+    """Save the weights later stages start from; returns their fingerprint."""
+    export_pretrained(model, folder, tokenizer)
+    return weights_fingerprint(getattr(model, "module", model).encoder)
+
+
+def _redraw(model, cfg: CellConfig, step: int) -> None:
+    hf_bridge.maybe_redraw(getattr(model, "module", model).encoder, cfg.attention, step)
+
+
+def _loaders(cfg: CellConfig, data: PreparedData, rank: int, world_size: int, device: torch.device) -> Loaders:
+    """Every split held in memory on each worker, batched by raygrid.training.loaders.
+
+    Ray Data delivers each whole split to every worker (nothing is split by Ray): length-grouped
+    batching needs all lengths to build one global batch order that every rank slices alike.
+    """
+    tables = {split: _read_shard(split) for split in data.splits}
+    return table_loaders(cfg, tables, data.meta["pad_token_id"], rank, world_size,
+                         pin_memory=device.type == "cuda")
+
+
+def _read_shard(split: str) -> pa.Table:
+    """This worker's copy of a split, rows in the cache's order (the DataConfig preserves order)."""
+    blocks = list(ray.train.get_dataset_shard(split).iter_batches(batch_size=None, batch_format="pyarrow"))
+    return pa.concat_tables(blocks)
+
+
+class _Reporter:
+    """Send metrics to Ray; rank 0 attaches the resumable state, and at the end the exported weights.
+
+    The final checkpoint of an exporting cell also holds the last epoch's state, so a worker
+    restarted after it resumes straight at the final report instead of training again.
+    """
+
+    def __init__(self, rank: int, exporter, extra: dict):
+        self.rank, self.exporter, self.extra = rank, exporter, extra
+        self.last_state: dict | None = None
+
+    def __call__(self, metrics: dict, state: dict | None) -> None:
+        if metrics.get("final"):
+            metrics = {**metrics, **self.extra}
+            if self.exporter is not None and self.rank == 0:
+                with tempfile.TemporaryDirectory() as folder:
+                    metrics["weights_out"] = self.exporter(Path(folder))
+                    if self.last_state is not None:
+                        torch.save(self.last_state, os.path.join(folder, "state.pt"))
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+                return
+        if state is None or self.rank != 0:
+            ray.train.report(metrics)
+            return
+        self.last_state = state  # live tensors: after the last epoch they hold exactly the final state
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, os.path.join(folder, "state.pt"))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _load_checkpoint(checkpoint) -> dict | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, "state.pt"), map_location="cpu", weights_only=False)
+
+
+# --- Tune trial = Train driver -----------------------------------------------------------------
+
+
+def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
+    """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
+
+    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.launch) share one copy of
+    each table in the object store among all trials. The trial makes no Dataset of its own: that
+    would start a whole-CPU task, which can starve on a full cluster (see launch._shared_datasets).
+    """
+    payload = config["cell"]
+    if payload["config"]["kind"] == "tfidf":
+        return _tfidf_cell(payload)
+    res = Resources.model_validate(payload["resources"])
+    data = PreparedData.load(payload["data_dir"])
+    # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    trial_id = ray.tune.get_context().get_trial_id()
+    payload = {**payload, "driver_started": time.time()}  # workers time their group's start from here
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=payload,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers_per_trial, use_gpu=payload["use_gpu"],
+            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload["use_gpu"] else {})}),
+        # Restores need a stable name: the trial id, never a timestamp.
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}", storage_path=payload["storage_path"], callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+        datasets=datasets[data.folder],
+        # No split: each worker holds every split whole and takes its rank's share of the batches.
+        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=_data_options(res)),
+    )
+    result = trainer.fit()
+    if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.orchestration.prune)
+        exported = result.checkpoint.path if payload["config"]["kind"] == "mlm" and result.checkpoint else None
+        prune_finished_run(result.filesystem, result.path, keep=exported)
+
+
+def _tfidf_cell(payload: dict) -> None:
+    """The TF-IDF + LR baseline: no workers, it runs in the trial itself on the cell's raw splits."""
+    from raygrid.training.baseline import tfidf_lr
+    from raygrid.data.sources import load_raw
+    from raygrid.data.splits import apply_split_policy
+
+    cfg = CellConfig.model_validate(payload["config"])
+    raw = load_raw(cfg.data)
+    splits = apply_split_policy(raw, cfg.data)
+    scores = tfidf_lr(splits["train"], splits["validation"], splits["test"], seed=cfg.seed,
+                      num_labels=len(raw.label_names))
+    ray.tune.report({"epoch": 0, "val_f1_macro": scores["val_f1_macro"], "val_accuracy": scores["val_accuracy"]})
+    ray.tune.report({**scores, "best_val_f1_macro": scores["val_f1_macro"], "peak_gpu_mem_mb": 0.0, "final": 1})
+
+
+def _data_options(res: Resources) -> ray.data.ExecutionOptions:
+    """A fixed CPU budget (`resources.data_cpus`) for this trial's Data pipeline.
+
+    By default Ray Data's budget is "cluster minus training resources"; with every trial's
+    workers placed that can round down to less than one task, and the pipeline stalls forever
+    (seen on 2 cores with two trials). Streaming the cached tables is light, so a fixed budget is
+    both safe and enough; the tasks still only run on CPUs that are free. Nothing is excluded from
+    the budget: that is Ray 2.60's default, so the deprecated `exclude_resources` is not passed.
+    """
+    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus),
+                                     preserve_order=True)  # batch plans index rows by position

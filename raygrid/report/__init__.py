@@ -1,0 +1,1 @@
+"""From runs to what researchers publish: tables, statistics, plots, published-figure comparison."""

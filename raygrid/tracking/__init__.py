@@ -1,0 +1,1 @@
+"""MLflow: parent and child runs, tags, lineage, skipping finished cells (the only `mlflow` importer)."""

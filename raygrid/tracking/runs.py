@@ -1,0 +1,220 @@
+"""MLflow bookkeeping of a grid: one parent run per grid, one child run per cell.
+
+The only module that imports mlflow. All writes happen in the `raygrid run` process (one writer,
+which SQLite needs); workers only report to Ray. A rerun finds the parent by tag and skips cells
+whose child run FINISHED; an unfinished or failed child run is kept, tagged superseded, and a new
+run records the retry, so nothing recorded is lost or counted twice. Runs a killed `raygrid run`
+left RUNNING are closed as KILLED, with the reason, when the grid runs next.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
+TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "mlflow.parentRunId"
+# Stages: a cell's stage; the weights it exported (a storage URI) and their fingerprint; and, on a
+# chained cell, where its initial weights came from (grid, cell, run id, URI) and their fingerprint.
+TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoint", "raygrid.weights_out"
+TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_cell", "raygrid.init_run_id"
+TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
+TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
+
+
+def tracking_uri(out_dir: str | Path) -> str:
+    """$MLFLOW_TRACKING_URI, else a SQLite file under the output folder (MLflow >= 3.13 refuses ./mlruns)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{out / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts beside a SQLite store (MLflow would otherwise write ./mlruns in the CWD)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server decides where artifacts go
+    return (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'pooling': 'cls'}} -> {'model.pooling': 'cls'}."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class GridTracker:
+    """Parent run of one grid and its cell runs, in the experiment named after the grid."""
+
+    def __init__(self, uri: str, grid_name: str, create: bool = True):
+        """Find (or, with create, make) the grid's experiment and parent run."""
+        self.uri, self.grid_name = uri, grid_name
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(grid_name)
+        if experiment is None and not create:
+            raise LookupError(f"no MLflow experiment named {grid_name!r} at {uri}")
+        self.experiment_id = (experiment.experiment_id if experiment
+                              else self.client.create_experiment(grid_name, artifact_location=_artifact_root(uri)))
+        parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
+        if parents:
+            self.parent_id = parents[0].info.run_id
+        elif create:
+            run = self.client.create_run(self.experiment_id, run_name=grid_name,
+                                         tags={TAG_GRID: grid_name, TAG_ROLE: "parent"})
+            self.parent_id = run.info.run_id
+        else:
+            raise LookupError(f"no raygrid parent run for grid {grid_name!r} at {uri}")
+
+    def _search(self, filter_string: str):
+        query = f"tags.`{TAG_GRID}` = '{self.grid_name}' and {filter_string}"
+        return self.client.search_runs([self.experiment_id], query, max_results=50000,
+                                       order_by=["attributes.start_time DESC"])
+
+    def cell_runs(self, cell: str | None = None) -> list:
+        """Current (not superseded) child runs; with `cell`, only that cell's (a query by tag, not a scan)."""
+        query = f"tags.`{TAG_ROLE}` = 'cell'"
+        if cell is not None and not ("'" in cell and '"' in cell):
+            # Filter strings have no escapes: quote with the character the name lacks (a name with
+            # both is matched by the check below alone).
+            quote = '"' if "'" in cell else "'"
+            query += f" and tags.`{TAG_CELL}` = {quote}{cell}{quote}"
+        runs = self._search(query)
+        return [r for r in runs if r.data.tags.get(TAG_SUPERSEDED) != "true"
+                and (cell is None or r.data.tags.get(TAG_CELL) == cell)]
+
+    def finished_cells(self) -> dict[str, str]:
+        """cell name -> run id of cells whose run FINISHED."""
+        return {r.data.tags[TAG_CELL]: r.info.run_id for r in self.cell_runs() if r.info.status == "FINISHED"}
+
+    def exported_weights(self, cell: str) -> tuple[str, str] | None:
+        """(run id, storage URI) of the weights a FINISHED cell exported, or None."""
+        for run in self.cell_runs(cell):
+            if run.info.status == "FINISHED" and run.data.tags.get(TAG_CHECKPOINT):
+                return run.info.run_id, run.data.tags[TAG_CHECKPOINT]
+        return None
+
+    def log_grid(self, grid_text: str, grid_path: str, n_cells: int) -> None:
+        self.client.set_terminated(self.parent_id, "RUNNING")
+        if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
+            self.client.delete_tag(self.parent_id, TAG_ERROR)
+        self.client.log_text(self.parent_id, grid_text, "grid.yaml")
+        self.client.set_tag(self.parent_id, "raygrid.grid_file", grid_path)
+        self.client.set_tag(self.parent_id, "raygrid.cells", str(n_cells))
+
+    def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None) -> str:
+        """New child run for a cell; earlier unfinished runs of the same cell are marked superseded."""
+        for old in self.cell_runs(name):
+            self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
+        tags = {**(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name, TAG_PARENT: self.parent_id}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        params = {**{f"axis.{k}": v for k, v in axis_values.items()}, **flatten(config)}
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        return run.info.run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=rows)
+
+    def end_cell(self, run_id: str, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(run_id, TAG_ERROR, error[:4900])
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
+
+    def end_grid(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
+
+    def close_running(self, reason: str, status: str = "KILLED") -> list[str]:
+        """End every cell run of this grid still RUNNING (superseded ones too) with `reason`; their cell names.
+
+        Called only under the grid's run lock (raygrid.orchestration.run_lock), so a RUNNING cell run belongs to
+        a run that was killed or interrupted, never to one still going.
+        """
+        closed = []
+        for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
+            self.client.set_tag(run.info.run_id, TAG_ERROR, reason[:4900])
+            self.client.set_terminated(run.info.run_id, status)
+            closed.append(run.data.tags.get(TAG_CELL, run.info.run_id))
+        return closed
+
+    def interrupt_grid(self, reason: str) -> None:
+        """Ctrl-C: the cells that were running and the parent end KILLED, with the reason on each."""
+        self.close_running(reason)
+        self.client.set_tag(self.parent_id, TAG_ERROR, reason)
+        self.client.set_terminated(self.parent_id, "KILLED")
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.parent_id, local_path, artifact_path)
+
+
+def _params(params: dict[str, Any]) -> list[Param]:
+    return [Param(k, str(v)[:6000]) for k, v in params.items()]
+
+
+def fetch_runs(uri: str, grid_name: str) -> pd.DataFrame:
+    """One row per current cell run: tags, params (`params.*`) and latest metrics (`metrics.*`)."""
+    tracker = GridTracker(uri, grid_name, create=False)
+    rows = []
+    for run in tracker.cell_runs():
+        tags = run.data.tags
+        row = {"cell": tags.get(TAG_CELL), "status": run.info.status, "run_id": run.info.run_id,
+               "error": tags.get(TAG_ERROR, ""), "stage": tags.get(TAG_STAGE, "")}
+        row.update({f"tags.{k}": v for k, v in tags.items() if k.startswith(("raygrid.init", "raygrid.weights",
+                                                                             "raygrid.checkpoint"))})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one metric, e.g. val_f1_macro per epoch."""
+    client = MlflowClient(tracking_uri=uri)
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def grid_names(uri: str) -> list[str]:
+    """Names of the grids recorded at `uri` (experiments holding a raygrid parent run)."""
+    client = MlflowClient(tracking_uri=uri)
+    names = []
+    for experiment in client.search_experiments():
+        if client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'parent'", max_results=1):
+            names.append(experiment.name)
+    return sorted(names)
+
+
+def finished_scores(uri: str, grid_name: str, metric: str) -> dict[str, tuple[str, float]]:
+    """cell -> (run id, `metric`) of the grid's FINISHED runs that logged it; {} if the grid never ran.
+
+    What `select:` chooses from (raygrid.spec.selection); the newest run of a cell wins.
+    """
+    try:
+        runs = fetch_runs(uri, grid_name)
+    except LookupError:
+        return {}
+    column = f"metrics.{metric}"
+    if runs.empty or column not in runs:
+        return {}
+    done = runs[(runs["status"] == "FINISHED") & runs[column].notna()]
+    scores: dict[str, tuple[str, float]] = {}
+    for cell, run_id, value in zip(done["cell"], done["run_id"], done[column]):  # newest run first
+        if not math.isnan(float(value)):
+            scores.setdefault(cell, (run_id, float(value)))
+    return scores
