@@ -13,7 +13,8 @@ published figure per row: dataset, model, variant, metric, value, source.
                   (the study published its best variant);
     anything else the row whose attention label is exactly that (e.g. lsh-num_hashes=2-chunk_size=64).
 The F1 table gains `<dataset> published` and `<dataset> Δ` (ours − published) per dataset, the
-attention table `published` and `Δ`; a `published reference` table lists the rows used.
+attention table `published` and `Δ`; a `published reference` table lists the rows used. All are
+fractions in the tables; the rendered text prints them in % and percentage points (raygrid.report.formats).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from raygrid.report import tables as report
 
 COLUMNS = ("dataset", "model", "variant", "metric", "value", "source")
 SCALE = {"test_f1_macro": 1.0, "test_f1_macro_pct": 0.01}  # metric -> factor to our 0..1 scale
-F1_TITLE, ATTENTION_TITLE = "test F1-macro", "attention variants"  # titles in report.all_tables
+F1_TITLE, ATTENTION_TITLE = report.F1_TITLE, "attention variants"  # titles in report.all_tables
 REFERENCE_TITLE = "published reference"
 
 
@@ -82,7 +83,7 @@ def _f1_with_published(table, runs, reference, subsets):
                               f"{dataset} Δ": mine["test"] - mine["published"]})
         table = table.merge(extra, on=short, how="left")
         order = [c for c in table.columns if c not in extra.columns[-2:]]
-        at = order.index(dataset) + 1
+        at = order.index(f"{dataset}{report.SD}" if f"{dataset}{report.SD}" in order else dataset) + 1
         table = table[order[:at] + list(extra.columns[-2:]) + order[at:]]
     return table, used
 

@@ -1,59 +1,89 @@
 """PNG figures of a grid (matplotlib, no display): test F1 per cell, per-epoch curves, the LSH mask
-experiment's loss curves, and F1-vs-cost Pareto plots. Every function returns None when there is
-nothing to draw (and then writes no file)."""
+experiment's loss curves, and F1-vs-cost Pareto plots. Every `plot_*` function returns None when there
+is nothing to draw (and then writes no file); the `*_figure` functions build the figure it saves.
+
+F1 is drawn in percent, as the tables print it. With several seeds per cell a bar or point is the mean
+and its error bar ± one sample standard deviation (the tables' `mean ± sd`). Points are told apart by
+marker and colour with legends, never by text placed beside them (names of long cells overlap).
+"""
 from __future__ import annotations
 
+from itertools import product
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: clusters and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
 
-from raygrid.report.tables import finished_cells, pareto_front  # noqa: E402
+from raygrid.report.plot_frames import bars_frame  # noqa: E402
+from raygrid.report.statistics import pareto_front  # noqa: E402
 
 Curve = list[tuple[int, float]]
+PERCENT = 100  # F1 is stored as a fraction, drawn in percent
 COST_LABELS = {"epoch_s_mean": "mean time per epoch (s)", "gpu_MiB": "peak GPU memory (MiB)",
                "host_MiB": "peak host memory (MiB; CPU run, no GPU memory)"}
+CURVE_LABELS = {"val_f1_macro": ("validation F1-macro (%)", PERCENT), "train_loss": ("training loss (cross-entropy)", 1),
+                "val_loss": ("validation loss (cross-entropy)", 1)}  # metric -> (axis label, scale)
+# 12 shapes x (filled, hollow): 24 labels get a marker of their own before any repeats.
+MARKERS = [(shape, fill) for fill, shape in product((True, False), "osD^v<>ph*XP")]
 
 
 def plot_test_f1(runs: pd.DataFrame, path: Path) -> Path | None:
-    """Horizontal bars of test F1-macro (and best validation F1) per finished cell, best first."""
-    finished = finished_cells(runs)
-    if finished.empty:
+    """Horizontal bars of test F1-macro (and best validation F1) per cell, best on top; error bars over seeds."""
+    return _save(f1_bars_figure(runs), path)
+
+
+def f1_bars_figure(runs: pd.DataFrame) -> Figure | None:
+    cells = bars_frame(runs)
+    if cells.empty:
         return None
-    finished = finished.sort_values("metrics.test_f1_macro")
-    height = max(2.5, 0.35 * len(finished) + 1)
-    fig, ax = plt.subplots(figsize=(9, height))
-    y = range(len(finished))
-    ax.barh([i + 0.2 for i in y], finished["metrics.test_f1_macro"], height=0.4, label="test")
-    if "metrics.best_val_f1_macro" in finished:
-        ax.barh([i - 0.2 for i in y], finished["metrics.best_val_f1_macro"], height=0.4, label="best validation")
-    ax.set_yticks(list(y), finished["cell"], fontsize=8)
-    ax.set_xlabel("F1-macro")
-    ax.set_xlim(0, 1)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    cells = cells.sort_values("test_f1", kind="stable").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.35 * len(cells) + 1.2)))
+    y = np.arange(len(cells))
+    spread = cells["n"].max() > 1
+    for column, offset, name in (("test_f1", 0.2, "test"), ("val_f1", -0.2, "best validation")):
+        if cells[column].notna().any():
+            error = PERCENT * cells[f"{column} sd"] if spread else None  # NaN (one seed): no bar, not a 0-width one
+            ax.barh(y + offset, PERCENT * cells[column], height=0.4, xerr=error, capsize=2, label=name)
+    ax.set_yticks(y, cells["label"], fontsize=8)
+    ax.set_xlabel("F1-macro (%)" + (f"; error bars: ± sd over {_seeds(cells['n'])} seeds" if spread else ""))
+    ax.set_xlim(0, PERCENT)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_title("F1-macro per cell")
-    return _save(fig, path)
+    return fig
+
+
+def _seeds(counts: pd.Series) -> str:
+    low, high = int(counts.min()), int(counts.max())
+    return f"n = {high}" if low == high else f"n = {low}–{high}"
 
 
 def plot_curves(histories: dict[str, Curve], metric: str, path: Path) -> Path | None:
     """One line per cell of `metric` against epoch (e.g. val_f1_macro, train_loss)."""
+    return _save(curves_figure(histories, metric), path)
+
+
+def curves_figure(histories: dict[str, Curve], metric: str) -> Figure | None:
     if not any(histories.values()):
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    label, scale = CURVE_LABELS.get(metric, (metric, 1))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for cell, points in sorted(histories.items()):
         if points:
             steps, values = zip(*sorted(points))
-            ax.plot(steps, values, marker="o", label=cell)
+            ax.plot(steps, np.asarray(values) * scale, marker="o", label=cell)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} per epoch")
-    ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    ax.set_ylabel(label)
+    ax.set_title(f"{label.split(' (')[0]} per epoch")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes: never over a curve
+    return fig
 
 
 def plot_lsh_mask(histories: dict[str, dict[str, Curve]], path: Path) -> Path | None:
@@ -61,6 +91,10 @@ def plot_lsh_mask(histories: dict[str, dict[str, Curve]], path: Path) -> Path | 
 
     `histories` maps a mask_within_chunks value ("True"/"False") to {"val_loss": curve, "train_loss": curve}.
     """
+    return _save(lsh_mask_figure(histories), path)
+
+
+def lsh_mask_figure(histories: dict[str, dict[str, Curve]]) -> Figure | None:
     groups = {mask: curves for mask, curves in histories.items() if curves.get("val_loss")}
     if len(groups) < 2:
         return None
@@ -73,44 +107,75 @@ def plot_lsh_mask(histories: dict[str, dict[str, Curve]], path: Path) -> Path | 
             ax.plot(steps, values, linestyle="--", color=line.get_color(), label=f"mask_within_chunks={mask} (train)")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("MLM cross-entropy")
+    ax.set_ylabel("MLM cross-entropy (nats per masked token)")
     ax.set_title("LSH attention: masking within chunks")
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return fig
 
 
 def plot_pareto(frame: pd.DataFrame, x: str, path: Path) -> Path | None:
-    """Test F1-macro against a cost column of report.pareto_frame; frontier (max F1, min cost) per dataset.
+    """Test F1-macro against a cost column of plot_frames.pareto_frame; frontier (max F1, min cost) per dataset.
 
     x = "gpu_MiB" falls back to "host_MiB" when no cell used GPU memory (a CPU run).
     """
+    return _save(pareto_figure(frame, x), path)
+
+
+def pareto_figure(frame: pd.DataFrame, x: str) -> Figure | None:
+    """Colour = dataset, marker = label (attention variant or cell), both in legends beside the axes."""
     if x == "gpu_MiB" and not (frame[x] > 0).any():
         x = "host_MiB"
     points = frame[frame["test_f1"].notna() & frame[x].notna()]
     if points.empty:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    labels = sorted(points["label"].astype(str).unique())
+    marker = {label: MARKERS[i % len(MARKERS)] for i, label in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(9, 5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (dataset, group) in enumerate(points.groupby("dataset", sort=True)):
-        colour = colours[i % len(colours)]
-        ax.scatter(group[x], group["test_f1"], color=colour, label=dataset or "(no dataset)")
-        for row in group.itertuples():
-            ax.annotate(str(row.label), (getattr(row, x), row.test_f1), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+    datasets = sorted(points["dataset"].unique())
+    for i, dataset in enumerate(datasets):
+        colour, group = colours[i % len(colours)], points[points["dataset"] == dataset]
+        for row in group.to_dict("records"):
+            shape, filled = marker[str(row["label"])]
+            sd = row.get("test_f1 sd", np.nan)  # NaN with one seed: no error bar
+            ax.errorbar(row[x], PERCENT * row["test_f1"], yerr=None if pd.isna(sd) else PERCENT * sd, fmt=shape,
+                        color=colour, markerfacecolor=colour if filled else "none", capsize=2)
         front = group[pareto_front(group[x], group["test_f1"])].sort_values(x)
         # the frontier: ringed points joined by the staircase of the best F1 reachable at each cost
-        ax.scatter(front[x], front["test_f1"], s=160, facecolors="none", edgecolors=colour)
-        ax.step(front[x], front["test_f1"], where="post", color=colour, alpha=0.6)
+        ax.scatter(front[x], PERCENT * front["test_f1"], s=220, facecolors="none", edgecolors=colour, linewidths=0.8)
+        ax.step(front[x], PERCENT * front["test_f1"], where="post", color=colour, alpha=0.6)
     ax.set_xlabel(COST_LABELS.get(x, x))
-    ax.set_ylabel("test F1-macro")
-    ax.set_title(f"test F1-macro vs {COST_LABELS.get(x, x).split(' (')[0]} (ringed: Pareto frontier)")
-    ax.legend(title="dataset", fontsize=8, loc="best")
-    return _save(fig, path)
+    if x.endswith("MiB"):
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))  # 20,480 MiB, as the tables print it
+    spread = "n" in points and points["n"].max() > 1
+    ax.set_ylabel("test F1-macro (%)" + (" (mean ± sd over seeds)" if spread else ""))
+    ax.set_title(f"test F1-macro vs {COST_LABELS.get(x, x).split(' (')[0]} (ringed: Pareto frontier)", fontsize=10)
+    _legends(ax, datasets, colours, labels, marker)
+    return fig
 
 
-def _save(fig, path: Path) -> Path:
+def _legends(ax, datasets: list[str], colours: list[str], labels: list[str], marker: dict) -> None:
+    """One legend beside the axes: a colour per dataset, then a marker per label (a column per 20 entries)."""
+    def header(text: str) -> Line2D:
+        return Line2D([], [], linestyle="", marker="", label=text)
+
+    handles = [header("dataset")]
+    handles += [Line2D([], [], linestyle="", marker="s", color=colours[i % len(colours)], label=d or "(no dataset)")
+                for i, d in enumerate(datasets)]
+    handles += [header("variant")]
+    handles += [Line2D([], [], linestyle="", marker=marker[label][0], color="0.3",
+                       markerfacecolor="0.3" if marker[label][1] else "none", label=label) for label in labels]
+    legend = ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       ncols=1 + (len(handles) - 1) // 20, handletextpad=0.3)
+    for text, handle in zip(legend.get_texts(), handles):
+        if not handle.get_marker() or handle.get_marker() == "None":
+            text.set_fontweight("bold")  # the two section headers
+
+
+def _save(fig: Figure | None, path: Path) -> Path | None:
+    if fig is None:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": the legends beside the axes are kept
     plt.close(fig)
     return path

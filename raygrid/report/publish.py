@@ -15,6 +15,7 @@ import pandas as pd
 
 from raygrid.report import compare, plots, render
 from raygrid.report import tables as report
+from raygrid.report.plot_frames import pareto_frame
 from raygrid.report.plots import Curve
 from raygrid.tracking.runs import GridTracker, fetch_runs, metric_history
 
@@ -73,7 +74,7 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
         curves = _histories(history, rows, metric)
         written.append(plots.plot_curves(curves, metric, folder / f"{grid_name}.{metric}.png"))
     written.append(plots.plot_lsh_mask(lsh_mask_histories(history, runs), folder / f"{grid_name}.lsh_mask.png"))
-    frame = report.pareto_frame(runs)
+    frame = pareto_frame(runs)
     for cost, stem in (("epoch_s_mean", "pareto_time"), ("gpu_MiB", "pareto_memory")):
         written.append(plots.plot_pareto(frame, cost, folder / f"{grid_name}.{stem}.png"))
     written = [p for p in written if p is not None]

@@ -4,19 +4,23 @@ Pure pandas/numpy/scipy: testable on a hand-made DataFrame, no MLflow needed; ra
 writes the tables out as Markdown, CSV or LaTeX.
   cells      one row per cell: status, scores, time and memory
   f1_table   test F1-macro, rows (stage x) pooling x N_freeze x P_drop (x other axes), one column per dataset
+             (mean over seeds) and `<dataset> sd` beside it when a cell ran several seeds
   best_table per dataset, the cell chosen on validation F1-macro and its test score
-  seeds_table     per cell over seeds: mean, std and a bootstrap 95 % interval of the mean
+  seeds_table     per cell over seeds: n, mean, std and a Student-t 95 % interval of the mean
   attention_table per (stage x) attention variant x dataset: score, time per epoch, peak memory
-  paired_table    each attention variant minus softmax on the same stage, dataset, seed and hyperparameters
-A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss.
+  paired_table    each attention variant minus softmax on the same stage, dataset, seed and hyperparameters:
+                  mean difference, its Student-t 95 % interval, paired t-test p-value, cost ratios
+A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss. Every number
+stays a number (F1 a 0..1 fraction); raygrid.report.formats and render decide how it is printed.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from raygrid.report import statistics
+from raygrid.report.formats import F1_TITLE
+from raygrid.report.formats import SD_SUFFIX as SD  # `<column> sd`: rendered beside its mean as `mean ± sd`
 
 POOLING, FREEZE, DROP, DATASET, SEED = "model.pooling", "model.n_freeze", "model.p_drop", "data.dataset", "seed"
 HPARAMS = (POOLING, FREEZE, DROP)
@@ -27,8 +31,6 @@ CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "
                 "metrics.train_time_s": "train_s", "metrics.epoch_time_mean_s": "epoch_s_mean",
                 "metrics.tokens_per_s": "tokens/s", "metrics.peak_gpu_mem_mb": "gpu_MiB",
                 "metrics.peak_host_mem_mb": "host_MiB"}
-RESAMPLES = 10_000  # bootstrap resamples; with the fixed RNG seed below the report is reproducible
-RNG_SEED = 0
 BASELINE = "TF-IDF+LR"
 # epoch_s_mean: the mean training time per epoch of a cell (its last epoch alone can mislead: N_freeze
 # epochs are faster); peaks are over the whole cell, evaluation included.
@@ -117,24 +119,24 @@ def _short(column: str) -> str:
     return RENAME.get(column, column.removeprefix("axis."))
 
 
-def mean_std(values: pd.Series) -> str:
-    values = values.dropna()
-    if len(values) == 0:
-        return ""
-    if len(values) == 1:
-        return f"{values.iloc[0]:.4f}"
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
-
-
 def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Test F1-macro: one row per hyperparameter combination, one column per dataset."""
+    """Test F1-macro: one row per hyperparameter combination, one column per dataset (mean over seeds).
+
+    With repeated seeds each dataset column is followed by `<dataset> sd` (sample std; NaN for one seed).
+    """
     finished = finished_cells(runs)
     if finished.empty:
         return pd.DataFrame()
     keys = _row_keys(finished)
     frame = _keyed(finished, keys)
-    table = frame.groupby(keys + [DATASET], sort=True)["test_f1"].agg(mean_std).unstack(DATASET)
-    table.columns.name = None
+    stats_ = frame.groupby(keys + [DATASET], sort=True)["test_f1"].agg(["mean", "std", "size"])
+    mean, sd = stats_["mean"].unstack(DATASET), stats_["std"].unstack(DATASET)
+    columns = {}
+    for dataset in mean.columns:
+        columns[dataset] = mean[dataset]
+        if stats_["size"].max() > 1:
+            columns[f"{dataset}{SD}"] = sd[dataset]
+    table = pd.DataFrame(columns)
     return table.reset_index().rename(columns=_short)
 
 
@@ -150,19 +152,6 @@ def best_table(runs: pd.DataFrame) -> pd.DataFrame:
                                                            seeds=("test_f1", "size")).reset_index()
     best = grouped.loc[grouped.groupby(DATASET)["val_f1"].idxmax()].reset_index(drop=True)
     return best.rename(columns=_short)
-
-
-def bootstrap_ci(values, level: float = 0.95, resamples: int = RESAMPLES, seed: int = RNG_SEED) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (NaN below 2 values); a fixed seed makes it reproducible."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return np.nan, np.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)  # (resamples,)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
 
 
 def _identity(runs: pd.DataFrame, drop: tuple[str, ...] = (SEED,)) -> pd.DataFrame:
@@ -189,7 +178,7 @@ def _tidy(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per cell over its seeds: n, mean, std, bootstrap 95 % CI of the mean (empty without repeated seeds)."""
+    """Per cell over its seeds: n, mean, std, Student-t 95 % CI of the mean (empty without repeated seeds)."""
     scored = scored_cells(runs)
     if scored.empty:
         return pd.DataFrame()
@@ -199,7 +188,8 @@ def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in frame.groupby(keys + ["metric"], sort=True):
         values = group["score"].to_numpy(float)
-        rows.append((*key, len(values), values.mean(), group["score"].std(), *bootstrap_ci(values)))  # std: NaN for 1
+        interval = statistics.t_interval(values)  # (NaN, NaN) for one seed: no interval, not a zero-width one
+        rows.append((*key, len(values), values.mean(), group["score"].std(), *interval))  # std: NaN for 1
     table = pd.DataFrame(rows, columns=keys + ["metric", "seeds", "mean", "std", "ci95_low", "ci95_high"])
     return _tidy(table, keys) if table["seeds"].max() >= 2 else pd.DataFrame()
 
@@ -232,9 +222,12 @@ def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     frame["final_val_loss"] = frame["score"].where(frame["metric"] == "final_val_loss")
     keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
     table = frame.groupby(keys, sort=True).agg(
-        test_f1=("test_f1", mean_std), final_val_loss=("final_val_loss", "mean"),
-        **{column: (column, "mean") for column in COSTS}, cells=("score", "size")).reset_index()
-    return table if frame["final_val_loss"].notna().any() else table.drop(columns="final_val_loss")
+        test_f1=("test_f1", "mean"), **{f"test_f1{SD}": ("test_f1", "std")},
+        final_val_loss=("final_val_loss", "mean"), **{column: (column, "mean") for column in COSTS},
+        cells=("score", "size")).reset_index()
+    unused = [] if table["cells"].max() > 1 else [f"test_f1{SD}"]
+    unused += [] if frame["final_val_loss"].notna().any() else ["final_val_loss"]
+    return table.drop(columns=unused)
 
 
 def _ratio(variant: pd.Series, reference: pd.Series) -> float:
@@ -260,47 +253,22 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in pairs.groupby(keys, sort=True):
         diff = (group["score"] - group["score_ref"]).to_numpy(float)
-        rows.append((*key, len(diff), diff.mean(), *bootstrap_ci(diff), _paired_p(group["score"], group["score_ref"]),
+        p_value = statistics.paired_p(group["score"], group["score_ref"])
+        rows.append((*key, len(diff), diff.mean(), *statistics.t_interval(diff), p_value,
                      *(_ratio(group[column], group[f"{column}_ref"]) for column in COSTS)))
     return pd.DataFrame(rows, columns=keys + ["pairs", "mean_diff", "ci95_low", "ci95_high", "p_value",
                                               "epoch_time_ratio", "gpu_mem_ratio", "host_mem_ratio"])
 
 
-def _paired_p(variant: pd.Series, reference: pd.Series) -> float:
-    """Two-sided paired t-test p-value; NaN below 2 pairs (and when every difference is exactly 0)."""
-    if len(variant) < 2:
-        return np.nan
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance differences
-        return float(stats.ttest_rel(variant.to_numpy(float), reference.to_numpy(float)).pvalue)
-
-
-def pareto_front(cost, score) -> np.ndarray:
-    """True for points no other point dominates (cost <= and score >=, one strictly); NaN points never count."""
-    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
-    # [i, j]: does point j dominate point i?  (n, n)
-    no_worse = (cost[None, :] <= cost[:, None]) & (score[None, :] >= score[:, None])
-    better = (cost[None, :] < cost[:, None]) | (score[None, :] > score[:, None])
-    return ~(no_worse & better).any(axis=1) & ~np.isnan(cost) & ~np.isnan(score)
-
-
-def pareto_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished fine-tuned cells: label (attention variant, else cell), dataset, test F1 and costs."""
-    finished = finished_cells(runs)
-    finished = finished[_param(finished, "kind") != "tfidf"]
-    frame = _cost_frame(finished)
-    if frame["attention"].nunique() < 2:
-        frame["attention"] = finished["cell"]
-    return frame.rename(columns={"attention": "label", "score": "test_f1"}).drop(columns="metric")
+SEEDS_TITLE = "seeds (mean over seeds, Student-t 95 % CI of the mean)"
+PAIRED_TITLE = "attention vs softmax (paired on stage, dataset, seed and other axes; Student-t 95 % CI, paired t-test)"
 
 
 def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Every table the study publishes, by title; optional ones only when they have rows."""
-    tables = {"cells": cells_table(runs), "test F1-macro": f1_table(runs),
+    tables = {"cells": cells_table(runs), F1_TITLE: f1_table(runs),
               "best hyperparameters (chosen on validation F1-macro)": best_table(runs)}
-    optional = {"seeds (mean over seeds, percentile bootstrap 95 % CI)": seeds_table,
-                "attention variants": attention_table,
-                "attention vs softmax (paired on stage, dataset, seed and other axes)": paired_table}
+    optional = {SEEDS_TITLE: seeds_table, "attention variants": attention_table, PAIRED_TITLE: paired_table}
     for title, build in optional.items():
         table = build(runs)
         if not table.empty:

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from raygrid.report.compare import add_published, load_reference
+from raygrid.report.render import to_latex, to_markdown
 from raygrid.report.tables import all_tables
 
 REFERENCE = Path(__file__).resolve().parents[2] / "grids" / "reference" / "study_published.csv"
@@ -41,6 +42,19 @@ def test_f1_table_sets_tfidf_and_the_validation_choice_beside_the_published_valu
     assert table.loc["mean", "imdb Δ"] == pytest.approx(0.90 - 0.9286)
     assert pd.isna(table.loc["cls", "imdb published"])
     assert set(tables["published reference"]["variant"]) == {"tfidf", "softmax"}
+    # printed as the study prints it: percent, differences in signed percentage points
+    md = to_markdown(tables["test F1-macro"], "test F1-macro")
+    assert "| imdb (%) | imdb published (%) | imdb Δ (pp) |" in md
+    assert "|    90.00 |              92.86 |       -2.86 |" in md and "|    88.00 |              89.50 |       -1.50 |" in md
+    assert r"imdb $\Delta$ (pp)" in to_latex(tables["test F1-macro"], "test F1-macro")
+
+
+def test_published_columns_follow_the_spread_of_our_seeds():
+    runs = pd.DataFrame([run("a", "imdb", 0.90, 0.85), {**run("b", "imdb", 0.92, 0.85), "params.seed": "1"}])
+    table = add_published(all_tables(runs), runs, load_reference(REFERENCE))["test F1-macro"]
+    assert list(table.columns) == ["pooling", "N_freeze", "P_drop", "imdb", "imdb sd", "imdb published", "imdb Δ"]
+    assert table.loc[0, "imdb Δ"] == pytest.approx(0.91 - 0.9286)
+    assert "91.00 ± 1.41 |              92.86 |       -1.86 |" in to_markdown(table, "test F1-macro")
 
 
 def test_attention_table_marks_the_best_variant_of_each_kind_and_checks_the_subset():

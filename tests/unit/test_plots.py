@@ -1,9 +1,55 @@
-"""Plots are written as real PNGs, and skipped (no file) when there is nothing to draw."""
-import pandas as pd
+"""Plots are written as real PNGs, skipped (no file) when there is nothing to draw, readable (no text drawn
+over other text, checked on the Agg renderer's bounding boxes), with error bars when cells ran several seeds."""
+from itertools import combinations
 
-from raygrid.report.plots import plot_curves, plot_lsh_mask, plot_pareto, plot_test_f1
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.container import ErrorbarContainer
+from matplotlib.text import Text
+
+from raygrid.report.plot_frames import pareto_frame
+from raygrid.report.plots import (curves_figure, f1_bars_figure, pareto_figure, plot_curves, plot_lsh_mask,
+                                  plot_pareto, plot_test_f1)
+from tests.unit.test_report import attention_frame
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts whose drawn boxes overlap (1 px tolerance)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer).expanded(1.0, 1.0).padded(-1))
+             for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return [(a, b) for (a, box_a), (b, box_b) in combinations(boxes, 2) if box_a.overlaps(box_b)]
+
+
+def test_the_overlap_check_sees_labels_placed_beside_crowded_points():
+    """What the Pareto plot used to do (a cell name annotated at each point) fails the check."""
+    frame = pareto_frame(crowded_runs(cells=14))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.scatter(frame["epoch_s_mean"], frame["test_f1"])
+    for row in frame.itertuples():
+        ax.annotate(row.label, (row.epoch_s_mean, row.test_f1), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    assert len(overlapping_texts(fig)) > 10
+    plt.close(fig)
+
+
+def crowded_runs(cells=14, seeds=(0,)):
+    """Many long-named cells on one dataset with nearly equal scores and costs, and one far away that sets
+    the axes' range: labels placed beside the points pile up; attention does not vary, so points are
+    labelled by cell."""
+    rows = []
+    for i in range(cells):
+        far = 10 if i == 0 else 1  # cell 0: 10x the time and memory, F1 0.5
+        for seed in seeds:
+            rows.append({"cell": f"pooling=mean,n_freeze={i},p_drop=0.1,lr=0.0001,seed={seed}", "status": "FINISHED",
+                         "params.data.dataset": "imdb", "params.attention.kind": "softmax", "params.seed": str(seed),
+                         "metrics.test_f1_macro": 0.5 if i == 0 else 0.80 + 0.001 * i + 0.01 * seed,
+                         "metrics.best_val_f1_macro": 0.79 + 0.001 * i,
+                         "metrics.epoch_time_mean_s": far * (10.0 + 0.01 * i),
+                         "metrics.peak_gpu_mem_mb": far * (1000.0 + i), "metrics.peak_host_mem_mb": 500.0})
+    return pd.DataFrame(rows)
 
 
 def test_f1_bars_and_curves_are_pngs(tmp_path):
@@ -15,11 +61,39 @@ def test_f1_bars_and_curves_are_pngs(tmp_path):
         assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000
 
 
+def test_f1_bars_have_error_bars_only_with_several_seeds():
+    fig = f1_bars_figure(attention_frame())  # 6 cells x 3 seeds
+    ax = fig.axes[0]
+    assert len(ax.get_yticklabels()) == 6 and not any("seed=" in t.get_text() for t in ax.get_yticklabels())
+    test_bars = [c for c in ax.containers if c.get_label() == "test"][0]
+    assert test_bars.errorbar is not None and "± sd over n = 3 seeds" in ax.get_xlabel()
+    assert max(bar.get_width() for bar in test_bars) == 86.0  # percent, as the tables print F1
+    plt.close(fig)
+    fig = f1_bars_figure(attention_frame(seeds=(0,)))
+    assert all(c.errorbar is None for c in fig.axes[0].containers) and "sd" not in fig.axes[0].get_xlabel()
+    plt.close(fig)
+
+
+def test_f1_bars_of_many_long_cells_do_not_overlap():
+    fig = f1_bars_figure(crowded_runs(cells=30, seeds=(0, 1)))
+    assert len(fig.axes[0].get_yticklabels()) == 30
+    assert overlapping_texts(fig) == []
+    plt.close(fig)
+
+
 def test_nothing_to_draw(tmp_path):
     failed = pd.DataFrame({"cell": ["a"], "status": ["FAILED"], "metrics.test_f1_macro": [None]})
     assert plot_test_f1(failed, tmp_path / "f1.png") is None
     assert plot_curves({"a": []}, "train_loss", tmp_path / "c.png") is None
     assert not list(tmp_path.iterdir())
+
+
+def test_curves_have_units_and_a_legend_beside_the_axes():
+    fig = curves_figure({f"cell-{i}": [(0, 0.5), (1, 0.6 + 0.01 * i)] for i in range(12)}, "val_f1_macro")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "validation F1-macro (%)" and ax.lines[0].get_ydata()[0] == 50.0
+    assert overlapping_texts(fig) == []
+    plt.close(fig)
 
 
 def test_lsh_mask_plot_needs_both_mask_values(tmp_path):
@@ -44,6 +118,35 @@ def test_pareto_plots_time_and_memory(tmp_path):
         assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000
     # a CPU run (no GPU memory anywhere) falls back to host memory
     assert plot_pareto(pareto_points([0.0] * 4), "gpu_MiB", tmp_path / "host.png").exists()
+
+
+def test_pareto_names_points_by_marker_and_legend_not_by_text_beside_them():
+    frame = pareto_frame(crowded_runs(cells=14))
+    for x in ("epoch_s_mean", "gpu_MiB"):
+        fig = pareto_figure(frame, x)
+        ax = fig.axes[0]
+        assert len(ax.texts) == 0  # no annotations: every name is in the legend
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert set(frame["label"]) <= set(legend) and "imdb" in legend
+        markers = {(line.get_marker(), line.get_markerfacecolor() == "none") for line in ax.get_legend().get_lines()
+                   if line.get_label() in set(frame["label"])}
+        assert len(markers) == 14  # one distinct marker per cell
+        assert ax.get_xlabel() in ("mean time per epoch (s)", "peak GPU memory (MiB)")
+        assert ax.get_ylabel() == "test F1-macro (%)"
+        assert overlapping_texts(fig) == []
+        plt.close(fig)
+
+
+def test_pareto_points_carry_error_bars_over_seeds():
+    fig = pareto_figure(pareto_frame(attention_frame()), "epoch_s_mean")  # 3 seeds per point
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 6 and all(c.has_yerr for c in bars) and "mean ± sd over seeds" in ax.get_ylabel()
+    assert overlapping_texts(fig) == []
+    plt.close(fig)
+    fig = pareto_figure(pareto_frame(attention_frame(seeds=(0,))), "epoch_s_mean")
+    assert not any(c.has_yerr for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer))
+    plt.close(fig)
 
 
 def test_pareto_nothing_to_draw(tmp_path):

@@ -65,8 +65,14 @@ def test_publish_saves_every_table_and_figure(store, tmp_path):
                                             "pareto_time", "pareto_memory")}
     assert figures <= names and sorted(names) == sorted(p.name for p in result.files)
     assert all((tmp_path / f).read_bytes()[:8] == PNG for f in figures)
-    assert "### attention vs softmax" in (tmp_path / f"{GRID}.md").read_text()
-    assert r"\caption{seeds (mean over seeds, percentile bootstrap 95 \% CI)}" in (tmp_path / f"{GRID}.tex").read_text()
+    md = (tmp_path / f"{GRID}.md").read_text()
+    assert "### attention vs softmax" in md
+    # the attention table as a researcher pastes it: F1 in %, seconds to 0.1, MiB as integers, numbers right
+    assert "|  test_f1 (%) | final_val_loss | epoch_s_mean | gpu_MiB | host_MiB | cells |" in md
+    assert "| softmax                      | hyperpartisan | 65.00 ± 7.07 |                |         10.0 |       0 " \
+           "|    1,000 |     2 |" in md
+    assert "| lsh-mask_within_chunks=True  | wikitext      |              |          2.500 |          3.0 |" in md
+    assert r"\caption{seeds (mean over seeds, Student-t 95 \% CI of the mean)}" in (tmp_path / f"{GRID}.tex").read_text()
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(parent, "plots")}
     assert {f"plots/{f}" for f in figures} <= artifacts
 

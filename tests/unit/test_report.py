@@ -3,8 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raygrid.report.tables import (all_tables, attention_table, best_table, bootstrap_ci, f1_table, paired_table,
-                            pareto_frame, pareto_front, seeds_table)
+from raygrid.report.plot_frames import bars_frame, pareto_frame, without_seed
+from raygrid.report.statistics import pareto_front, t_interval
+from raygrid.report.tables import (PAIRED_TITLE, SEEDS_TITLE, all_tables, attention_table, best_table, f1_table,
+                                   paired_table, seeds_table)
 
 
 def runs_frame():
@@ -28,11 +30,15 @@ def runs_frame():
 
 def test_f1_table_rows_are_hparams_columns_are_datasets_with_seed_spread():
     table = f1_table(runs_frame())
-    assert list(table.columns[:3]) == ["pooling", "N_freeze", "P_drop"]
-    assert set(table.columns[3:]) == {"imdb", "hyperpartisan"}
+    assert list(table.columns) == ["pooling", "N_freeze", "P_drop", "hyperpartisan", "hyperpartisan sd", "imdb",
+                                   "imdb sd"]
     assert len(table) == 4  # failed run excluded, seeds averaged
     row = table[(table.pooling == "mean") & (table.N_freeze == "1")].iloc[0]
-    assert row["imdb"] == f"{0.5 + 0.2 + 0.01 + 0.005:.4f} ± {0.00707:.4f}"
+    # numbers stay numbers (formatting is the renderer's job): the mean and the sample sd of 0.71 and 0.72
+    assert row["imdb"] == pytest.approx(0.5 + 0.2 + 0.01 + 0.005) and row["imdb sd"] == pytest.approx(0.01 / 2**0.5)
+    assert table["imdb"].dtype == float and table["imdb sd"].dtype == float
+    one_seed = f1_table(runs_frame()[lambda r: r["params.seed"] != "1"])
+    assert "imdb sd" not in one_seed  # nothing to spread over
 
 
 def test_best_table_selects_on_validation_not_test():
@@ -55,7 +61,8 @@ def test_baseline_is_the_first_row_and_not_a_selection_candidate():
                 "metrics.best_val_f1_macro": 0.99}
     runs = pd.concat([runs, pd.DataFrame([baseline])], ignore_index=True)
     table = f1_table(runs)
-    assert table.iloc[0]["pooling"] == "TF-IDF+LR" and table.iloc[0]["imdb"] == "0.9900"
+    assert table.iloc[0]["pooling"] == "TF-IDF+LR" and table.iloc[0]["imdb"] == pytest.approx(0.99)
+    assert pd.isna(table.iloc[0]["imdb sd"])  # one run: no spread, rather than a zero one
     assert pd.isna(table.iloc[0]["hyperpartisan"])  # the baseline ran on imdb only
     assert best_table(runs).set_index("dataset").loc["imdb", "pooling"] == "mean"
 
@@ -108,13 +115,16 @@ def mlm_frame(stage="mlm"):
     return pd.DataFrame(rows)
 
 
-def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
-    values = [0.61, 0.65, 0.70, 0.72, 0.80]
-    low, high = bootstrap_ci(values)
-    assert low < np.mean(values) < high and high - low < max(values) - min(values)
-    assert bootstrap_ci(values) == (low, high)
-    assert bootstrap_ci(values, seed=1) != (low, high)
-    assert all(np.isnan(bootstrap_ci([0.5])))
+def test_t_interval_is_the_students_t_interval_of_the_mean():
+    values = [0.61, 0.65, 0.70]
+    low, high = t_interval(values)
+    # mean 0.6533, sd 0.04509, t(0.975, 2) = 4.3027: half-width 4.3027 * 0.04509 / sqrt(3) = 0.1120
+    assert (low, high) == (pytest.approx(0.6533 - 0.1120, abs=1e-4), pytest.approx(0.6533 + 0.1120, abs=1e-4))
+    # with 3 seeds it is much wider than min..max (what a percentile bootstrap gives), as it must be
+    assert low < min(values) and high > max(values)
+    assert t_interval(values, level=0.5)[1] - t_interval(values, level=0.5)[0] < high - low
+    assert all(np.isnan(t_interval([0.5]))) and all(np.isnan(t_interval([0.5, np.nan])))
+    assert t_interval([0.7, 0.7, 0.7]) == (pytest.approx(0.7), pytest.approx(0.7))  # values that agree
 
 
 def test_seeds_table_only_with_repeated_seeds():
@@ -122,9 +132,15 @@ def test_seeds_table_only_with_repeated_seeds():
     assert list(seeds.columns) == ["dataset", "attention", "metric", "seeds", "mean", "std", "ci95_low", "ci95_high"]
     row = seeds.set_index(["dataset", "attention"]).loc[("imdb", "softmax")]
     assert row["seeds"] == 3 and row["mean"] == pytest.approx(0.81) and row["std"] == pytest.approx(0.01)
-    assert row["ci95_low"] <= row["mean"] <= row["ci95_high"]
+    half = 4.302653 * 0.01 / 3**0.5  # Student-t, 2 degrees of freedom
+    assert (row["ci95_low"], row["ci95_high"]) == (pytest.approx(0.81 - half), pytest.approx(0.81 + half))
     assert seeds_table(attention_frame(seeds=(0,))).empty
-    assert "seeds (mean over seeds, percentile bootstrap 95 % CI)" in all_tables(attention_frame())
+    assert SEEDS_TITLE in all_tables(attention_frame()) and "Student-t" in SEEDS_TITLE
+    # a cell that ran one seed beside cells that ran three: its interval is missing, not zero-width
+    runs = attention_frame()
+    one = runs[~(runs["params.axis.attention"].eq("softmax") & runs["params.seed"].ne("0"))]
+    softmax = seeds_table(one).set_index(["dataset", "attention"]).loc[("imdb", "softmax")]
+    assert softmax["seeds"] == 1 and softmax[["std", "ci95_low", "ci95_high"]].isna().all()
 
 
 def test_paired_difference_of_a_constant_gain_is_exact():
@@ -136,6 +152,7 @@ def test_paired_difference_of_a_constant_gain_is_exact():
     assert lsh["mean_diff"] == pytest.approx(0.05)
     assert (lsh["ci95_low"], lsh["ci95_high"]) == (pytest.approx(0.05), pytest.approx(0.05))
     assert lsh["p_value"] < 1e-6
+    assert PAIRED_TITLE in all_tables(attention_frame()) and "Student-t" in PAIRED_TITLE
     assert lsh["epoch_time_ratio"] == pytest.approx(0.5) and lsh["gpu_mem_ratio"] == pytest.approx(0.5)
     assert paired.loc[("hyperpartisan", "favor-nb_features=64"), "mean_diff"] == pytest.approx(-0.10)
 
@@ -147,19 +164,32 @@ def test_paired_pairs_on_seed_and_leaves_p_blank_for_one_pair():
     paired = paired_table(runs[~unpaired])
     assert set(paired["attention"]) == {"favor-nb_features=64"} and (paired["pairs"] == 1).all()
     assert paired["p_value"].isna().all() and paired["ci95_low"].isna().all()
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences_and_agrees_with_the_t_test():
+    runs = attention_frame()
+    lsh = runs["params.attention.kind"] == "lsh"
+    noise = np.tile([0.0, 0.02, -0.01], 4)  # per seed, both tasks: differences 0.05, 0.07, 0.04
+    runs.loc[lsh, "metrics.test_f1_macro"] += noise[: lsh.sum()]
+    row = paired_table(runs).set_index(["dataset", "attention"]).loc[("imdb", "lsh-num_hashes=2")]
+    low, high = t_interval([0.05, 0.07, 0.04])
+    assert (row["ci95_low"], row["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert row["mean_diff"] == pytest.approx(0.16 / 3)
+    # the interval excludes 0 exactly when the two-sided test rejects at 5 %
+    assert (row["ci95_low"] > 0) == (row["p_value"] < 0.05)
     assert paired_table(runs[runs["params.attention.kind"] != "softmax"]).empty
 
 
 def test_attention_table_per_stage_with_an_mlm_stage():
     runs = pd.concat([mlm_frame("mlm"), attention_frame("finetune", tasks=("imdb",))], ignore_index=True)
     table = attention_table(runs)
-    assert list(table.columns) == ["stage", "attention", "dataset", "test_f1", "final_val_loss", "epoch_s_mean",
-                                   "gpu_MiB", "host_MiB", "cells"]
+    assert list(table.columns) == ["stage", "attention", "dataset", "test_f1", "test_f1 sd", "final_val_loss",
+                                   "epoch_s_mean", "gpu_MiB", "host_MiB", "cells"]
     mlm = table[table["stage"] == "mlm"].set_index("attention")
-    assert mlm.loc["lsh", "final_val_loss"] == pytest.approx(3.55) and mlm.loc["lsh", "test_f1"] == ""
+    assert mlm.loc["lsh", "final_val_loss"] == pytest.approx(3.55) and np.isnan(mlm.loc["lsh", "test_f1"])
     assert mlm.loc["softmax", "host_MiB"] == 800.0 and mlm.loc["softmax", "cells"] == 2
     finetune = table[table["stage"] == "finetune"].set_index("attention")
-    assert finetune.loc["softmax", "test_f1"] == "0.8100 ± 0.0100"
+    assert finetune.loc["softmax", ["test_f1", "test_f1 sd"]].tolist() == [pytest.approx(0.81), pytest.approx(0.01)]
     assert np.isnan(finetune.loc["softmax", "final_val_loss"])
     paired = paired_table(runs).set_index(["stage", "attention"])
     assert paired.loc[("mlm", "lsh"), "metric"] == "final_val_loss"
@@ -176,10 +206,31 @@ def test_pareto_front_keeps_points_nothing_beats():
     assert pareto_front([], []).tolist() == []
 
 
-def test_pareto_frame_labels_cells_by_attention_and_skips_the_baseline():
+def test_pareto_frame_pools_seeds_labels_by_attention_and_skips_the_baseline():
     runs = attention_frame()
-    runs.loc[0, "params.kind"] = "tfidf"
+    runs.loc[0, "params.kind"] = "tfidf"  # imdb softmax seed 0
     frame = pareto_frame(runs)
-    assert len(frame) == len(runs) - 1 and set(frame["label"]) == {"softmax", "lsh-num_hashes=2",
-                                                                   "favor-nb_features=64"}
-    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "epoch_s_mean", "gpu_MiB", "host_MiB"]
+    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "test_f1 sd", "epoch_s_mean", "gpu_MiB",
+                                   "host_MiB", "n"]
+    assert len(frame) == 6 and set(frame["label"]) == {"softmax", "lsh-num_hashes=2", "favor-nb_features=64"}
+    points = frame.set_index(["dataset", "label"])
+    assert points.loc[("imdb", "lsh-num_hashes=2"), ["test_f1", "test_f1 sd", "n"]].tolist() == \
+        [pytest.approx(0.86), pytest.approx(0.01), 3]
+    assert points.loc[("imdb", "softmax"), "n"] == 2 and points.loc[("imdb", "softmax"), "test_f1"] == pytest.approx(0.815)
+
+
+def test_pareto_frame_labels_by_cell_without_the_seed_when_attention_does_not_vary():
+    runs = attention_frame()
+    frame = pareto_frame(runs[runs["params.attention.kind"] == "softmax"])
+    assert set(frame["label"]) == {"task=imdb,attention=softmax", "task=hyperpartisan,attention=softmax"}
+    assert (frame["n"] == 3).all()
+
+
+def test_bars_frame_pools_the_seeds_of_each_cell():
+    bars = bars_frame(attention_frame()).set_index("label")
+    assert len(bars) == 6 and (bars["n"] == 3).all()
+    assert bars.loc["task=imdb,attention=softmax", ["test_f1", "test_f1 sd"]].tolist() == \
+        [pytest.approx(0.81), pytest.approx(0.01)]
+    assert without_seed("seed=2,pooling=cls") == "pooling=cls" and without_seed("a=1,seed=0,b=2") == "a=1,b=2"
+    assert without_seed("seed=0") == "seed=0" and without_seed("pooling=cls,seeds=5") == "pooling=cls,seeds=5"
+    assert bars_frame(pd.DataFrame()).empty
