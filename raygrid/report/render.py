@@ -51,6 +51,13 @@ def _looks_numeric(texts: list[str]) -> bool:
     return bool(filled) and all(_NUMBER.match(t) for t in filled)
 
 
+def _shown_with_partner(column: str, columns: list[str]) -> bool:
+    """`imdb sd` is printed inside `imdb` (mean ± sd), `ci95_high` inside `ci95_low` (low – high)."""
+    if column.endswith(SD_SUFFIX) and column[: -len(SD_SUFFIX)] in columns:
+        return True
+    return column == CI_COLUMNS[1] and CI_COLUMNS[0] in columns
+
+
 def displayed(table: pd.DataFrame, title: str = "") -> Displayed:
     """Headers, cell texts, alignment and notes of `table`, each number formatted once, here."""
     columns = [str(c) for c in table.columns]
@@ -59,9 +66,8 @@ def displayed(table: pd.DataFrame, title: str = "") -> Displayed:
     used: set[str] = set()
     out = Displayed()
     for column in columns:
-        if column.endswith(SD_SUFFIX) and column[: -len(SD_SUFFIX)] in columns or column == CI_COLUMNS[1] \
-                and CI_COLUMNS[0] in columns:
-            continue  # shown inside its partner's cell
+        if _shown_with_partner(column, columns):
+            continue
         if column == CI_COLUMNS[0] and CI_COLUMNS[1] in columns:
             header, texts = formats.CI_HEADER, [_ci_text(r) for r in records]
             used |= {"ci"} | {_unit(r) for r in records}
