@@ -305,12 +305,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--error-length", type=int, default=None, help="sequence length of the error table")
     parser.add_argument("--out", default="BENCHMARKS.md", help="Markdown file whose bench section is replaced")
     parser.add_argument("--no-public", action="store_true", help="skip performer_pytorch/reformer_pytorch/HF Reformer")
+    parser.add_argument("--kinds", nargs="+", choices=registry.kinds(), default=None,
+                        help="only these attention kinds' rows (default: every registered variant)")
 
 
 def main(args) -> int:
     """Run the bench from parsed `add_arguments` options; print the section written."""
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
+    kinds = getattr(args, "kinds", None)
+    variants = [(label, p) for label, p in default_variants() if kinds is None or p.kind in kinds]
     rows = run_attention_bench(args.lengths, shapes, args.device, args.dtype, args.out, args.repeats,
-                               not args.no_public, batch_size=args.batch_size, error_length=args.error_length)
+                               not args.no_public, batch_size=args.batch_size, error_length=args.error_length,
+                               variants=variants)
     print(f"{len(rows)} rows; section written to {args.out}")
     return 0
