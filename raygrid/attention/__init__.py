@@ -1,42 +1,29 @@
-"""Attention kernels: pure functions q, k, v (B, H, N, D) + key_padding_mask (B, N) -> (B, H, N, D).
+"""Attention variants as records: params model, kernel, transformers adapter, per-layer state, FLOPs, bench rows.
 
-`KERNELS` maps each `kind` of the attention params to its kernel. HF integration lives in
-`raygrid.attention.hf_bridge` (imported on demand, so importing this package never imports transformers).
+Every consumer (config, model, training, trial, cost, bench, plan) looks a variant up here and never
+branches on its kind. Each variant is a torch-free record in `raygrid.attention.variants` plus a kernel
+module the record names and loads lazily, so importing this package (or the grid config) loads no torch.
+`raygrid.attention.hf_bridge` plugs the records into transformers (imported on demand).
+
+    get("favor").params(nb_features=128)       a record and its params model
+    variant_of(cell.config.attention).flops    the record of a params object
+    AttentionParams                            the config's union of all params models, tagged by `kind`
+    FavorParams, LinearParams, ...             each record's params model, by class name
 """
 from __future__ import annotations
 
-from typing import Callable
+from raygrid.attention.record import Variant
+from raygrid.attention.registry import default_params, get, kinds, params_union, records, validated, variant_of
 
-from raygrid.attention.favor import draw_projection, favor_attention
-from raygrid.attention.lsh import draw_rotations, lsh_attention
-from raygrid.attention.params import AttentionParams, FavorParams, LshParams, SoftmaxParams
-from raygrid.attention.softmax import softmax_attention
-
-KERNELS: dict[str, Callable] = {
-    "softmax": softmax_attention,
-    "favor": favor_attention,
-    "lsh": lsh_attention,
-}
+__all__ = ["AttentionParams", "Variant", "default_params", "get", "kinds", "params_union", "validated",
+           "records", "variant_of"]
 
 
-def get(name: str) -> Callable:
-    """The kernel registered under `name`; KeyError lists the known names."""
-    try:
-        return KERNELS[name]
-    except KeyError:
-        raise KeyError(f"unknown attention kind {name!r}; known: {sorted(KERNELS)}") from None
-
-
-__all__ = [
-    "KERNELS",
-    "AttentionParams",
-    "FavorParams",
-    "LshParams",
-    "SoftmaxParams",
-    "draw_projection",
-    "draw_rotations",
-    "favor_attention",
-    "get",
-    "lsh_attention",
-    "softmax_attention",
-]
+def __getattr__(name: str):
+    """`AttentionParams` and every record's params model by class name (looked up, so no variant is named here)."""
+    if name == "AttentionParams":
+        return params_union()
+    for record in records():
+        if record.params.__name__ == name:
+            return record.params
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

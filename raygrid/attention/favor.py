@@ -11,6 +11,10 @@ q'ᵀk' = qᵀk/√d and E[φ(q')ᵀφ(k')] = exp(qᵀk/√d). Cost O(N·M·D) i
                                                           (hyperbolic, M = 2m)
 
 `nb_features` counts feature columns M. The projection holds the m directions ω as rows (m, D).
+
+Record: raygrid.attention.variants.favor. Per-layer state: the projection is a registered buffer
+`favor_projection` on each attention module (saved in checkpoints and exported weights), drawn from
+(seed, layer, step) and redrawn every `redraw_interval` optimizer steps when that is > 0.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import math
 
 import torch
 
-from raygrid.attention.params import FavorParams
+from raygrid.attention.layer_state import derive_seed, head_dim, key_padding_mask, layer_params, module_device
+from raygrid.attention.variants.favor import FavorParams
 
 
 def draw_projection(
@@ -120,3 +125,41 @@ def _stabilised_features(
     k_max = log_k.amax(dim=(-2, -1), keepdim=True).detach()  # (B, H, 1, 1)
     k_max = torch.where(torch.isfinite(k_max), k_max, torch.zeros_like(k_max))  # all keys padded
     return (log_q - q_max).exp() + eps, (log_k - k_max).exp() + eps
+
+
+# --- transformers side: adapter and per-layer state -------------------------------------------------
+
+def favor_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """AttentionInterface adapter for FAVOR+. Attention-prob dropout has no FAVOR analogue and is ignored."""
+    params = layer_params(module, "favor_projection")
+    mask = key_padding_mask(attention_mask, key.shape[-2])
+    out = favor_attention(query, key, value, mask, params=params, projection=module.favor_projection, scaling=scaling)
+    return out.transpose(1, 2), None  # (B, N, H, D), like HF eager
+
+
+def attach_projection(module, params: FavorParams, seed: int, layer: int) -> None:
+    """Register the step-0 projection of this layer as a persistent buffer (saved with the weights)."""
+    projection = layer_projection(params, head_dim(module), seed, layer, step=0)
+    module.register_buffer("favor_projection", projection.to(module_device(module)), persistent=True)
+
+
+def redraw_projection(module, params: FavorParams, step: int) -> bool:
+    """Redraw at steps that are multiples of redraw_interval (> 0); in place, so DDP's buffer stays the same."""
+    if params.redraw_interval == 0 or step % params.redraw_interval or not hasattr(module, "favor_projection"):
+        return False
+    fresh = layer_projection(params, head_dim(module), module.raygrid_seed, module.raygrid_layer, step)
+    module.favor_projection.copy_(fresh)  # device and dtype kept
+    return True
+
+
+def layer_projection(params: FavorParams, head_dim: int, seed: int, layer: int, step: int) -> torch.Tensor:
+    """The projection of (seed, layer, step): every worker and every rerun draws the same one."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, layer, step))
+    return draw_projection(params.nb_features, head_dim, params.feature_map, params.orthogonal, generator)
+
+
+def standalone(params: FavorParams, head_dim: int, seed: int = 0):
+    """fn(q, k, v, key_padding_mask) over one projection drawn from `seed` (bench)."""
+    projection = draw_projection(params.nb_features, head_dim, params.feature_map, params.orthogonal,
+                                 torch.Generator().manual_seed(seed))
+    return lambda q, k, v, m: favor_attention(q, k, v, m, params=params, projection=projection)

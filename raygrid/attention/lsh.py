@@ -33,6 +33,9 @@ both sort padding last, so every real query's window holds a real key: no query-
 Angular similarity ranks keys by cos, not by qᵀk (keys with large norms in other buckets are missed).
 Self is an ordinary key by default here (exact softmax is recovered when one window covers the
 sequence); exclude_self=True applies Reformer's rule.
+
+Record: raygrid.attention.variants.lsh; the transformers side (hashing per training forward, the Q = K
+tie): raygrid.attention.lsh_layer.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from raygrid.attention.params import LshParams
+from raygrid.attention.variants.lsh import LshParams, num_buckets_for
 
 _SELF_LOGIT = -1e5  # Reformer's value: finite, so self is used only when no other key is allowed
 
@@ -55,13 +58,6 @@ class LshTrace(NamedTuple):
     query_buckets: torch.Tensor  # (B, H, R, N)
     key_buckets: torch.Tensor  # (B, H, R, N); the query buckets for qk: shared
     fallback: torch.Tensor  # (B, H, R, N) bool: separate Q/K, no same-bucket key, whole window attended
-
-
-def num_buckets_for(params: LshParams, num_tokens: int) -> int:
-    """params.num_buckets, or num_tokens / chunk_size rounded up to an even number >= 2."""
-    if params.num_buckets is not None:
-        return params.num_buckets
-    return max(2, 2 * math.ceil(num_tokens / (2 * params.chunk_size)))
 
 
 def draw_rotations(

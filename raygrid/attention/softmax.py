@@ -2,13 +2,16 @@
 
 Vaswani et al. 2017, "Attention Is All You Need", https://arxiv.org/abs/1706.03762
 Runs on torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient backends on GPU).
+Record: raygrid.attention.variants.softmax. Without rotary positions HF runs its own sdpa/eager functions;
+`softmax_forward` is the adapter behind `raygrid_rope_softmax` (raygrid.attention.hf_bridge).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from raygrid.attention.params import SoftmaxParams
+from raygrid.attention.layer_state import check_encoder, key_padding_mask
+from raygrid.attention.variants.softmax import SoftmaxParams
 
 
 def softmax_attention(
@@ -45,3 +48,11 @@ def softmax_weights(
     if key_padding_mask is not None:
         logits = logits.masked_fill(~key_padding_mask[:, None, None, :].bool(), float("-inf"))
     return logits.softmax(dim=-1)
+
+
+def softmax_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """AttentionInterface adapter: exact softmax through raygrid's kernel (attention-prob dropout as HF's sdpa)."""
+    check_encoder(module)
+    mask = key_padding_mask(attention_mask, key.shape[-2])
+    out = softmax_attention(query, key, value, mask, scaling=scaling, dropout_p=dropout)  # HF passes 0 in eval
+    return out.transpose(1, 2), None  # (B, N, H, D), like HF eager

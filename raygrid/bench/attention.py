@@ -24,32 +24,22 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from raygrid.attention import FavorParams, LshParams, SoftmaxParams, draw_projection, favor_attention
-from raygrid.attention import lsh_attention, softmax_attention
+from raygrid.attention import registry
+from raygrid.attention.softmax import softmax_attention  # the exact oracle of the error rows
 
 START, END = "<!-- bench:attention:start -->", "<!-- bench:attention:end -->"
 DEFAULT_SCALES = (0.25, 0.5, 0.75, 1.0, 1.5)
 
 
 def default_variants() -> list[tuple[str, object]]:
-    """(label, params): SDPA, FAVOR+ positive/hyperbolic × M, LSH rounds × chunk (mask off) + mask on."""
-    favor = [(f"favor {fm} M={nb}", FavorParams(feature_map=fm, nb_features=nb))
-             for fm in ("positive", "hyperbolic") for nb in (128, 256)]
-    lsh = [(f"lsh R={r} L={c}", LshParams(num_hashes=r, chunk_size=c)) for r in (2, 4) for c in (64, 128)]
-    masked = ("lsh R=2 L=64 mask", LshParams(num_hashes=2, chunk_size=64, mask_within_chunks=True))
-    return [("softmax (SDPA)", SoftmaxParams()), *favor, *lsh, masked]
+    """(label, params): every record's bench rows (e.g. SDPA, FAVOR+ feature maps × M, linear, LSH R × L)."""
+    return [(label, record.params.model_validate(fields))
+            for record in registry.records() for label, fields in record.bench]
 
 
 def make_kernel(params, head_dim: int, seed: int = 0):
-    """A closure fn(q, k, v, key_padding_mask) over the variant's explicit state."""
-    if isinstance(params, FavorParams):
-        projection = draw_projection(params.nb_features, head_dim, params.feature_map, params.orthogonal,
-                                     torch.Generator().manual_seed(seed))
-        return lambda q, k, v, m: favor_attention(q, k, v, m, params=params, projection=projection)
-    if isinstance(params, LshParams):
-        generator = torch.Generator().manual_seed(seed)
-        return lambda q, k, v, m: lsh_attention(q, k, v, m, params=params, generator=generator)
-    return lambda q, k, v, m: softmax_attention(q, k, v, m)
+    """A closure fn(q, k, v, key_padding_mask) over the variant's explicit state (drawn from `seed`)."""
+    return registry.variant_of(params).standalone_kernel(params, head_dim, seed)
 
 
 def public_kernels(head_dim: int, heads: int, length: int) -> list[tuple[str, object]]:
@@ -165,7 +155,7 @@ def measure(fn, q, k, v, repeats: int) -> tuple[float, float]:
 
 def error_rows(variants, heads, head_dim, length, device, scales, seed=0, public=False) -> list[dict]:
     """Relative error vs exact softmax at each logit scale, plus the mean-of-v baseline."""
-    kernels = [(label, make_kernel(p, head_dim, seed)) for label, p in variants if not isinstance(p, SoftmaxParams)]
+    kernels = [(label, make_kernel(p, head_dim, seed)) for label, p in variants if not registry.variant_of(p).reference]
     if public:
         kernels += [(label, fn) for label, fn in public_kernels(head_dim, heads, length) if label == PUBLIC_PERFORMER]
     rows = []
@@ -272,7 +262,8 @@ def _error_table(rows: list[dict]) -> list[str]:
     note = ("Random q, k with std(q·k/√d) = σ; v ~ N(0, 1). `mean of v` = uniform attention, the trivial baseline. "
             "performer_pytorch adds eps = 1e-4 after subtracting max(ωᵀx) only, so at large norms its features "
             "shrink to eps and its output to the mean of v; raygrid subtracts the max of the whole log-feature and "
-            "adds `stabilizer` = 1e-6, keeping the unbiased (high-variance) estimator.")
+            "adds `stabilizer` = 1e-6, keeping the unbiased (high-variance) estimator. Linear attention (elu+1) "
+            "does not estimate softmax (it is another similarity): its row says how far from softmax it lands.")
     return _table(title, [f"σ={s:g}" for s in scales], body, note)
 
 
@@ -314,12 +305,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--error-length", type=int, default=None, help="sequence length of the error table")
     parser.add_argument("--out", default="BENCHMARKS.md", help="Markdown file whose bench section is replaced")
     parser.add_argument("--no-public", action="store_true", help="skip performer_pytorch/reformer_pytorch/HF Reformer")
+    parser.add_argument("--kinds", nargs="+", choices=registry.kinds(), default=None,
+                        help="only these attention kinds' rows (default: every registered variant)")
 
 
 def main(args) -> int:
     """Run the bench from parsed `add_arguments` options; print the section written."""
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
+    kinds = getattr(args, "kinds", None)
+    variants = [(label, p) for label, p in default_variants() if kinds is None or p.kind in kinds]
     rows = run_attention_bench(args.lengths, shapes, args.device, args.dtype, args.out, args.repeats,
-                               not args.no_public, batch_size=args.batch_size, error_length=args.error_length)
+                               not args.no_public, batch_size=args.batch_size, error_length=args.error_length,
+                               variants=variants)
     print(f"{len(rows)} rows; section written to {args.out}")
     return 0

@@ -7,14 +7,17 @@ are left out. Per token, with L blocks of width h, FFN width i, in a sequence of
 
     forward  = L · (2·P_block + A(N)),   P_block = 4h² + f·h·i   (f = 2; 3 for a gated MLP, ModernBERT)
     training = 3 · forward (backward ≈ 2 × forward),   evaluation = forward
-    A(N), the attention matmuls of one block, forward:
+    A(N), the attention matmuls of one block, forward: each variant's record gives its formula
+    (`flops` in raygrid/attention/variants/<kind>.py), e.g.
       softmax  4·h·N                (QKᵀ 2·N·h + AV 2·N·h)
       favor    4·h·(M + m)          (φ(q), φ(k): 2·2·m·h; K'ᵀV and Q'(K'ᵀV): 2·2·M·h; M = nb_features
                                      columns, m = random directions: M/2 for hyperbolic φ*, M for positive)
       lsh      R·(4·h·W + 2·h·B)    (each of R rounds: the W = min(chunk·(1 + back + forward), N) keys of
                                      the window as in softmax, plus hashing q and k with B/2 rotations)
-    FAVOR+ is cheaper than softmax once N > M + m, LSH once N > R·W; for short inputs LSH costs R ×
-    softmax (every round attends the whole sequence). N is the token-weighted mean length Σn²/Σn.
+      linear   4·h·(d + 1)          (Σφ(k)vᵀ and φ(q)ᵀ(Σφ(k)vᵀ): 2·2·d·h, d = h/heads; normaliser: one column)
+    FAVOR+ is cheaper than softmax once N > M + m, LSH once N > R·W, linear once N > d + 1; for short
+    inputs LSH costs R × softmax (every round attends the whole sequence). N is the token-weighted mean
+    length Σn²/Σn.
   MLM adds the prediction head (dense h×h + decoder h×V) on the mlm.mask_prob share of tokens that
   are predicted: raygrid.model.encoder.MaskedLM runs the vocabulary head on those positions only.
   model.n_freeze: for the first epochs//2 epochs nothing below the first trainable block needs a
@@ -35,7 +38,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from raygrid.attention.lsh import num_buckets_for
+from raygrid.attention.registry import variant_of
 from raygrid.spec.config import STAGE_SCHEME, CellConfig, Resources
 from raygrid.cost.sizes import CostUnknown, data_size
 from raygrid.spec.paths import is_local, resolve_location
@@ -125,20 +128,18 @@ def shape_from_config(config: dict, source: str = "") -> Shape:
         raise CostUnknown(f"model config ({source}) lacks {err}") from None
 
 
-def attention_flops(attention, n: float, hidden: int) -> float:
-    """Forward FLOPs per token of one block's attention matmuls, in a sequence of n tokens."""
-    if attention.kind == "favor":
-        return 4 * hidden * (attention.nb_features + attention.num_omegas)
-    if attention.kind == "lsh":
-        window = min(attention.chunk_size * (1 + attention.look_backward + attention.look_forward), n)
-        buckets = num_buckets_for(attention, n)  # the kernel's own rule (it accepts a mean length)
-        return attention.num_hashes * (4 * hidden * window + 2 * hidden * buckets)
-    return 4 * hidden * n
+def attention_flops(attention, n: float, hidden: int, heads: int = 1) -> float:
+    """Forward FLOPs per token of one block's attention matmuls, in a sequence of n tokens (the record's formula).
+
+    `heads` matters only to variants whose cost grows with the head width (linear attention's d×d state);
+    the default, one head as wide as the block, is their upper bound.
+    """
+    return variant_of(attention).flops(attention, n, hidden, heads)
 
 
 def forward_flops(shape: Shape, attention, n: float) -> float:
     """Encoder forward FLOPs per token (no head)."""
-    return shape.layers * (2 * shape.block_params + attention_flops(attention, n, shape.hidden))
+    return shape.layers * (2 * shape.block_params + attention_flops(attention, n, shape.hidden, shape.heads))
 
 
 def mlm_head_flops(shape: Shape) -> float:

@@ -109,7 +109,7 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
 
     Order matters: HF builds the model with the attention implementation's name; positions are
     switched off (rope) or extended (learned, longer inputs) on the base model; per-layer attention
-    state is attached last and, if an earlier stage saved FAVOR+ projections, restored from them.
+    state is attached last and, if an earlier stage saved some (FAVOR+ projections), restored from it.
     """
     from transformers import AutoConfig, AutoModel
 
@@ -156,28 +156,21 @@ def check_max_len(encoder: nn.Module, max_len: int) -> None:
 
 
 def restore_attention_state(base: nn.Module, folder: str) -> int:
-    """Copy FAVOR+ projections saved by an earlier stage into this model's layers; returns how many.
+    """Copy per-layer attention state saved by an earlier stage (FAVOR+ projections) into `base`; returns how many.
 
     A stage trained with fixed (never redrawn) features learned weights for exactly those features,
-    so the next stage must keep them. Layers whose shape differs (another variant) keep their own.
+    so the next stage must keep them. Layers whose variant or shape differs keep their own.
     """
     path = Path(folder) / ATTENTION_STATE_FILE
     if not path.is_file():
         return 0
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    restored = 0
-    for layer, module in enumerate(hf_bridge.attention_modules(base)):
-        tensor = saved.get(f"{layer}.favor_projection")
-        if tensor is not None and hasattr(module, "favor_projection") and module.favor_projection.shape == tensor.shape:
-            module.favor_projection.copy_(tensor)
-            restored += 1
-    return restored
+    return hf_bridge.restore_layer_state(base, torch.load(path, map_location="cpu", weights_only=True))
 
 
 def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -> Path:
     """Write an HF folder later stages (and anyone with transformers) can load: weights, config, tokenizer.
 
-    FAVOR+ projections go to a side file: HF would drop them as unexpected keys when loading.
+    Per-layer attention state (FAVOR+ projections) goes to a side file: HF would drop it as unexpected keys.
     """
     from raygrid.data.cache import load_tokenizer
 
@@ -186,11 +179,9 @@ def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -
     folder.mkdir(parents=True, exist_ok=True)
     hf_model.save_pretrained(folder, state_dict=export_state_dict(hf_model))  # copies LSH qk: shared ties
     load_tokenizer(tokenizer_location).save_pretrained(folder)
-    projections = {f"{layer}.favor_projection": module.favor_projection.detach().cpu()
-                   for layer, module in enumerate(hf_bridge.attention_modules(core.encoder))
-                   if hasattr(module, "favor_projection")}
-    if projections:
-        torch.save(projections, folder / ATTENTION_STATE_FILE)
+    state = hf_bridge.layer_state_tensors(core.encoder)
+    if state:
+        torch.save(state, folder / ATTENTION_STATE_FILE)
     return folder
 
 

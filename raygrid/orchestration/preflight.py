@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from raygrid.attention.registry import variant_of
 from raygrid.spec.config import STAGE_SCHEME
 from raygrid.spec.grid import Cell, Grid, GridError
 from raygrid.spec.paths import PKG_SCHEME, resolve_location
@@ -29,9 +30,9 @@ def check_cells(grid: Grid, cells: list[Cell], hub: bool = True) -> None:
         cfg = cell.config
         if cfg.model is None:
             continue
-        if cfg.attention.kind == "lsh" and cfg.attention.chunk_size > cfg.data.max_len:
-            _refuse(grid, cell, f"attention.chunk_size: {cfg.attention.chunk_size} is longer than data.max_len "
-                                f"{cfg.data.max_len} (one chunk would hold the whole input)")
+        length_check = variant_of(cfg.attention).length_check  # e.g. an LSH chunk longer than the input
+        if length_check is not None and (problem := length_check(cfg.attention, cfg.data.max_len)):
+            _refuse(grid, cell, problem)
         if cfg.model.checkpoint.startswith(STAGE_SCHEME):
             continue  # an earlier stage's weights: the same architecture as that stage's root
         if cfg.model.checkpoint not in configs:

@@ -62,7 +62,7 @@ def train_worker(payload: dict) -> None:
     loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
     timings["data_load_s"] = time.perf_counter() - started
     resume = _load_checkpoint(ray.train.get_checkpoint())
-    on_step = partial(_redraw, model, cfg) if cfg.attention.kind == "favor" else None
+    on_step = partial(_redraw, model, cfg) if hf_bridge.redraws(cfg.attention) else None
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
     # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
     node = ray.get_runtime_context().get_node_id()

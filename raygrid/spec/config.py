@@ -10,7 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from raygrid.attention.params import AttentionParams, SoftmaxParams
+from raygrid.attention.registry import default_params, params_union
+
+# Every registered variant's params model, tagged by `kind` (raygrid.attention.variants): a new variant
+# needs no line here. Errors name the key (`attention.kind`, `attention.nb_features`).
+AttentionParams = params_union()
 
 # Labelled datasets are the keys of raygrid.data.sources.ADAPTERS, corpora are read by
 # raygrid.data.mlm_data (a unit test checks both); kept here as a Literal so an unknown name fails
@@ -140,7 +144,7 @@ class CellConfig(Strict):
     kind: Literal["finetune", "tfidf", "mlm"] = "finetune"
     data: DataConfig
     model: ModelConfig | None = None
-    attention: AttentionParams = SoftmaxParams()
+    attention: AttentionParams = Field(default_factory=default_params)
     optim: OptimConfig = OptimConfig()
     mlm: MlmConfig = MlmConfig()
     seed: int = 0

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from raygrid.attention.registry import kinds as attention_kinds
 from raygrid.spec.config import GRID_ONLY_RESOURCES, CellConfig, GridConfig, Resources
 
 # Axis values that are file paths: cell names show only their last part.
@@ -173,7 +174,7 @@ def check_size(path: Path, all_axes: list) -> None:
 def _is_union_tag(part: Any) -> bool:
     # pydantic inserts the discriminator value ('favor', ...) or a union member's type
     # ('dict[str,list[any]]') into error locations; neither is a key the user wrote.
-    return part in ("softmax", "favor", "lsh") or (isinstance(part, str) and "[" in part)
+    return part in attention_kinds() or (isinstance(part, str) and "[" in part)
 
 
 def combinations(axes: dict[str, list]):

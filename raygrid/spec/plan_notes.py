@@ -1,11 +1,13 @@
-"""What `raygrid plan` prints beside the cell list: each stage's data splits and LSH rules.
+"""What `raygrid plan` prints beside the cell list: each stage's data splits and attention rules.
 
 So a reader checks a grid against the study's design (research_design.md) without reading every
-cell's resolved config: which split policy and max_len each dataset gets, and which LSH semantics
-(shared or separate Q/K, window, self rule, round combination, mask) each stage runs.
+cell's resolved config: which split policy and max_len each dataset gets, and which semantics each
+attention variant with a plan note runs (LSH: shared or separate Q/K, window, self rule, round
+combination, mask; the note comes from the variant's record).
 """
 from __future__ import annotations
 
+from raygrid.attention.registry import variant_of
 from raygrid.spec.grid import Grid
 
 
@@ -18,15 +20,8 @@ def data_summary(cell) -> str:
     return f"{name}{split}{length}"
 
 
-def lsh_summary(params) -> str:
-    """`qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False`."""
-    self_rule = "masked" if params.exclude_self else "kept"
-    return (f"qk={params.qk} window=-{params.look_backward}..+{params.look_forward} self={self_rule} "
-            f"rounds={params.round_combine} mask_within_chunks={params.mask_within_chunks}")
-
-
 def settings_lines(grid: Grid) -> list[str]:
-    """One line per stage for its data settings and one per distinct LSH rule set (with the cell count)."""
+    """One line per stage for its data settings and one per distinct attention rule set (with the cell count)."""
     lines = []
     for stage in grid.stage_order or [None]:
         cells = grid.stage_cells(stage)
@@ -35,8 +30,9 @@ def settings_lines(grid: Grid) -> list[str]:
         lines.append(f"data     {label}{' | '.join(datasets)}")
         rules: dict[str, int] = {}
         for cell in cells:
-            if cell.config.attention.kind == "lsh":
-                rule = lsh_summary(cell.config.attention)
+            record = variant_of(cell.config.attention)
+            if record.plan_note is not None:
+                rule = f"{record.kind:<8} {label}{record.plan_note(cell.config.attention)}"
                 rules[rule] = rules.get(rule, 0) + 1
-        lines += [f"lsh      {label}{rule} ({count} cells)" for rule, count in rules.items()]
+        lines += [f"{rule} ({count} cells)" for rule, count in rules.items()]
     return lines

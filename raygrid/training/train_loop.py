@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from raygrid.attention.hf_bridge import lsh_step, set_lsh_step
+from raygrid.attention.hf_bridge import forward_count, set_forward_count
 from raygrid.spec.config import CellConfig, OptimConfig
 from raygrid.training.metrics import peak_gpu_mem_mb, peak_host_mem_mb
 from raygrid.model.encoder import frozen_epochs, set_bottom_frozen
@@ -161,8 +161,9 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         scheduler.load_state_dict(resume["scheduler"])
         progress = resume["progress"]
         torch.set_rng_state(resume["rng"])  # dropout masks continue as if never interrupted
-        if resume.get("lsh_step") is not None:  # LSH hashes continue from the same forward count
-            set_lsh_step(core.encoder, resume["lsh_step"])
+        forwards = resume.get("attention_forwards", resume.get("lsh_step"))  # lsh_step: older checkpoints
+        if forwards is not None:  # e.g. LSH hashes continue from the same forward count
+            set_forward_count(core.encoder, forwards)
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
     if device.type == "cuda":
@@ -198,7 +199,7 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                 "lsh_step": lsh_step(core.encoder)}
+                 "attention_forwards": forward_count(core.encoder)}
         with _timed(spent, "checkpoint_time_s"):  # the report saves the state: a checkpoint
             report(metrics, state)
 

@@ -16,7 +16,7 @@ from raygrid.training.train_loop import fit
 pytestmark = pytest.mark.gpu
 
 KINDS = {"softmax": {"kind": "softmax"}, "favor": {"kind": "favor", "nb_features": 64},
-         "lsh": {"kind": "lsh", "chunk_size": 64, "num_hashes": 2}}
+         "lsh": {"kind": "lsh", "chunk_size": 64, "num_hashes": 2}, "linear": {"kind": "linear"}}
 
 
 def cell(checkpoint, attention: dict, max_len: int = 128, **model) -> CellConfig:

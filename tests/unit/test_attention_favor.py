@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from raygrid.attention import FavorParams, draw_projection, favor_attention, softmax_attention
+from raygrid.attention import FavorParams
+from raygrid.attention.favor import draw_projection, favor_attention
+from raygrid.attention.softmax import softmax_attention
 from raygrid.attention.favor import log_features, random_features
 
 

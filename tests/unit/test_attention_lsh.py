@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raygrid.attention import LshParams, lsh_attention, softmax_attention
+from raygrid.attention import LshParams
+from raygrid.attention.lsh import lsh_attention
+from raygrid.attention.softmax import softmax_attention
 from raygrid.attention.lsh import _gather, _invert, _sort_order, draw_rotations, hash_vectors, lsh_trace
 from raygrid.attention.lsh import num_buckets_for
 from raygrid.attention.softmax import softmax_weights

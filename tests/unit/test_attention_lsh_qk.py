@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raygrid.attention import LshParams, lsh_attention
+from raygrid.attention import LshParams
+from raygrid.attention.lsh import lsh_attention
 from raygrid.attention.lsh import lsh_trace
 
 STUDY = dict(qk="shared", look_backward=1, look_forward=1, round_combine="mean")  # the study's LSH rules

@@ -1,4 +1,4 @@
-"""Reference kernel, the KERNELS registry and the typed attention parameters."""
+"""Reference kernel, the registry of variant records and the typed attention parameters."""
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +10,8 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 
 from raygrid import attention
-from raygrid.attention import KERNELS, FavorParams, LshParams, SoftmaxParams, softmax_attention
-from raygrid.attention.softmax import softmax_weights
+from raygrid.attention import FavorParams, LshParams, SoftmaxParams
+from raygrid.attention.softmax import softmax_attention, softmax_weights
 
 
 def _qkv(b=2, h=3, n=11, d=8, seed=0):
@@ -19,14 +19,14 @@ def _qkv(b=2, h=3, n=11, d=8, seed=0):
     return tuple(torch.randn(b, h, n, d, generator=gen) for _ in range(3))
 
 
-def test_kernels_keys_equal_param_kinds():
+def test_record_kinds_equal_param_kinds():
     union = typing.get_args(typing.get_args(attention.AttentionParams)[0])
     kinds = {typing.get_args(model.model_fields["kind"].annotation)[0] for model in union}
-    assert set(KERNELS) == kinds == {"softmax", "favor", "lsh"}
+    assert set(attention.kinds()) == kinds >= {"softmax", "favor", "lsh"}
 
 
 def test_get_unknown_lists_names():
-    assert attention.get("favor") is attention.favor_attention
+    assert attention.get("softmax").hook("kernel") is softmax_attention
     with pytest.raises(KeyError, match="softmax"):
         attention.get("performer")
 
@@ -94,5 +94,6 @@ def test_params_validation_rules():
 
 
 def test_package_import_stays_light():
-    code = "import sys, raygrid.attention; print(sorted(m for m in ('transformers', 'ray', 'mlflow') if m in sys.modules))"
+    code = ("import sys, raygrid.attention; raygrid.attention.records(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'ray', 'mlflow') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

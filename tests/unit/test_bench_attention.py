@@ -48,3 +48,14 @@ def test_cli_arguments_and_new_file(tmp_path):
                               "--error-length", "32", "--out", str(out), "--device", "cpu"])
     assert bench_attention.main(args) == 0
     assert out.read_text().count(START) == 1
+
+
+def test_cli_kinds_keeps_only_those_variants(tmp_path):
+    parser = argparse.ArgumentParser()
+    bench_attention.add_arguments(parser)
+    out = tmp_path / "kinds.md"
+    args = parser.parse_args(["--lengths", "32", "--shapes", "1x8", "--repeats", "1", "--no-public", "--kinds",
+                              "softmax", "linear", "--error-length", "32", "--out", str(out), "--device", "cpu"])
+    assert bench_attention.main(args) == 0
+    text = out.read_text()
+    assert "| softmax (SDPA) |" in text and "| linear elu+1 |" in text and "favor" not in text.split("###")[1]

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygrid.cost import estimate as cost, sizes as cost_data
-from raygrid.attention.params import FavorParams, LshParams, SoftmaxParams
+from raygrid.attention import FavorParams, LshParams, SoftmaxParams
 from raygrid.cli import main
 from raygrid.spec.config import CellConfig, DataConfig, ModelConfig, Resources
 

@@ -1,12 +1,14 @@
 """HF integration: the registered functions are really called, get the padding mask, keep state per layer."""
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertModel
 from transformers.masking_utils import eager_mask, sdpa_mask
 
-from raygrid.attention import FavorParams, LshParams, SoftmaxParams, hf_bridge
+from raygrid.attention import FavorParams, LshParams, SoftmaxParams, get, hf_bridge
 from raygrid.model.positions import disable_learned_positions
 
 VARIANTS = [FavorParams(nb_features=32), LshParams(chunk_size=4, num_hashes=2)]
@@ -24,15 +26,18 @@ def _model(params, seed=0, max_len=64) -> BertModel:
     return model
 
 
-def _spy(monkeypatch, attribute):
+def _spy(monkeypatch, kind):
+    """Record the mask of every call of `kind`'s kernel, patched where the record's adapter looks it up."""
     calls = []
-    kernel = getattr(hf_bridge, attribute)
+    record = get(kind)
+    module = importlib.import_module(record.kernel_module)
+    kernel = getattr(module, record.kernel)
 
     def spy(q, k, v, mask, **kwargs):
         calls.append(mask)
         return kernel(q, k, v, mask, **kwargs)
 
-    monkeypatch.setattr(hf_bridge, attribute, spy)
+    monkeypatch.setattr(module, record.kernel, spy)
     return calls
 
 
@@ -50,7 +55,7 @@ def test_implementation_names():
 
 @pytest.mark.parametrize("params", VARIANTS, ids=["favor", "lsh"])
 def test_kernel_called_with_mask_and_padding_invariant(params, monkeypatch):
-    calls = _spy(monkeypatch, "favor_attention" if params.kind == "favor" else "lsh_attention")
+    calls = _spy(monkeypatch, params.kind)
     model = _model(params)
     ids = torch.randint(1, 99, (2, 13), generator=torch.Generator().manual_seed(0))
     short = model(ids[:, :9], attention_mask=torch.ones(2, 9)).last_hidden_state
@@ -147,7 +152,6 @@ def test_whole_model_4096_tokens_forward_backward(params):
 # --- rotary positions ------------------------------------------------------------------------------
 
 ROPE_VARIANTS = [SoftmaxParams(), FavorParams(nb_features=64), LshParams(chunk_size=4, num_hashes=2)]
-KERNEL_OF = {"softmax": "softmax_attention", "favor": "favor_attention", "lsh": "lsh_attention"}
 
 
 def _rope_model(checkpoint, params, seed=0):
@@ -164,7 +168,7 @@ def _rope_model(checkpoint, params, seed=0):
 
 @pytest.mark.parametrize("params", ROPE_VARIANTS, ids=["softmax", "favor", "lsh"])
 def test_rope_whole_model(tiny_checkpoint, params, monkeypatch):
-    calls = _spy(monkeypatch, KERNEL_OF[params.kind])
+    calls = _spy(monkeypatch, params.kind)
     model = _rope_model(tiny_checkpoint, params)
     ids = torch.randint(5, 60, (2, 16), generator=torch.Generator().manual_seed(0))
     out = model(ids, attention_mask=torch.ones(2, 16)).last_hidden_state
@@ -204,7 +208,7 @@ def test_rope_state_checks(tiny_checkpoint):
 # --- LSH hashing per top-level forward (gradient checkpointing) ----------------------------------
 
 def test_lsh_gradient_checkpointing_gives_same_gradients(monkeypatch):
-    calls = _spy(monkeypatch, "lsh_attention")
+    calls = _spy(monkeypatch, "lsh")
     params = LshParams(chunk_size=4, num_hashes=2)
     ids = torch.randint(1, 99, (2, 24), generator=torch.Generator().manual_seed(2))
     mask = (torch.arange(24) < torch.tensor([[24], [19]])).long()
@@ -213,7 +217,7 @@ def test_lsh_gradient_checkpointing_gives_same_gradients(monkeypatch):
         model = _model(params, seed=5).train()
         if checkpointing:
             model.gradient_checkpointing_enable()
-        hf_bridge.set_lsh_step(model, 7)
+        hf_bridge.set_forward_count(model, 7)
         torch.manual_seed(1)  # dropout masks (checkpointing replays the global RNG itself)
         model(ids, attention_mask=mask).last_hidden_state.pow(2).mean().backward()
         return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -234,19 +238,19 @@ def test_lsh_counter_ticks_per_training_forward_and_resumes():
     ids = torch.randint(1, 99, (1, 32), generator=torch.Generator().manual_seed(1))
     model = _model(params, seed=3)
     model(ids)
-    assert hf_bridge.lsh_step(model) == 0  # eval forwards do not tick
+    assert hf_bridge.forward_count(model) == 0  # eval forwards do not tick
     model.train()
     for _ in range(3):
         model(ids)
-    assert hf_bridge.lsh_step(model) == 3  # once per top-level forward, not per layer
+    assert hf_bridge.forward_count(model) == 3  # once per top-level forward, not per layer
     twin = copy.deepcopy(model)
     twin(ids)
-    assert hf_bridge.lsh_step(twin) == 4 and hf_bridge.lsh_step(model) == 3  # copies keep their own counter
+    assert hf_bridge.forward_count(twin) == 4 and hf_bridge.forward_count(model) == 3  # copies keep their own counter
     torch.manual_seed(0)
     fourth = model(ids).last_hidden_state
     resumed = _model(params, seed=3).train()
-    assert hf_bridge.set_lsh_step(torch.nn.ModuleDict({"encoder": resumed}), 3)  # found inside a wrapper
+    assert hf_bridge.set_forward_count(torch.nn.ModuleDict({"encoder": resumed}), 3)  # found inside a wrapper
     torch.manual_seed(0)
     torch.testing.assert_close(resumed(ids).last_hidden_state, fourth, rtol=0, atol=0)
-    assert not hf_bridge.set_lsh_step(_model(FavorParams(nb_features=16)), 3)
-    assert hf_bridge.lsh_step(_model(FavorParams(nb_features=16))) is None
+    assert not hf_bridge.set_forward_count(_model(FavorParams(nb_features=16)), 3)
+    assert hf_bridge.forward_count(_model(FavorParams(nb_features=16))) is None

@@ -96,8 +96,17 @@ def _loaded_after(code: str) -> set[str]:
     return {m.split(".")[0] for m in out.split()}
 
 
-@pytest.mark.xfail(strict=True, reason="attention records not yet torch-free (issue 13, in progress)")
-def test_the_config_and_the_cli_start_without_torch_ray_or_mlflow():
-    heavy = {"torch", "ray", "mlflow", "transformers"}
-    assert not _loaded_after("import raygrid.spec.config, raygrid.spec.loader") & heavy
-    assert not _loaded_after("import raygrid.cli") & heavy
+HEAVY = {"torch", "ray", "mlflow", "transformers"}
+
+
+def test_the_config_and_the_grid_loader_start_without_torch_ray_or_mlflow():
+    # The attention variants' records are torch-free; their kernels load only when a model is built.
+    assert not _loaded_after("import raygrid.spec.config, raygrid.spec.loader") & HEAVY
+
+
+@pytest.mark.xfail(strict=True, reason="the CLI builds its parser with the bench modules (torch) loaded: in progress")
+def test_the_cli_help_starts_without_torch_ray_or_mlflow():
+    code = ("import contextlib, io, raygrid.cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    raygrid.cli.main(['--help'])")
+    assert not _loaded_after(code) & HEAVY

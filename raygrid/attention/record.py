@@ -1,0 +1,72 @@
+"""The record of one attention variant: everything every consumer needs, in one frozen dataclass.
+
+A record is torch-free: its params model, labels, FLOP formula, bench rows and plan notes are plain
+Python, and its torch side (kernel, transformers adapter, per-layer state hooks) is named, not imported:
+`hook(name)` loads `kernel_module` on first use. So the config, `raygrid --help` and `plan` never load
+torch, and a model build loads exactly the kernels its cells use.
+
+Hooks the kernel module may define (names are the record's fields; None = the variant has none):
+  kernel(q, k, v, key_padding_mask, *, params, scaling=None, ...) -> out       q/k/v/out (B, H, N, D)
+  adapter(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kw) -> (out (B, N, H, D), None)
+      transformers' AttentionInterface calling convention (raygrid.attention.hf_bridge registers it)
+  attach(module, params, seed, layer)        per-layer state on the HF attention module (buffers, seeds, ties)
+  redraw(module, params, step) -> bool       after optimizer step `step` (training only): refresh random state
+  standalone(params, head_dim, seed) -> fn(q, k, v, key_padding_mask)   the kernel with its state, for the bench
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One attention variant. `kind` is the YAML value, the registry key and the record module's name."""
+
+    kind: str
+    params: type[BaseModel]  # strict pydantic model with `kind: Literal[<kind>]`
+    title: str  # human name with its paper, for docs and tables
+    kernel_module: str  # dotted module holding the torch hooks below
+    # Forward FLOPs per token of one block's attention matmuls in a sequence of n tokens (raygrid.cost).
+    flops: Callable[[Any, float, int, int], float]  # (params, n, hidden, heads) -> FLOPs
+    bench: tuple[tuple[str, dict], ...]  # `raygrid bench attention` rows: (label, params fields)
+    kernel: str = "attention"
+    adapter: str = "hf_forward"
+    attach: str | None = None
+    redraw: str | None = None
+    standalone: str | None = None
+    # Per-layer buffers that must travel with exported weights (HF drops unknown keys when loading).
+    state_buffers: tuple[str, ...] = ()
+    # True = its layers read a count of training forwards (hf_bridge keeps it, checkpoints save it).
+    counts_forwards: bool = False
+    # The exact reference the others are measured against (bench error rows, report pairs).
+    reference: bool = False
+    # A transformers built-in implementation name for these params (no rotary positions), or None.
+    builtin_implementation: Callable[[Any], str | None] | None = None
+    # One line `raygrid plan` prints per distinct setting (e.g. LSH's rules), or None.
+    plan_note: Callable[[Any], str] | None = None
+    # Why `data.max_len` does not suit these params (checked before any trial starts), or None.
+    length_check: Callable[[Any, int], str | None] | None = None
+
+    def hook(self, name: str) -> Callable | None:
+        """The torch-side function the record names under `name` (None when the variant has none)."""
+        attribute = getattr(self, name)
+        if attribute is None:
+            return None
+        module = importlib.import_module(self.kernel_module)
+        try:
+            return getattr(module, attribute)
+        except AttributeError:
+            raise AttributeError(f"attention variant {self.kind!r}: {self.kernel_module} has no {name} "
+                                 f"function {attribute!r}") from None
+
+    def standalone_kernel(self, params, head_dim: int, seed: int = 0) -> Callable:
+        """fn(q, k, v, key_padding_mask) with the variant's state drawn from `seed` (bench, tests)."""
+        build = self.hook("standalone")
+        if build is not None:
+            return build(params, head_dim, seed)
+        kernel = self.hook("kernel")
+        return lambda q, k, v, mask: kernel(q, k, v, mask, params=params)

@@ -1,0 +1,1 @@
+"""One record module per attention variant (`VARIANT = Variant(...)`); raygrid.attention.registry finds them all."""
