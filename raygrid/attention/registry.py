@@ -45,6 +45,11 @@ def _check(record: Variant, module_name: str) -> None:
                          f"and {record.params.__name__}.kind's Literal (got {literal})")
 
 
+def reference_kind() -> str:
+    """The kind every other variant is measured against (softmax): the record marked `reference`."""
+    return next(record.kind for record in records() if record.reference)
+
+
 def kinds() -> tuple[str, ...]:
     """The YAML values of `attention.kind`."""
     return tuple(v.kind for v in records())

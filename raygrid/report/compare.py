@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from raygrid.attention.registry import reference_kind
 from raygrid.report import tables as report
 
 COLUMNS = ("dataset", "model", "variant", "metric", "value", "source")
@@ -122,8 +123,8 @@ def _match(rows: pd.DataFrame, reference: pd.DataFrame, subsets: dict[str, str |
 
 def _pick(group: pd.DataFrame, variant: str):
     """Index of the row `variant` stands beside in one dataset (and stage), or None."""
-    if variant == "softmax":
-        pool, by = group[group["kind"] == "softmax"], "val"  # the setting selected on validation
+    if variant == reference_kind():  # the study reports the reference at the setting chosen on validation
+        pool, by = group[group["kind"] == variant], "val"
     elif variant.startswith("best:"):
         pool, by = group[group["kind"] == variant.removeprefix("best:")], "test"
     elif variant == "tfidf":

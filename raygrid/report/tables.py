@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from raygrid.attention.registry import reference_kind
 from raygrid.report import statistics
 from raygrid.report.formats import F1_TITLE
 from raygrid.report.formats import SD_SUFFIX as SD  # `<column> sd`: rendered beside its mean as `mean ± sd`
@@ -235,18 +236,21 @@ def _ratio(variant: pd.Series, reference: pd.Series) -> float:
 
 
 def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each attention variant minus softmax, paired on stage, dataset, seed and the other axes (empty if no pairs)."""
+    """Each attention variant minus the reference (softmax), paired on stage, dataset, seed and the other axes.
+
+    Empty if there are no pairs. The reference is the attention record marked `reference`.
+    """
     scored = scored_cells(runs)
     frame = _cost_frame(scored)
-    softmax = (_param(scored, "attention.kind") == "softmax").values
-    if frame["attention"].nunique() < 2 or not softmax.any():
+    is_reference = (_param(scored, "attention.kind") == reference_kind()).values
+    if frame["attention"].nunique() < 2 or not is_reference.any():
         return pd.DataFrame()
     drop = tuple(k for k in _axis_keys(runs) if k in (SEED, "attention") or k.startswith("attention."))
     ids = _identity(scored, drop).assign(seed=_param(scored, SEED).astype(str).values).add_prefix("id.")
     pair_keys = list(ids.columns) + ["metric"]
     frame = pd.concat([frame, ids], axis=1)
-    reference = frame[softmax].groupby(pair_keys, as_index=False)[["score", *COSTS]].mean()
-    pairs = frame[~softmax].merge(reference, on=pair_keys, suffixes=("", "_ref"))
+    reference = frame[is_reference].groupby(pair_keys, as_index=False)[["score", *COSTS]].mean()
+    pairs = frame[~is_reference].merge(reference, on=pair_keys, suffixes=("", "_ref"))
     if pairs.empty:
         return pd.DataFrame()
     keys = (["stage"] if _staged(runs) else []) + ["dataset", "attention", "metric"]
