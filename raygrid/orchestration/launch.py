@@ -34,9 +34,11 @@ from raygrid.model.encoder import check_checkpoint
 from raygrid.orchestration.placement import DRIVER_CPUS, NodeShape, Unplaceable, check_placeable, max_concurrent, trial_demand
 from raygrid.orchestration.preflight import check_cells, offline_hint
 from raygrid.orchestration.run_lock import grid_lock
+from raygrid.report.publish import log_to_parent
 from raygrid.spec.selection import resolve_selections
 from raygrid.tracking.runs import (TAG_CHECKPOINT, finished_scores, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
                               TAG_NODE, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
+from raygrid.tracking.grid_summary import Counts
 from raygrid.orchestration.trial import train_driver
 from raygrid.training.metric_names import CELL_METRICS, DATA_SKIPPED_ROWS, EPOCH_METRICS
 
@@ -94,11 +96,31 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     tracker = GridTracker(uri, grid.name)
     if orphans := tracker.close_running(ORPHANED):  # we hold the lock: nobody else is running them
         log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
-    tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
+    described = {stage.name: stage.description for stage in grid.spec.stages}
+    tracker.log_grid(grid.text, str(grid.path), len(grid.cells), grid.spec.description,
+                     {name: described[name] for name in grid.stage_order})
     with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
         _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log)
+    _summarize(tracker, grid, summary, uri, log)
     tracker.end_grid(failed=bool(summary.failed))
     return summary
+
+
+def _summarize(tracker: GridTracker, grid: Grid, summary: RunSummary, uri: str, log) -> None:
+    """The parent run's summary, then the report (tables, figures) logged to it.
+
+    Every cell is recorded by now: a failure here is a warning, never a failed run.
+    """
+    counts = Counts(len(grid.cells), len(summary.finished), len(summary.failed), len(summary.skipped))
+    try:
+        tracker.log_summary(counts)
+    except Exception as err:  # any bug in the bookkeeping must leave the recorded results standing
+        log(f"warning: the grid's summary was not logged to MLflow ({type(err).__name__}: {err})")
+    try:
+        log_to_parent(uri, grid.name)
+    except Exception as err:
+        log(f"warning: the report was not logged to MLflow ({type(err).__name__}: {err}); "
+            f"`raygrid report {grid.path} --save DIR` writes it")
 
 
 def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, PreparedData]:
