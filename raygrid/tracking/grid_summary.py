@@ -92,8 +92,10 @@ def experiment_note(name: str, description: str, grid_path: str, stages: dict[st
 
 
 def parent_note(experiment_note_text: str, counts: Counts | None, bests: list[Best], experiment_id: str) -> str:
-    """The parent run's description: the experiment's, then the last run's counts and best cells."""
-    lines = [experiment_note_text]
+    """The parent run's description: the grid's own first, then the last run's counts and best cells,
+    then the rest of the experiment's note (the UI shows the first paragraphs before "Show more")."""
+    head, _, rest = experiment_note_text.partition("\n\n")
+    lines = [head]
     if counts is not None:
         lines += ["", f"**Last `raygrid run`**: {counts.total} cells: {counts.finished} finished, {counts.failed} "
                       f"failed, {counts.skipped} skipped (finished by an earlier run)."]
@@ -102,7 +104,16 @@ def parent_note(experiment_note_text: str, counts: Counts | None, bests: list[Be
         scores = ", ".join(f"{name} {value:.4g}" for name, value in best.scores.items())
         where = f" for {best.dataset}" if best.dataset else ""
         lines += ["", f"**Best cell{where}** (chosen on {best.chosen_by}): {link}: {scores}."]
+    if rest:
+        lines += ["", rest]
     if counts is not None:
         lines += ["", "Artifacts: `grid.yaml` (the grid as run), `report/` (the tables: Markdown, LaTeX, CSV), "
                       "`plots/` (the figures)."]
     return "\n".join(lines)
+
+
+def cell_note(grid_name: str, kind: str, axis_values: dict[str, str]) -> str:
+    """A cell run's description: what the cell is within its grid."""
+    axes = ", ".join(f"`{k}` = {v}" for k, v in axis_values.items()) or "the grid's base cell"
+    return (f"Cell of grid `{grid_name}` ({kind}): {axes}. The complete resolved config is the artifact "
+            f"`config.yaml`.")

@@ -26,7 +26,8 @@ from mlflow.tracking import MlflowClient
 
 from raygrid.tracking.cell_params import cell_params, config_yaml
 from raygrid.tracking.context import context_tags
-from raygrid.tracking.grid_summary import NOTE, TAG_BEST_CELL, Best, Counts, best_cells, experiment_note, parent_note
+from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
+                                           parent_note)
 from raygrid.training.metric_names import CELLS_TOTAL
 
 TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
@@ -158,7 +159,7 @@ class GridTracker:
         for old in self.cell_runs(name):
             self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
         tags = {**self.context, **(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name,
-                TAG_PARENT: self.parent_id}
+                TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values)}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.client.log_batch(run.info.run_id, params=_params(cell_params(config, axis_values)))
         self.client.log_text(run.info.run_id, config_yaml(config), "config.yaml")  # the validated cell, complete
@@ -174,8 +175,9 @@ class GridTracker:
         self.client.log_batch(run_id, metrics=rows)
 
     def end_cell(self, run_id: str, error: str | None = None) -> None:
-        if error:
-            self.client.set_tag(run_id, TAG_ERROR, error[:4900])
+        if error:  # also atop the run's description, where the UI shows it first
+            note = self.client.get_run(run_id).data.tags.get(NOTE, "")
+            self.set_tags(run_id, {TAG_ERROR: error[:4900], NOTE: f"**Failed**: {error[:4000]}\n\n{note}"})
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
 
     def end_grid(self, failed: bool = False) -> None:

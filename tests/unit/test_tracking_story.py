@@ -56,7 +56,7 @@ def store(tmp_path_factory):
     tracker.end_cell(failed, error="boom")
     tracker.end_cell(runs["mlm"])
     tracker.log_summary(Counts(total=6, finished=3, failed=1, skipped=2))
-    return {"uri": uri, "tracker": tracker, "runs": runs, "commit": commit, "grid_file": grid_file,
+    return {"uri": uri, "tracker": tracker, "runs": runs, "failed": failed, "commit": commit, "grid_file": grid_file,
             "client": MlflowClient(uri)}
 
 
@@ -98,8 +98,14 @@ def test_experiment_and_parent_run_carry_the_grid_description(store):
     note = client.get_experiment(tracker.experiment_id).tags["mlflow.note.content"]
     assert note.startswith("pooling on a sample, CPU")
     assert "- `mlm`: task MLM" in note and "- `ft`" in note and str(store["grid_file"]) in note
-    parent = client.get_run(tracker.parent_id)
-    assert parent.data.tags["mlflow.note.content"].startswith(note)
+    parent = client.get_run(tracker.parent_id).data.tags["mlflow.note.content"]
+    # the grid's description first, then the summary, then the rest of the experiment's note
+    assert parent.startswith("pooling on a sample, CPU\n\n**Last `raygrid run`**: 6 cells")
+    assert note.partition("\n\n")[2] in parent
+    cell = client.get_run(store["runs"]["a"]).data.tags["mlflow.note.content"]
+    assert cell.startswith("Cell of grid `story` (finetune): `attention` = favor.")
+    failed = client.get_run(store["failed"]).data.tags["mlflow.note.content"]
+    assert failed.startswith("**Failed**: boom\n\nCell of grid `story`")
 
 
 def test_every_run_has_the_context_tags_with_the_grid_files_commit(store):
