@@ -34,19 +34,13 @@ from raygrid.model.encoder import check_checkpoint
 from raygrid.orchestration.placement import DRIVER_CPUS, NodeShape, Unplaceable, check_placeable, max_concurrent, trial_demand
 from raygrid.orchestration.preflight import check_cells, offline_hint
 from raygrid.orchestration.run_lock import grid_lock
+from raygrid.report.publish import log_to_parent
 from raygrid.spec.selection import resolve_selections
 from raygrid.tracking.runs import (TAG_CHECKPOINT, finished_scores, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
                               TAG_NODE, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
+from raygrid.tracking.grid_summary import Counts
 from raygrid.orchestration.trial import train_driver
-
-EPOCH_METRICS = ("train_loss", "val_loss", "val_f1_macro", "val_accuracy", "val_mlm_accuracy", "val_mlm_perplexity",
-                 "epoch_time_s", "lr")
-FINAL_METRICS = ("test_f1_macro", "test_accuracy", "test_loss", "best_val_f1_macro", "best_epoch",
-                 "best_val_loss", "final_val_loss", "final_val_perplexity",
-                 "train_time_s", "tokens_per_s", "peak_gpu_mem_mb", "peak_host_mem_mb",
-                 # raygrid.training.train_loop.throughput; time outside training (`raygrid bench loop`'s breakdown)
-                 "epoch_time_mean_s", "padded_tokens_per_s", "padding_ratio",
-                 "eval_time_s", "checkpoint_time_s", "model_load_s", "data_load_s", "worker_start_s")
+from raygrid.training.metric_names import CELL_METRICS, DATA_SKIPPED_ROWS, EPOCH_METRICS
 
 
 @dataclass
@@ -102,11 +96,31 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     tracker = GridTracker(uri, grid.name)
     if orphans := tracker.close_running(ORPHANED):  # we hold the lock: nobody else is running them
         log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
-    tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
+    described = {stage.name: stage.description for stage in grid.spec.stages}
+    tracker.log_grid(grid.text, str(grid.path), len(grid.cells), grid.spec.description,
+                     {name: described[name] for name in grid.stage_order})
     with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
         _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log)
+    _summarize(tracker, grid, summary, uri, log)
     tracker.end_grid(failed=bool(summary.failed))
     return summary
+
+
+def _summarize(tracker: GridTracker, grid: Grid, summary: RunSummary, uri: str, log) -> None:
+    """The parent run's summary, then the report (tables, figures) logged to it.
+
+    Every cell is recorded by now: a failure here is a warning, never a failed run.
+    """
+    counts = Counts(len(grid.cells), len(summary.finished), len(summary.failed), len(summary.skipped))
+    try:
+        tracker.log_summary(counts)
+    except Exception as err:  # any bug in the bookkeeping must leave the recorded results standing
+        log(f"warning: the grid's summary was not logged to MLflow ({type(err).__name__}: {err})")
+    try:
+        log_to_parent(uri, grid.name)
+    except Exception as err:
+        log(f"warning: the report was not logged to MLflow ({type(err).__name__}: {err}); "
+            f"`raygrid report {grid.path} --save DIR` writes it")
 
 
 def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, PreparedData]:
@@ -333,7 +347,7 @@ class _MlflowCells(ray.tune.Callback):
             payload = trial.config["cell"]
             self.run_ids[name] = self.tracker.start_cell(name, payload["axis"], payload["config"], self._tags(name))
             if payload.get("skipped_rows"):  # data.bad_rows: skip dropped rows of this cell's data
-                self.tracker.log_metrics(self.run_ids[name], {"data_skipped_rows": payload["skipped_rows"]}, step=0)
+                self.tracker.log_metrics(self.run_ids[name], {DATA_SKIPPED_ROWS: payload["skipped_rows"]}, step=0)
 
     def _tags(self, name: str) -> dict[str, str]:
         tags = {TAG_STAGE: self.cells[name].stage} if self.cells[name].stage else {}
@@ -350,7 +364,7 @@ class _MlflowCells(ray.tune.Callback):
             if name in self.scored:  # a worker restarted after its final report: logged once already
                 return
             run_id = self.run_ids[name]
-            self.tracker.log_metrics(run_id, _pick(result, FINAL_METRICS), step=0)
+            self.tracker.log_metrics(run_id, _pick(result, CELL_METRICS), step=0)
             tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out"),
                     TAG_NODE: result.get("node_id")}
             if result.get("weights_out") and result.get("checkpoint_path"):

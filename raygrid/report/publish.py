@@ -3,10 +3,13 @@
 The tables of raygrid.report.tables as Markdown, CSV or LaTeX (written by raygrid.report.render); with a save
 folder also <grid>.md, <grid>.tex, one <grid>.<table>.csv per table, and the PNG figures of
 raygrid.report.plots, which are also logged to the grid's parent run (artifact folder `plots`).
+`log_to_parent` (called at the end of every `raygrid run`) logs the tables (folder `report`) and
+the figures to the parent run without a save folder.
 """
 from __future__ import annotations
 
 import functools
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,6 +51,21 @@ def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None =
         folder = Path(save)
         files = save_tables(tables, grid_name, folder) + save_plots(uri, grid_name, runs, folder)
     return Published(text, tables, files)
+
+
+def log_to_parent(uri: str, grid_name: str) -> list[str]:
+    """Write the grid's tables and figures to a temporary folder and log them to its parent run.
+
+    Tables go under `report/` (<grid>.md, <grid>.tex, one CSV per table), figures under `plots/`
+    (by save_plots). Returns the artifact paths logged.
+    """
+    tracker = GridTracker(uri, grid_name, create=False)
+    with tempfile.TemporaryDirectory(prefix="raygrid-report-") as folder:
+        files = publish(uri, grid_name, save=folder).files
+        tables = [path for path in files if path.suffix != ".png"]  # the PNGs were logged by save_plots
+        for path in tables:
+            tracker.log_artifact(str(path), "report")
+    return [f"report/{p.name}" for p in tables] + [f"plots/{p.name}" for p in files if p.suffix == ".png"]
 
 
 def save_tables(tables: dict[str, pd.DataFrame], grid_name: str, folder: Path) -> list[Path]:

@@ -5,6 +5,12 @@ which SQLite needs); workers only report to Ray. A rerun finds the parent by tag
 whose child run FINISHED; an unfinished or failed child run is kept, tagged superseded, and a new
 run records the retry, so nothing recorded is lost or counted twice. Runs a killed `raygrid run`
 left RUNNING are closed as KILLED, with the reason, when the grid runs next.
+
+What the UI shows (README "What MLflow shows"): the experiment's description is the grid's; the
+parent run holds the grid file, params naming the grid, and at the end of every run a summary
+(raygrid.tracking.grid_summary) and the report; each cell run its applicable params
+(raygrid.tracking.cell_params) and its resolved `config.yaml`; every run MLflow's context tags
+(raygrid.tracking.context).
 """
 from __future__ import annotations
 
@@ -15,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+
+from raygrid.tracking.cell_params import cell_params, config_yaml
+from raygrid.tracking.context import context_tags
+from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
+                                           parent_note)
+from raygrid.training.metric_names import CELLS_TOTAL
 
 TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
 TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "mlflow.parentRunId"
@@ -44,24 +56,15 @@ def _artifact_root(uri: str) -> str | None:
     return (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{'model': {'pooling': 'cls'}} -> {'model.pooling': 'cls'}."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 class GridTracker:
     """Parent run of one grid and its cell runs, in the experiment named after the grid."""
 
     def __init__(self, uri: str, grid_name: str, create: bool = True):
         """Find (or, with create, make) the grid's experiment and parent run."""
         self.uri, self.grid_name = uri, grid_name
+        # Set by log_grid (a `raygrid run`): MLflow's context tags for every run, the experiment's note.
+        self.context: dict[str, str] = {}
+        self.note = ""
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(grid_name)
         if experiment is None and not create:
@@ -106,27 +109,65 @@ class GridTracker:
                 return run.info.run_id, run.data.tags[TAG_CHECKPOINT]
         return None
 
-    def log_grid(self, grid_text: str, grid_path: str, n_cells: int) -> None:
+    def log_grid(self, grid_text: str, grid_path: str, n_cells: int, description: str = "",
+                 stages: dict[str, str] | None = None) -> None:
+        """Open the parent run for a `raygrid run`: grid file, params, context tags, descriptions.
+
+        `stages`: stage name -> its description, in the order the stages run ({} without stages).
+        """
         self.client.set_terminated(self.parent_id, "RUNNING")
         if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
             self.client.delete_tag(self.parent_id, TAG_ERROR)
         self.client.log_text(self.parent_id, grid_text, "grid.yaml")
-        self.client.set_tag(self.parent_id, "raygrid.grid_file", grid_path)
-        self.client.set_tag(self.parent_id, "raygrid.cells", str(n_cells))
+        self.context = context_tags(grid_path)
+        self.note = experiment_note(self.grid_name, description, grid_path, stages or {})
+        self.client.set_experiment_tag(self.experiment_id, NOTE, self.note)
+        self.set_tags(self.parent_id, {**self.context, "raygrid.grid_file": grid_path, "raygrid.cells": str(n_cells),
+                                       NOTE: parent_note(self.note, None, [], self.experiment_id)})
+        params = {"grid.name": self.grid_name, "grid.file": grid_path, "grid.cells": str(n_cells)}
+        if stages:
+            params["grid.stages"] = ",".join(stages)
+        self._log_new_params(self.parent_id, params)
+
+    def _log_new_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Log the params the run lacks. MLflow params never change: when an edited grid file
+        changes a value (more cells, say), the first value stays and the tags (raygrid.cells,
+        raygrid.grid_file) and the `grid.yaml` artifact carry the current one."""
+        have = self.client.get_run(run_id).data.params
+        new = {k: v for k, v in params.items() if k not in have}
+        if new:
+            self.client.log_batch(run_id, params=_params(new))
+
+    def log_summary(self, counts: Counts) -> list[Best]:
+        """End of a `raygrid run`: counts and best cell(s) as parent metrics and tags, and in its description."""
+        bests = best_cells(self.cell_runs())
+        parent = self.client.get_run(self.parent_id)
+        for key in parent.data.tags:  # a best cell of an earlier run (e.g. of a dataset since removed)
+            if key == TAG_BEST_CELL or key.startswith(TAG_BEST_CELL + "."):
+                self.client.delete_tag(self.parent_id, key)
+        metrics = {**counts.metrics(), **{k: v for best in bests for k, v in best.metrics().items()}}
+        # step = how many `raygrid run`s summarised before: the metric's history is one point per run
+        step = len(self.client.get_metric_history(self.parent_id, CELLS_TOTAL))
+        self.log_metrics(self.parent_id, metrics, step=step)
+        intro = self.note or self.client.get_experiment(self.experiment_id).tags.get(NOTE, "")
+        note = parent_note(intro, counts, bests, self.experiment_id)
+        self.set_tags(self.parent_id, {**dict(best.tag() for best in bests), NOTE: note})
+        return bests
 
     def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None) -> str:
         """New child run for a cell; earlier unfinished runs of the same cell are marked superseded."""
         for old in self.cell_runs(name):
             self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
-        tags = {**(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name, TAG_PARENT: self.parent_id}
+        tags = {**self.context, **(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name,
+                TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values)}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        params = {**{f"axis.{k}": v for k, v in axis_values.items()}, **flatten(config)}
-        self.client.log_batch(run.info.run_id, params=_params(params))
+        self.client.log_batch(run.info.run_id, params=_params(cell_params(config, axis_values)))
+        self.client.log_text(run.info.run_id, config_yaml(config), "config.yaml")  # the validated cell, complete
         return run.info.run_id
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+        if tags:  # one request, not one per tag
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -134,8 +175,9 @@ class GridTracker:
         self.client.log_batch(run_id, metrics=rows)
 
     def end_cell(self, run_id: str, error: str | None = None) -> None:
-        if error:
-            self.client.set_tag(run_id, TAG_ERROR, error[:4900])
+        if error:  # also atop the run's description, where the UI shows it first
+            note = self.client.get_run(run_id).data.tags.get(NOTE, "")
+            self.set_tags(run_id, {TAG_ERROR: error[:4900], NOTE: f"**Failed**: {error[:4000]}\n\n{note}"})
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
 
     def end_grid(self, failed: bool = False) -> None:

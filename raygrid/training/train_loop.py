@@ -19,6 +19,7 @@ from torch import nn
 
 from raygrid.attention.hf_bridge import forward_count, set_forward_count
 from raygrid.spec.config import CellConfig, OptimConfig
+from raygrid.training import metric_names as M
 from raygrid.training.metrics import peak_gpu_mem_mb, peak_host_mem_mb
 from raygrid.model.encoder import frozen_epochs, set_bottom_frozen
 from raygrid.training.objectives import autocast
@@ -169,7 +170,7 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    spent = {"eval_time_s": 0.0, "checkpoint_time_s": 0.0}  # this run's, for `raygrid bench loop`
+    spent = {M.EVAL_TIME_S: 0.0, M.CHECKPOINT_TIME_S: 0.0}  # this run's, for `raygrid bench loop`
 
     def step_hook():
         progress.step += 1
@@ -181,7 +182,7 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         objective.start_epoch(epoch, device)
         stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
         train_loss = host_loss(stats["loss_sum"], stats["batches"], epoch, progress.step)  # checked: finite
-        with _timed(spent, "eval_time_s"):
+        with _timed(spent, M.EVAL_TIME_S):
             val = objective.evaluate(model, loaders.validation(), device, optim.mixed_precision)
         check_finite(val["loss"], epoch, progress.step, what="validation loss")
         progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
@@ -193,28 +194,28 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
             progress.best_score, progress.best_epoch, progress.best_val = score, epoch, dict(val)
             if objective.scores_test:  # test scores the best-on-validation weights
                 progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
-        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                   **{f"{objective.metric_prefix}{k}": v for k, v in val.items() if k != "loss"},
-                   "epoch_time_s": stats["seconds"], "lr": scheduler.get_last_lr()[0]}
+        metrics = {"epoch": epoch, M.TRAIN_LOSS: train_loss, M.VAL_LOSS: val["loss"],
+                   **{f"{objective.metric_prefix}{k}": v for k, v in val.items() if k != "loss"},  # M.VAL_*
+                   M.EPOCH_TIME_S: stats["seconds"], M.LR: scheduler.get_last_lr()[0]}
         state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                  "attention_forwards": forward_count(core.encoder)}
-        with _timed(spent, "checkpoint_time_s"):  # the report saves the state: a checkpoint
+        with _timed(spent, M.CHECKPOINT_TIME_S):  # the report saves the state: a checkpoint
             report(metrics, state)
 
-    final = {"best_epoch": progress.best_epoch, "final": 1, **throughput(progress)}
+    final = {M.BEST_EPOCH: progress.best_epoch, "final": 1, **throughput(progress)}
     if objective.scores_test:
         core.load_state_dict(progress.best_weights)
-        with _timed(spent, "eval_time_s"):
+        with _timed(spent, M.EVAL_TIME_S):
             test = objective.evaluate(model, loaders.test(), device, optim.mixed_precision)
-        final.update({"test_f1_macro": test["f1_macro"], "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-                      "best_val_f1_macro": progress.best_val["f1_macro"]})
+        final.update({M.TEST_F1_MACRO: test["f1_macro"], M.TEST_ACCURACY: test["accuracy"], M.TEST_LOSS: test["loss"],
+                      M.BEST_VAL_F1_MACRO: progress.best_val["f1_macro"]})
     else:
-        final.update({"best_val_loss": progress.best_val["loss"], "final_val_loss": progress.last_val["loss"],
-                      "final_val_perplexity": progress.last_val["perplexity"]})
+        final.update({M.BEST_VAL_LOSS: progress.best_val["loss"], M.FINAL_VAL_LOSS: progress.last_val["loss"],
+                      M.FINAL_VAL_PERPLEXITY: progress.last_val["perplexity"]})
     # Peaks over the whole cell, evaluation and test included (read last).
-    final.update({"peak_gpu_mem_mb": peak_gpu_mem_mb(device), "peak_host_mem_mb": peak_host_mem_mb(), **spent})
+    final.update({M.PEAK_GPU_MEM_MB: peak_gpu_mem_mb(device), M.PEAK_HOST_MEM_MB: peak_host_mem_mb(), **spent})
     report(final, None)
     return final
 
@@ -231,6 +232,6 @@ def _timed(totals: dict, key: str):
 def throughput(progress: Progress) -> dict:
     """Per-cell time and token figures: training time, mean epoch time, real and padded tokens/s."""
     seconds = max(progress.train_seconds, 1e-9)
-    return {"train_time_s": progress.train_seconds, "epoch_time_mean_s": progress.train_seconds / max(1, progress.epoch),
-            "tokens_per_s": progress.train_tokens / seconds, "padded_tokens_per_s": progress.padded_tokens / seconds,
-            "padding_ratio": progress.padded_tokens / max(1, progress.train_tokens)}
+    return {M.TRAIN_TIME_S: progress.train_seconds, M.EPOCH_TIME_MEAN_S: progress.train_seconds / max(1, progress.epoch),
+            M.TOKENS_PER_S: progress.train_tokens / seconds, M.PADDED_TOKENS_PER_S: progress.padded_tokens / seconds,
+            M.PADDING_RATIO: progress.padded_tokens / max(1, progress.train_tokens)}

@@ -67,6 +67,34 @@ def test_one_child_run_per_cell_with_contract_metrics(grid_run):
         assert client.get_metric_history(run.info.run_id, "val_f1_macro") == []
 
 
+def test_the_parent_run_tells_the_story_of_the_grid(grid_run):
+    """Summary, report and descriptions land in MLflow at the end of `run`, with no `report --save`."""
+    client, runs = cell_runs(grid_run["uri"])
+    experiment = client.get_experiment_by_name("tiny")
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FAILED"  # two cells diverged: the grid ran on, the run exits 1
+    assert {k: parent.data.metrics[k] for k in ("cells_total", "cells_finished", "cells_failed", "cells_skipped")} == \
+        {"cells_total": 5, "cells_finished": 3, "cells_failed": 2, "cells_skipped": 0}
+    finished = {r.data.tags["raygrid.cell"]: r for r in runs if r.info.status == "FINISHED"}
+    best = parent.data.tags["raygrid.best_cell"]  # chosen on validation among the fine-tuned cells
+    assert best in ("pooling=cls,lr=0.001", "pooling=mean,lr=0.001")
+    assert parent.data.metrics["best_cell.best_val_f1_macro"] == \
+        max(finished[c].data.metrics["best_val_f1_macro"] for c in finished if c != "kind=tfidf")
+    assert parent.data.metrics["best_cell.test_f1_macro"] == finished[best].data.metrics["test_f1_macro"]
+    assert parent.data.params["grid.name"] == "tiny" and parent.data.params["grid.cells"] == "5"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")} | \
+        {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"report/tiny.md", "report/tiny.cells.csv", "plots/tiny.f1.png"} <= artifacts
+    assert "Grid file:" in experiment.tags["mlflow.note.content"]
+    assert "5 cells: 3 finished, 2 failed, 0 skipped" in parent.data.tags["mlflow.note.content"]
+    for run in [parent, *runs]:
+        assert run.data.tags["mlflow.source.name"] == str(grid_run["grid"].resolve())
+        assert "None" not in run.data.params.values()
+    for run in runs:
+        assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert not [k for k in run.data.params if k.startswith("mlm.")]
+
+
 def test_report_rebuilds_tables_from_mlflow_alone(grid_run, capsys):
     capsys.readouterr()
     assert main(["report", str(grid_run["out"]), "--format", "md"]) == 0

@@ -155,3 +155,25 @@ def test_tracker_supersedes_and_finds_runs_of_exactly_the_named_cell(tmp_path):
     assert [r.info.run_id for r in tracker.cell_runs(names[0])] == [retry]
     assert tracker.exported_weights(names[0]) is None
     assert {r.info.run_id for r in tracker.cell_runs()} == {retry, *(first[n] for n in names[1:])}
+
+
+def test_the_run_summary_is_logged_and_a_failing_report_only_warns(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from raygrid.orchestration.launch import _summarize
+    from raygrid.tracking.runs import GridTracker
+
+    def broken(uri, name):
+        raise RuntimeError("no plots today")
+
+    monkeypatch.setattr("raygrid.orchestration.launch.log_to_parent", broken)
+    grid = load_grid(two_stage_grid(tmp_path, ", axes: {seed: [0, 1, 2]}"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = GridTracker(uri, grid.name)
+    lines = []
+    _summarize(tracker, grid, RunSummary(skipped=["mlm/base"], finished=["ft/seed=0"], failed={"ft/seed=1": "x"}),
+               uri, lines.append)
+    assert lines == [f"warning: the report was not logged to MLflow (RuntimeError: no plots today); "
+                     f"`raygrid report {grid.path} --save DIR` writes it"]
+    metrics = MlflowClient(uri).get_run(tracker.parent_id).data.metrics
+    assert metrics == {"cells_total": 4, "cells_finished": 1, "cells_failed": 1, "cells_skipped": 1}

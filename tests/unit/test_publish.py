@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raygrid.report.publish import mean_curve, publish
+from raygrid.report.publish import log_to_parent, mean_curve, publish
 from raygrid.tracking.runs import TAG_STAGE, GridTracker, metric_history
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -96,6 +96,21 @@ def test_saved_csv_numbers_are_the_logged_metrics(store, tmp_path):
     seeds = pd.read_csv(tmp_path / f"{GRID}.seeds.csv")
     softmax = seeds[(seeds["attention"] == "softmax") & (seeds["metric"] == "test_f1")].iloc[0]
     assert softmax["seeds"] == 2 and softmax["mean"] == pytest.approx(0.65)
+
+
+def test_the_whole_report_is_logged_to_the_parent_run(store, tmp_path, monkeypatch):
+    uri, parent, _ = store
+    monkeypatch.chdir(tmp_path)  # no save folder: nothing may be left behind here
+    logged = log_to_parent(uri, GRID)
+    client = MlflowClient(tracking_uri=uri)
+    tables = {a.path for a in client.list_artifacts(parent, "report")}
+    plots = {a.path for a in client.list_artifacts(parent, "plots")}
+    assert {f"report/{GRID}.md", f"report/{GRID}.tex", f"report/{GRID}.cells.csv", f"report/{GRID}.seeds.csv"} <= tables
+    assert {f"plots/{GRID}.f1.png", f"plots/{GRID}.lsh_mask.png"} <= plots and set(logged) == tables | plots
+    with open(client.download_artifacts(parent, f"report/{GRID}.md", str(tmp_path))) as handle:
+        publish(uri, GRID, "md", save=tmp_path / "again")
+        assert handle.read() == (tmp_path / "again" / f"{GRID}.md").read_text()  # the same tables as `report --save`
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", f"{GRID}.md"]  # the download, nothing else
 
 
 def test_publish_without_save_writes_nothing(store, tmp_path, monkeypatch):
