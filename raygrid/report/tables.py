@@ -97,6 +97,12 @@ def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return scored[finished & scored["score"].notna()]
 
 
+def attention_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Scored cells that have an attention variant: every model cell, not the TF-IDF baseline."""
+    scored = scored_cells(runs)
+    return scored[_param(scored, "kind") != "tfidf"]
+
+
 def finished_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished cells with a test F1-macro: classifiers and the baseline (MLM cells have none)."""
     scored = scored_cells(runs)
@@ -215,7 +221,7 @@ def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
 
 def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss, time per epoch, peak memory."""
-    scored = scored_cells(runs)
+    scored = attention_cells(runs)
     frame = _cost_frame(scored)
     if frame.empty or frame["attention"].nunique() < 2:
         return pd.DataFrame()
@@ -240,7 +246,7 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
 
     Empty if there are no pairs. The reference is the attention record marked `reference`.
     """
-    scored = scored_cells(runs)
+    scored = attention_cells(runs)
     frame = _cost_frame(scored)
     is_reference = (_param(scored, "attention.kind") == reference_kind()).values
     if frame["attention"].nunique() < 2 or not is_reference.any():

@@ -83,6 +83,20 @@ def test_attention_table_appears_only_when_attention_varies():
     assert set(table["dataset"]) == {"imdb", "hyperpartisan"} and (table["cells"] == 4).all()
 
 
+def test_the_baseline_is_no_attention_variant():
+    """A TF-IDF cell (no attention params) neither makes a variant row nor joins the softmax mean."""
+    runs = runs_frame()
+    runs["params.attention.kind"] = "softmax"
+    baseline = {"cell": "kind=tfidf", "status": "FINISHED", "error": "", "params.kind": "tfidf",
+                "params.data.dataset": "imdb", "params.seed": "0", "metrics.test_f1_macro": 0.01}
+    assert "attention variants" not in all_tables(pd.concat([runs, pd.DataFrame([baseline])], ignore_index=True))
+    runs["params.axis.attention"] = ["softmax", "favor-nb_features=64"] * 8 + [None]
+    with_baseline = pd.concat([runs, pd.DataFrame([baseline])], ignore_index=True)
+    table = attention_table(with_baseline)
+    assert set(table["attention"]) == {"softmax", "favor-nb_features=64"}
+    assert table.equals(attention_table(runs))  # the baseline's 0.01 is in no mean
+
+
 def attention_frame(stage="", seeds=(0, 1, 2), tasks=("imdb", "hyperpartisan")):
     """softmax / lsh / favor per task and seed; lsh is exactly +0.05 on every seed, favor -0.10."""
     rows = []
