@@ -23,6 +23,18 @@ from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
+class Ablation:
+    """An on/off setting of a variant whose MLM loss curves the report draws side by side.
+
+    The study's example: LSH with and without masking within chunks (research_design.md).
+    """
+
+    param: str  # a field of the variant's params model
+    stem: str  # the figure's file: <grid>.<stem>.png
+    title: str
+
+
+@dataclass(frozen=True)
 class Variant:
     """One attention variant. `kind` is the YAML value, the registry key and the record module's name."""
 
@@ -46,6 +58,8 @@ class Variant:
     reference: bool = False
     # A transformers built-in implementation name for these params (no rotary positions), or None.
     builtin_implementation: Callable[[Any], str | None] | None = None
+    # Settings whose on/off loss curves `raygrid report` plots (raygrid.report.publish).
+    ablations: tuple[Ablation, ...] = ()
     # One line `raygrid plan` prints per distinct setting (e.g. LSH's rules), or None.
     plan_note: Callable[[Any], str] | None = None
     # Why `data.max_len` does not suit these params (checked before any trial starts), or None.

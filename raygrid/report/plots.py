@@ -86,29 +86,30 @@ def curves_figure(histories: dict[str, Curve], metric: str) -> Figure | None:
     return fig
 
 
-def plot_lsh_mask(histories: dict[str, dict[str, Curve]], path: Path) -> Path | None:
-    """Cross-entropy per epoch of LSH with and without the within-chunk mask: val_loss solid, train_loss dashed.
+def plot_ablation(histories: dict[str, dict[str, Curve]], param: str, title: str, path: Path) -> Path | None:
+    """MLM cross-entropy per epoch for each value of one on/off setting: val_loss solid, train_loss dashed.
 
-    `histories` maps a mask_within_chunks value ("True"/"False") to {"val_loss": curve, "train_loss": curve}.
+    `histories` maps the setting's value ("True"/"False") to {"val_loss": curve, "train_loss": curve};
+    None (nothing written) unless both values have a validation curve.
     """
-    return _save(lsh_mask_figure(histories), path)
+    return _save(ablation_figure(histories, param, title), path)
 
 
-def lsh_mask_figure(histories: dict[str, dict[str, Curve]]) -> Figure | None:
-    groups = {mask: curves for mask, curves in histories.items() if curves.get("val_loss")}
+def ablation_figure(histories: dict[str, dict[str, Curve]], param: str, title: str) -> Figure | None:
+    groups = {value: curves for value, curves in histories.items() if curves.get("val_loss")}
     if len(groups) < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mask, curves in sorted(groups.items()):
+    for value, curves in sorted(groups.items()):
         steps, values = zip(*sorted(curves["val_loss"]))
-        line, = ax.plot(steps, values, marker="o", label=f"mask_within_chunks={mask} (validation)")
+        line, = ax.plot(steps, values, marker="o", label=f"{param}={value} (validation)")
         if curves.get("train_loss"):
             steps, values = zip(*sorted(curves["train_loss"]))
-            ax.plot(steps, values, linestyle="--", color=line.get_color(), label=f"mask_within_chunks={mask} (train)")
+            ax.plot(steps, values, linestyle="--", color=line.get_color(), label=f"{param}={value} (train)")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("MLM cross-entropy (nats per masked token)")
-    ax.set_title("LSH attention: masking within chunks")
+    ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     return fig
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from raygrid.attention.registry import records
 from raygrid.report import compare, plots, render
 from raygrid.report import tables as report
 from raygrid.report.plot_frames import pareto_frame
@@ -82,7 +83,7 @@ def save_tables(tables: dict[str, pd.DataFrame], grid_name: str, folder: Path) -
 
 
 def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> list[Path]:
-    """F1 bars, per-epoch curves, the LSH mask curves and Pareto plots as PNG, logged to the parent run."""
+    """F1 bars, per-epoch curves, each variant's ablation curves (LSH mask) and Pareto plots as PNG, logged."""
     if runs.empty:
         return []
     history = functools.cache(functools.partial(metric_history, uri))  # one MLflow query per run and metric
@@ -91,7 +92,10 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
     for metric, rows in (("val_f1_macro", runs[~mlm]), ("train_loss", runs), ("val_loss", runs[mlm])):
         curves = _histories(history, rows, metric)
         written.append(plots.plot_curves(curves, metric, folder / f"{grid_name}.{metric}.png"))
-    written.append(plots.plot_lsh_mask(lsh_mask_histories(history, runs), folder / f"{grid_name}.lsh_mask.png"))
+    for record in records():  # e.g. LSH with and without masking within chunks
+        for ablation in record.ablations:
+            written.append(plots.plot_ablation(ablation_histories(history, runs, record.kind, ablation.param),
+                                               ablation.param, ablation.title, folder / f"{grid_name}.{ablation.stem}.png"))
     frame = pareto_frame(runs)
     for cost, stem in (("epoch_s_mean", "pareto_time"), ("gpu_MiB", "pareto_memory")):
         written.append(plots.plot_pareto(frame, cost, folder / f"{grid_name}.{stem}.png"))
@@ -112,14 +116,14 @@ def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, C
             for stage, cell, run_id in zip(runs["stage"], runs["cell"], runs["run_id"])}
 
 
-def lsh_mask_histories(history: History, runs: pd.DataFrame) -> dict[str, dict[str, Curve]]:
-    """Finished MLM cells with LSH attention by mask_within_chunks: train/val loss averaged over each group."""
+def ablation_histories(history: History, runs: pd.DataFrame, kind: str, param: str) -> dict[str, dict[str, Curve]]:
+    """Finished MLM cells of attention `kind` by the value of `attention.<param>`: mean train/val loss per group."""
     chosen = runs[(runs["status"] == "FINISHED") & (_param(runs, "kind") == "mlm")
-                  & (_param(runs, "attention.kind") == "lsh")]
+                  & (_param(runs, "attention.kind") == kind)]
     groups = {}
-    for mask, group in chosen.groupby(_param(chosen, "attention.mask_within_chunks"), sort=True):
-        groups[str(mask)] = {metric: mean_curve([history(run_id, metric) for run_id in group["run_id"]])
-                             for metric in ("val_loss", "train_loss")}
+    for value, group in chosen.groupby(_param(chosen, f"attention.{param}"), sort=True):
+        groups[str(value)] = {metric: mean_curve([history(run_id, metric) for run_id in group["run_id"]])
+                              for metric in ("val_loss", "train_loss")}
     return groups
 
 

@@ -8,7 +8,7 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
 from raygrid.report.plot_frames import pareto_frame
-from raygrid.report.plots import (curves_figure, f1_bars_figure, pareto_figure, plot_curves, plot_lsh_mask,
+from raygrid.report.plots import (curves_figure, f1_bars_figure, pareto_figure, plot_curves, plot_ablation,
                                   plot_pareto, plot_test_f1)
 from tests.unit.test_report import attention_frame
 
@@ -99,10 +99,11 @@ def test_curves_have_units_and_a_legend_beside_the_axes():
 def test_lsh_mask_plot_needs_both_mask_values(tmp_path):
     both = {"True": {"val_loss": [(0, 5.0), (1, 4.0)], "train_loss": [(0, 5.5), (1, 4.2)]},
             "False": {"val_loss": [(1, 4.5), (0, 5.2)]}}  # train_loss optional, steps in any order
-    path = plot_lsh_mask(both, tmp_path / "mask.png")
+    path = plot_ablation(both, "mask_within_chunks", "LSH mask", tmp_path / "mask.png")
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000
-    assert plot_lsh_mask({"True": both["True"]}, tmp_path / "one.png") is None
-    assert plot_lsh_mask({"True": both["True"], "False": {"val_loss": []}}, tmp_path / "empty.png") is None
+    assert plot_ablation({"True": both["True"]}, "m", "t", tmp_path / "one.png") is None
+    assert plot_ablation({"True": both["True"], "False": {"val_loss": []}}, "m", "t",
+                         tmp_path / "empty.png") is None
     assert not (tmp_path / "one.png").exists() and not (tmp_path / "empty.png").exists()
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from raygrid.attention.record import Variant
+from raygrid.attention.record import Ablation, Variant
 from raygrid.attention.variants._strict import StrictParams
 
 
@@ -108,6 +108,7 @@ VARIANT = Variant(
     bench=(*((f"lsh R={r} L={c}", {"num_hashes": r, "chunk_size": c}) for r in (2, 4) for c in (64, 128)),
            ("lsh R=2 L=64 mask", {"num_hashes": 2, "chunk_size": 64, "mask_within_chunks": True})),
     counts_forwards=True,
+    ablations=(Ablation("mask_within_chunks", "lsh_mask", "LSH attention: masking within chunks"),),
     plan_note=plan_note,
     length_check=length_check,
 )
