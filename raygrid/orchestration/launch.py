@@ -268,8 +268,24 @@ def _shared_datasets(entries: dict[str, PreparedData]) -> dict[str, dict[str, ra
     holding a trial driver's 0.01 CPU, no node ever has a whole CPU free (seen in `ray status` as
     `{'CPU': 1.0}: 2+ pending tasks`). Here no trial is placed yet, so the task always runs.
     """
-    return {folder: {split: ray.data.from_arrow(entry.read_split(split)) for split in entry.splits}
-            for folder, entry in entries.items()}
+    datasets = {folder: {split: ray.data.from_arrow(entry.read_split(split)) for split in entry.splits}
+                for folder, entry in entries.items()}
+    first = next((ds for splits in datasets.values() for ds in splits.values()), None)
+    if first is not None:
+        _pin_ray_data_actors(first)
+    return datasets
+
+
+def _pin_ray_data_actors(ds: ray.data.Dataset) -> None:
+    """Run Ray Data once here, so its cluster-wide helper actors start on this (the driver's) node.
+
+    Ray Data starts detached helper actors (stats, usage, autoscaling coordinator) on the node of
+    whichever process first executes a Dataset, and they live as long as the cluster. Left to the
+    Train workers, that is an autoscaled worker node, which then never goes idle and is never
+    scaled down (seen: one of two added nodes still up minutes after the grid finished).
+    """
+    for _ in ds.iter_batches(batch_size=1, batch_format="pyarrow"):
+        break
 
 
 def _safe(name: str) -> str:

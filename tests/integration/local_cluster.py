@@ -30,14 +30,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fake_autoscaling_config(gcs_port: int, worker_types: dict, head: dict) -> dict:
+def fake_autoscaling_config(gcs_port: int, worker_types: dict, head: dict, idle_timeout_minutes: float = 1.0) -> dict:
     """A config for Ray's fake multi-node provider: worker nodes are local raylets it starts on demand."""
     return {"cluster_name": "raygrid-test", "max_workers": sum(t["max_workers"] for t in worker_types.values()),
             "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
                          "disable_launch_config_check": True, "gcs_address": f"127.0.0.1:{gcs_port}"},
             "available_node_types": {"ray.head.default": {"resources": head, "node_config": {}, "max_workers": 0},
                                      **{name: {"node_config": {}, **spec} for name, spec in worker_types.items()}},
-            "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": 1.0,
+            "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": idle_timeout_minutes,
             "docker": {}, "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
             "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
             "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
@@ -105,6 +105,22 @@ class RayHead:
                     return
             time.sleep(1)
         raise TimeoutError(f"Ray head on port {self.port} did not come up")
+
+    def active_worker_nodes(self) -> int:
+        """Worker nodes the autoscaler reports as active (`ray status`; the head is not counted)."""
+        out = subprocess.run([str(BIN / "ray"), "status", f"--address={self.address}"], env=self.env,
+                             capture_output=True, text=True, timeout=60).stdout
+        active = out.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in out else ""
+        # Lines such as ` 2 cpu1`: a count and a node type; the head's type is ray.head.default.
+        return sum(int(line.split()[0]) for line in active.splitlines()
+                   if line.strip() and line.split()[0].isdigit() and "ray.head" not in line)
+
+    def wait_for_worker_nodes(self, count: int, timeout: float) -> int:
+        """Poll `ray status` until `count` worker nodes are active or `timeout` passes; the last count."""
+        deadline = time.time() + timeout
+        while (now := self.active_worker_nodes()) != count and time.time() < deadline:
+            time.sleep(3)
+        return now
 
     def stop(self) -> None:
         for worker in self.workers:
