@@ -189,7 +189,7 @@ def cmd_data_prepare(args) -> int:
     grid = load_grid(args.grid)
     tokenize = None
     if args.ray:
-        from raygrid.orchestration.launch import ray_tokenize
+        from raygrid.orchestration.tokenize_pool import ray_tokenize
         tokenize = ray_tokenize(actors=args.actors)
     entries = prepare_cells(grid.cells, cache_root(args.cache_dir), tokenize=tokenize)
     for folder in sorted({str(e.folder) for e in entries.values()}):

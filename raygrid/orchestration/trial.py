@@ -3,8 +3,8 @@
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
 workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
 delivers to each worker and raygrid.training.loaders batches (length-grouped). Metrics flow worker ->
-ray.train.report -> TuneReportCallback -> Tune. Together with raygrid.orchestration.launch, the only modules
-that import ray.
+ray.train.report -> TuneReportCallback -> Tune. Like every module of raygrid.orchestration (the only
+package that imports ray), it is started by raygrid.orchestration.launch (via .tuner).
 """
 from __future__ import annotations
 
@@ -152,9 +152,9 @@ def _load_checkpoint(checkpoint) -> dict | None:
 def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
     """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
 
-    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.launch) share one copy of
+    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) share one copy of
     each table in the object store among all trials. The trial makes no Dataset of its own: that
-    would start a whole-CPU task, which can starve on a full cluster (see launch._shared_datasets).
+    would start a whole-CPU task, which can starve on a full cluster (see tuner._shared_datasets).
     """
     payload = config["cell"]
     if payload["config"]["kind"] == "tfidf":

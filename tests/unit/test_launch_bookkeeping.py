@@ -7,7 +7,9 @@ import torch
 from raygrid.spec.config import MlmConfig
 from raygrid.spec.grid import GridError
 from raygrid.spec.loader import load_grid
-from raygrid.orchestration.launch import RunSummary, _check_parents, _MlflowCells, _ParentWeights, _storage_uri
+from raygrid.orchestration.parent_links import ParentWeights as _ParentWeights, check_parents as _check_parents
+from raygrid.orchestration.summary import RunSummary
+from raygrid.orchestration.tune_callback import MlflowCells as _MlflowCells, storage_uri as _storage_uri
 from raygrid.training.objectives import MaskedLanguageModel, mask_tokens
 
 
@@ -92,7 +94,7 @@ def test_a_parent_that_finished_earlier_must_still_have_its_weights(tmp_path, mo
         def exported_weights(self, cell):
             return ("run-9", str(tmp_path / "gone"))
 
-    monkeypatch.setattr("raygrid.orchestration.launch.GridTracker", Finished)
+    monkeypatch.setattr("raygrid.orchestration.parent_links.GridTracker", Finished)
     _check_parents(grid, grid.cells, "sqlite:///x")  # parent pending in this run: it will export first
     with pytest.raises(GridError, match="weights of parent cell mlm/base are gone"):
         _check_parents(grid, child, "sqlite:///x")
@@ -132,7 +134,7 @@ def test_parents_are_looked_up_once_per_grid_and_cell_and_refusals_name_the_stag
             queried.append(cell)
             return ("run-9", str(tmp_path))
 
-    monkeypatch.setattr("raygrid.orchestration.launch.GridTracker", Finished)
+    monkeypatch.setattr("raygrid.orchestration.parent_links.GridTracker", Finished)
     links = _check_parents(load_grid(grid_file), children, "sqlite:///x")
     assert opened == ["g"] and queried == ["mlm/base"]
     assert links == {c.name: _ParentWeights("g", "mlm/base", "run-9", str(tmp_path)) for c in children}
