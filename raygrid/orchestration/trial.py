@@ -28,6 +28,7 @@ from raygrid.spec.config import CellConfig, Resources
 from raygrid.data.cache import PreparedData, tokenizer_location
 from raygrid.training.cell_model import build_cell_model
 from raygrid.model.encoder import export_pretrained, weights_fingerprint
+from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
 from raygrid.orchestration.prune import prune_finished_run
 from raygrid.training.loaders import table_loaders
 from raygrid.training.train_loop import Loaders, fit
@@ -35,19 +36,21 @@ from raygrid.training.train_loop import Loaders, fit
 # --- Train worker ------------------------------------------------------------------------------
 
 
-def train_worker(payload: dict) -> None:
+def train_worker(config: dict) -> None:
     """Per-worker loop: re-validate the cell, build the model, load the splits, fit, report."""
     started_at = time.time()  # against the driver's clock: how long the worker group took to start
-    cfg = CellConfig.model_validate(payload["config"])
-    data = PreparedData.load(payload["data_dir"])
+    payload = TrialPayload.from_tune(config)
+    cfg = payload.config
+    data = PreparedData.load(payload.data_dir)
     context = ray.train.get_context()
-    cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
+    cpus = payload.resources.cpus_per_worker
     torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
     device = ray.train.torch.get_device()
     started = time.perf_counter()
-    with _init_weights(payload.get("init_checkpoint")) as location:
+    with _init_weights(payload.init_checkpoint) as location:
         model, objective = build_cell_model(cfg, data, location, context.get_world_rank())
-    timings = {"worker_start_s": started_at - payload.get("driver_started", started_at),
+    driver_started = payload.driver_started if payload.driver_started is not None else started_at
+    timings = {"worker_start_s": started_at - driver_started,
                "model_load_s": time.perf_counter() - started}
     # Lineage evidence: the hash of the encoder weights this cell starts from (an earlier stage's
     # `weights_out` when it is chained).
@@ -156,24 +159,24 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
     each table in the object store among all trials. The trial makes no Dataset of its own: that
     would start a whole-CPU task, which can starve on a full cluster (see tuner._shared_datasets).
     """
-    payload = config["cell"]
-    if payload["config"]["kind"] == "tfidf":
-        return _tfidf_cell(payload)
-    res = Resources.model_validate(payload["resources"])
-    data = PreparedData.load(payload["data_dir"])
+    payload = TrialPayload.from_tune(config)
+    if payload.config.kind == "tfidf":
+        return _tfidf_cell(payload.config)
+    res = payload.resources
+    data = PreparedData.load(payload.data_dir)
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
     trial_id = ray.tune.get_context().get_trial_id()
-    payload = {**payload, "driver_started": time.time()}  # workers time their group's start from here
+    payload = payload.model_copy(update={"driver_started": time.time()})  # workers time their group's start from here
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config=payload,
+        train_loop_config={PARAM_KEY: payload.to_tune()},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=res.workers_per_trial, use_gpu=payload["use_gpu"],
-            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload["use_gpu"] else {})}),
+            num_workers=res.workers_per_trial, use_gpu=payload.use_gpu,
+            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload.use_gpu else {})}),
         # Restores need a stable name: the trial id, never a timestamp.
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}", storage_path=payload["storage_path"], callbacks=[TuneReportCallback()],
+            name=f"train-{trial_id}", storage_path=payload.storage_path, callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets[data.folder],
@@ -182,17 +185,16 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
     )
     result = trainer.fit()
     if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.orchestration.prune)
-        exported = result.checkpoint.path if payload["config"]["kind"] == "mlm" and result.checkpoint else None
+        exported = result.checkpoint.path if payload.config.kind == "mlm" and result.checkpoint else None
         prune_finished_run(result.filesystem, result.path, keep=exported)
 
 
-def _tfidf_cell(payload: dict) -> None:
+def _tfidf_cell(cfg: CellConfig) -> None:
     """The TF-IDF + LR baseline: no workers, it runs in the trial itself on the cell's raw splits."""
     from raygrid.training.baseline import tfidf_lr
     from raygrid.data.sources import load_raw
     from raygrid.data.splits import apply_split_policy
 
-    cfg = CellConfig.model_validate(payload["config"])
     raw = load_raw(cfg.data)
     splits = apply_split_policy(raw, cfg.data)
     scores = tfidf_lr(splits["train"], splits["validation"], splits["test"], seed=cfg.seed,

@@ -12,6 +12,7 @@ from pathlib import Path
 import ray.tune
 
 from raygrid.orchestration.parent_links import ParentWeights
+from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.grid import Cell
 from raygrid.tracking.runs import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
@@ -37,12 +38,13 @@ class MlflowCells(ray.tune.Callback):
         self.scored: set[str] = set()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        name = trial.config["cell"]["name"]
+        payload = TrialPayload.from_tune(trial.config)
+        name = payload.name
         if name not in self.run_ids:  # a restarted trial keeps its run
-            payload = trial.config["cell"]
-            self.run_ids[name] = self.tracker.start_cell(name, payload["axis"], payload["config"], self._tags(name))
-            if payload.get("skipped_rows"):  # data.bad_rows: skip dropped rows of this cell's data
-                self.tracker.log_metrics(self.run_ids[name], {"data_skipped_rows": payload["skipped_rows"]}, step=0)
+            self.run_ids[name] = self.tracker.start_cell(name, payload.axis, payload.config.model_dump(mode="json"),
+                                                         self._tags(name))
+            if payload.skipped_rows:  # data.bad_rows: skip dropped rows of this cell's data
+                self.tracker.log_metrics(self.run_ids[name], {"data_skipped_rows": payload.skipped_rows}, step=0)
 
     def _tags(self, name: str) -> dict[str, str]:
         tags = {TAG_STAGE: self.cells[name].stage} if self.cells[name].stage else {}
@@ -54,7 +56,8 @@ class MlflowCells(ray.tune.Callback):
         return tags
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        name = trial.config["cell"]["name"]
+        payload = TrialPayload.from_tune(trial.config)
+        name = payload.name
         if result.get("final"):
             if name in self.scored:  # a worker restarted after its final report: logged once already
                 return
@@ -63,15 +66,15 @@ class MlflowCells(ray.tune.Callback):
             tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out"),
                     TAG_NODE: result.get("node_id")}
             if result.get("weights_out") and result.get("checkpoint_path"):
-                tags[TAG_CHECKPOINT] = storage_uri(trial.config["cell"]["storage_path"], result["checkpoint_path"])
+                tags[TAG_CHECKPOINT] = storage_uri(payload.storage_path, result["checkpoint_path"])
             self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})
-            if trial.config["cell"]["config"]["kind"] != "mlm" or TAG_CHECKPOINT in tags:
+            if payload.config.kind != "mlm" or TAG_CHECKPOINT in tags:
                 self.scored.add(name)
         elif "epoch" in result:
             self.tracker.log_metrics(self.run_ids[name], _pick(result, EPOCH_METRICS), step=int(result["epoch"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        name = trial.config["cell"]["name"]
+        name = TrialPayload.from_tune(trial.config).name
         if name in self.scored:
             self.tracker.end_cell(self.run_ids[name])
             self.summary.finished.append(name)
@@ -79,7 +82,7 @@ class MlflowCells(ray.tune.Callback):
             self._fail(name, "trial ended without its final metrics (or, for mlm, without exported weights)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._fail(trial.config["cell"]["name"], _error_reason(trial))
+        self._fail(TrialPayload.from_tune(trial.config).name, _error_reason(trial))
 
     def _fail(self, name: str, reason: str) -> None:
         if name in self.run_ids:

@@ -11,11 +11,11 @@ from raygrid.data.cache import PreparedData
 from raygrid.data.storage import join
 from raygrid.orchestration.capacity import concurrent_trials, use_gpu
 from raygrid.orchestration.parent_links import ParentWeights
+from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
 from raygrid.orchestration.placement import DRIVER_CPUS, NodeShape
 from raygrid.orchestration.summary import RunSummary
 from raygrid.orchestration.trial import train_driver
 from raygrid.orchestration.tune_callback import MlflowCells
-from raygrid.spec.config import Resources
 from raygrid.spec.grid import Cell, Grid, short_value
 from raygrid.tracking.runs import GridTracker
 
@@ -27,19 +27,19 @@ def axis_labels(cell: Cell) -> dict[str, str]:
 def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], prepared, shapes: list[NodeShape],
               storage: str, tracker: GridTracker, summary: RunSummary) -> None:
     """One Tuner over `cells` (a whole single-stage grid, or one stage)."""
-    payloads = [_payload(cell, prepared.get(cell.name), cell.resources, use_gpu(cell.resources, shapes), storage,
-                         links.get(cell.name)) for cell in cells]
+    payloads = [trial_payload(cell, prepared.get(cell.name), use_gpu(cell.resources, shapes), storage,
+                              links.get(cell.name)) for cell in cells]
     callback = MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
     entries = {prepared[cell.name].folder: prepared[cell.name] for cell in cells if cell.name in prepared}
     datasets = _shared_datasets(entries)
     tuner = ray.tune.Tuner(
         ray.tune.with_resources(ray.tune.with_parameters(train_driver, datasets=datasets), {"CPU": DRIVER_CPUS}),
-        param_space={"cell": ray.tune.grid_search(payloads)},
+        param_space={PARAM_KEY: ray.tune.grid_search([payload.to_tune() for payload in payloads])},
         tune_config=ray.tune.TuneConfig(
             max_concurrent_trials=concurrent_trials(grid.spec.resources, cells, shapes),
-            trial_name_creator=lambda t: t.config["cell"]["name"],
-            trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(t.config['cell']['name'])[:80]}"),
+            trial_name_creator=lambda t: TrialPayload.from_tune(t.config).name,
+            trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(TrialPayload.from_tune(t.config).name)[:80]}"),
         run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=[callback]),
     )
     # Ctrl-C must reach raygrid (which records the interrupted cells as KILLED and exits non-zero),
@@ -66,11 +66,10 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", name)
 
 
-def _payload(cell: Cell, data: PreparedData | None, res: Resources, use_gpu: bool, storage: str,
-             parent: ParentWeights | None = None) -> dict:
-    """What a trial receives: plain JSON, re-validated by the worker."""
-    return {"name": cell.name, "config": cell.config.model_dump(mode="json"), "axis": axis_labels(cell),
-            "data_dir": data.folder if data else None, "resources": res.model_dump(), "use_gpu": use_gpu,
-            "storage_path": join(storage, "train"),
-            "init_checkpoint": parent.uri if parent else None,
-            "skipped_rows": sum(data.meta.get("skipped_rows", {}).values()) if data else 0}
+def trial_payload(cell: Cell, data: PreparedData | None, gpu: bool, storage: str,
+                  parent: ParentWeights | None = None) -> TrialPayload:
+    """What a trial receives (serialized to plain JSON for Tune, re-validated by the trial and its workers)."""
+    return TrialPayload(name=cell.name, config=cell.config, axis=axis_labels(cell),
+                        data_dir=str(data.folder) if data else None, resources=cell.resources, use_gpu=gpu,
+                        storage_path=join(storage, "train"), init_checkpoint=parent.uri if parent else None,
+                        skipped_rows=sum(data.meta.get("skipped_rows", {}).values()) if data else 0)

@@ -4,10 +4,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from raygrid.spec.config import MlmConfig
+from raygrid.spec.config import CellConfig, MlmConfig, Resources
 from raygrid.spec.grid import GridError
 from raygrid.spec.loader import load_grid
 from raygrid.orchestration.parent_links import ParentWeights as _ParentWeights, check_parents as _check_parents
+from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.orchestration.tune_callback import MlflowCells as _MlflowCells, storage_uri as _storage_uri
 from raygrid.training.objectives import MaskedLanguageModel, mask_tokens
@@ -32,8 +33,10 @@ class FakeTracker:
 
 
 def trial(name, kind="mlm", storage="/runs/ray/train"):
-    config = {"cell": {"name": name, "axis": {}, "config": {"kind": kind}, "storage_path": storage}}
-    return SimpleNamespace(config=config, error_file=None, get_error=lambda: None)
+    """A Tune trial as the callback sees it: its config holds the serialized TrialPayload."""
+    cell = CellConfig(kind=kind, data={"dataset": "imdb", "path": "/d"}, model={"checkpoint": "/ck"})
+    payload = TrialPayload(name=name, config=cell, axis={}, resources=Resources(), use_gpu=False, storage_path=storage)
+    return SimpleNamespace(config={"cell": payload.to_tune()}, error_file=None, get_error=lambda: None)
 
 
 def callback(names):
