@@ -33,7 +33,7 @@ def cmd_plan(args) -> int:
     from raygrid.spec.plan_notes import settings_lines
     from raygrid.spec.selection import selection_lines
 
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, overrides=args.overrides)
     from raygrid.orchestration.preflight import check_cells
 
     check_cells(grid, grid.cells, hub=False)  # local checkpoints only: plan needs no network
@@ -42,6 +42,8 @@ def cmd_plan(args) -> int:
     else:
         shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
     print(f"grid {grid.name}: {len(grid.cells)} cells ({shape})")
+    if grid.overrides:
+        print(f"overrides: {' '.join(grid.overrides)}")
     uri = _existing_store(args)
     grid, chosen = selection_lines(grid, uri, _scores_in(uri))  # `select:` values, once their grid has run
     print("\n".join(settings_lines(grid) + chosen))
@@ -73,7 +75,7 @@ def _existing_store(args) -> str | None:
 
 def cmd_run(args) -> int:
     """Run every unfinished cell of a grid on Ray, record it in MLflow, print the tables."""
-    grid = load_grid(args.grid)  # fails fast, before Ray or MLflow start
+    grid = load_grid(args.grid, overrides=args.overrides)  # fails fast, before Ray or MLflow start
     from raygrid.data.cache import cache_root
     from raygrid.orchestration.launch import run_grid
     from raygrid.tracking.runs import tracking_uri
@@ -146,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help=cmd_plan.__doc__, description=cmd_plan.__doc__)
     plan.add_argument("grid", help="grid YAML file")
+    _add_overrides(plan)
     plan.add_argument("-v", "--verbose", action="store_true", help="also print each cell's resolved config")
     plan.add_argument("--no-cost", action="store_true", help="only list the cells (no tokens/FLOPs/GPU-hours)")
     plan.add_argument("--out", help="output folder whose MLflow store `select:` reads; default runs/")
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     run.add_argument("grid", help="grid YAML file")
+    _add_overrides(run)
     run.add_argument("--out", help="output folder (MLflow SQLite, Ray results, exported stage weights); default runs/")
     run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
     run.add_argument("--format", choices=("md", "csv", "tex"), default="md", help="table format")
@@ -179,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_bench(sub)
     return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="override a key of the grid file, checked like the file: dotted into base "
+                             "(optim.lr=1e-4, model.pooling=mean), or resources.KEY=, axes.KEY=[...], "
+                             "stages.NAME.KEY=, name=; values are YAML (1e-4, [0,1], {kind: favor})")
 
 
 def cmd_data_prepare(args) -> int:
@@ -259,7 +270,13 @@ def _add_bench(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `raygrid run grid.yaml --out x lr=1` leaves the overrides after an option unparsed: take them too.
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args) or 0
     except (GridError, ValueError, FileNotFoundError, LookupError) as err:

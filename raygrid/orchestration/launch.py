@@ -21,6 +21,7 @@ from raygrid.data.sources import DataError
 from raygrid.model.encoder import check_checkpoint
 from raygrid.orchestration.capacity import check_placeable_cells, check_storage
 from raygrid.orchestration.cluster import init_ray, node_shapes
+from raygrid.orchestration.finished import finished_cells
 from raygrid.orchestration.interrupts import ORPHANED, recorded_outcome, sigterm_as_interrupt
 from raygrid.orchestration.parent_links import check_parents, exported_links
 from raygrid.orchestration.placement import NodeShape
@@ -31,10 +32,13 @@ from raygrid.orchestration.tokenize_pool import ray_tokenize
 from raygrid.orchestration.tuner import axis_labels, run_cells
 from raygrid.spec.config import STAGE_SCHEME
 from raygrid.spec.grid import Cell, Grid, GridError
+from raygrid.spec.overrides import describe_overrides
 from raygrid.spec.selection import resolve_selections
 from raygrid.tracking.runs import TAG_STAGE, GridTracker, finished_scores
 
 __all__ = ["RunSummary", "ray_tokenize", "run_grid"]
+# Parent-run tag: the command-line overrides of the latest run (`raygrid run grid.yaml optim.lr=1e-4`).
+TAG_OVERRIDES = "raygrid.overrides"
 
 
 def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=print, tokenize_actors: int = 0,
@@ -56,10 +60,8 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
                 storage: str | None) -> RunSummary:
     summary = RunSummary()
     grid = resolve_selections(grid, uri, partial(finished_scores, uri))  # `select:` values from another grid's finished cells, or refused
-    try:
-        done = GridTracker(uri, grid.name, create=False).finished_cells()
-    except LookupError:  # first run of this grid
-        done = {}
+    finished = finished_cells(grid, uri)  # same name and same resolved config (overrides included)
+    done = finished.runs
     pending = [cell for cell in grid.cells if cell.name not in done]
     summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
     # Refusals come before anything is recorded or started.
@@ -80,10 +82,16 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     if summary.skipped:
         log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
             f"(delete their runs to rerun them)")
+    if finished.changed:
+        first, why = next(iter(finished.changed.items()))
+        log(f"running {len(finished.changed)} finished cell(s) again: their config changed since "
+            f"(e.g. {first}: {why}); their earlier runs are kept, tagged superseded")
     tracker = GridTracker(uri, grid.name)
     if orphans := tracker.close_running(ORPHANED):  # we hold the lock: nobody else is running them
         log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
     tracker.log_grid(grid.text, str(grid.path), len(grid.cells))
+    # What the command line changed over grid.yaml (the artifact): "" when nothing, so a rerun without overrides says so.
+    tracker.set_tags(tracker.parent_id, {TAG_OVERRIDES: describe_overrides(grid.overrides)})
     with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
         _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log)
     tracker.end_grid(failed=bool(summary.failed))
