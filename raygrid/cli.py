@@ -1,16 +1,27 @@
 """`raygrid` command line: plan, run and report grids (every command has --help)."""
 from __future__ import annotations
 
+# argparse only at import time: every raygrid package (torch, transformers, Ray, MLflow behind
+# them) is imported inside the command that needs it, so `raygrid --help`, each command's --help
+# and `raygrid plan --no-cost` start in well under a second (BENCHMARKS.md).
 import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from raygrid.spec.grid import GridError, describe
-from raygrid.spec.loader import load_grid
-
 DEFAULT_OUT = Path("runs")
+
+
+def load_grid(path, overrides=()):
+    """raygrid.spec.loader.load_grid, imported when a command first reads a grid."""
+    from raygrid.spec.loader import load_grid as load
+
+    return load(path, overrides=overrides)
+
+
+def _grid_error(message: str) -> Exception:
+    from raygrid.spec.grid import GridError
+
+    return GridError(message)
 
 
 def _out_dir(args) -> Path:
@@ -112,7 +123,7 @@ def cmd_report(args) -> int:
         uri = tracking_uri(target)
         names = _grids_in(uri)
     else:
-        raise GridError(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
+        raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
     reference = None
     if args.compare:
         from raygrid.report.compare import load_reference
@@ -128,7 +139,7 @@ def _grids_in(uri: str) -> list[str]:
 
     names = grid_names(uri)
     if not names:
-        raise GridError(f"{uri}: no raygrid grids recorded there")
+        raise _grid_error(f"{uri}: no raygrid grids recorded there")
     return names
 
 
@@ -210,7 +221,10 @@ def cmd_data_prepare(args) -> int:
 
 def cmd_data_stats(args) -> int:
     """Documents per split, label balance, length statistics and the share truncated at --max-len."""
+    from pydantic import ValidationError
+
     from raygrid.spec.config import DataConfig
+    from raygrid.spec.grid import describe
     from raygrid.data.sources import load_raw
     from raygrid.data.splits import apply_split_policy
     from raygrid.data.stats import dataset_stats, format_stats
@@ -218,7 +232,7 @@ def cmd_data_stats(args) -> int:
     try:
         cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
     except ValidationError as err:  # one line naming the setting, as for grid files
-        raise GridError(f"data stats: {describe(err)}") from None
+        raise _grid_error(f"data stats: {describe(err)}") from None
     raw = load_raw(cfg)
     tokenizer = None
     if args.tokenizer:
@@ -249,24 +263,43 @@ def _add_data(sub) -> None:
     stats.set_defaults(func=cmd_data_stats)
 
 
+# `raygrid bench KIND`: each kind's options live in its module (raygrid.bench.*), which imports torch;
+# the module is imported only when that kind is chosen, not to build the parser.
+BENCHES = {
+    "attention": ("raygrid.bench.attention", "attention kernels: time, memory and error vs sequence length"),
+    "padding": ("raygrid.bench.padding", "padded / real tokens of training batches, random vs length-grouped"),
+    "loop": ("raygrid.bench.loop", "one cell's training loop bare vs through raygrid: tokens/s, overhead"),
+}
+
+
+class _LazySubcommands(argparse._SubParsersAction):
+    """Subcommands whose options are added (by importing their module) only once one is chosen."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        chosen = self._name_parser_map.get(values[0])
+        if chosen is not None and getattr(chosen, "populate", None):
+            chosen.populate(chosen)
+            chosen.populate = None
+        return super().__call__(parser, namespace, values, option_string)
+
+
+def _populate_bench(module_name: str):
+    def populate(parser: argparse.ArgumentParser) -> None:
+        import importlib
+
+        module = importlib.import_module(module_name)
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.main)
+    return populate
+
+
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks that write figures into BENCHMARKS.md")
-    kinds = bench.add_subparsers(dest="bench", required=True)
-    attention = kinds.add_parser("attention", help="attention kernels: time, memory and error vs sequence length")
-    from raygrid.bench import attention as bench_attention
-
-    bench_attention.add_arguments(attention)
-    attention.set_defaults(func=bench_attention.main)
-    padding = kinds.add_parser("padding", help="padded / real tokens of training batches, random vs length-grouped")
-    from raygrid.bench import padding as bench_padding
-
-    bench_padding.add_arguments(padding)
-    padding.set_defaults(func=bench_padding.main)
-    loop = kinds.add_parser("loop", help="one cell's training loop bare vs through raygrid: tokens/s, overhead")
-    from raygrid.bench import loop as bench_loop
-
-    bench_loop.add_arguments(loop)
-    loop.set_defaults(func=bench_loop.main)
+    bench.register("action", "lazy_parsers", _LazySubcommands)
+    kinds = bench.add_subparsers(dest="bench", required=True, action="lazy_parsers")
+    for name, (module_name, help_text) in BENCHES.items():
+        kind = kinds.add_parser(name, help=help_text, description=help_text)
+        kind.populate = _populate_bench(module_name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args) or 0
-    except (GridError, ValueError, FileNotFoundError, LookupError) as err:
+    except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError
         print(f"raygrid: error: {err}", file=sys.stderr)
         return 2
 
