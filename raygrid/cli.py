@@ -6,6 +6,7 @@ from __future__ import annotations
 # and `raygrid plan --no-cost` start in well under a second (BENCHMARKS.md).
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 DEFAULT_OUT = Path("runs")
@@ -93,9 +94,17 @@ def cmd_run(args) -> int:
 
     out = _out_dir(args)
     uri = tracking_uri(out)
+    run = partial(run_grid, grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
+                  storage=args.storage)
     try:
-        summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
-                           storage=args.storage)
+        if args.verbose:
+            summary = run()
+        else:
+            from raygrid.orchestration.console import quiet_console
+
+            with quiet_console(out / "logs") as console:
+                summary = run(console=console)
+            print(f"Ray's own output (config, status, worker logs): {console.log_file}")
     except KeyboardInterrupt:
         print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
               f"Rerun the same command to continue: finished cells are skipped, the others start again "
@@ -173,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (MLflow SQLite, Ray results, exported stage weights); default runs/")
     run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
     run.add_argument("--format", choices=("md", "csv", "tex"), default="md", help="table format")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show Ray's and Tune's own output (config dumps, status boxes, worker logs) instead of "
+                          "raygrid's per-cell lines; by default it goes to <out>/logs/ray-<time>.log")
     run.add_argument("--storage", metavar="URI",
                      help="Ray checkpoints and stage weights: a path every node sees, or s3://, gs://; default <out>/ray")
     run.add_argument("--tokenize-actors", type=int, default=0, metavar="N",

@@ -21,6 +21,7 @@ from raygrid.data.sources import DataError
 from raygrid.model.encoder import check_checkpoint
 from raygrid.orchestration.capacity import check_placeable_cells, check_storage
 from raygrid.orchestration.cluster import init_ray, node_shapes
+from raygrid.orchestration.console import Console
 from raygrid.orchestration.finished import finished_cells
 from raygrid.orchestration.interrupts import ORPHANED, recorded_outcome, sigterm_as_interrupt
 from raygrid.orchestration.parent_links import check_parents, exported_links
@@ -42,7 +43,7 @@ TAG_OVERRIDES = "raygrid.overrides"
 
 
 def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=print, tokenize_actors: int = 0,
-             storage: str | None = None) -> RunSummary:
+             storage: str | None = None, console: Console | None = None) -> RunSummary:
     """Run every cell of `grid` that has not finished before; return what happened.
 
     tokenize_actors > 0 tokenizes missing cache entries on a Ray Data actor pool of that size
@@ -50,14 +51,16 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
     where Ray keeps checkpoints and exported stage weights: a path every node sees, or a URI
     (s3://, gs://); default `<out>/ray`, fine on one node. One run per grid and `out_dir` at a
     time (raygrid.orchestration.run_lock); Ctrl-C or SIGTERM raise KeyboardInterrupt after recording the
-    interrupted cells and the parent as KILLED.
+    interrupted cells and the parent as KILLED. With a `console` (raygrid.orchestration.console),
+    raygrid's messages and per-cell lines go there and Tune prints nothing itself.
     """
+    log = console.line if console is not None else log
     with grid_lock(out_dir, grid.name, grid.path), sigterm_as_interrupt():
-        return _run_locked(grid, out_dir, cache_dir, uri, log, tokenize_actors, storage)
+        return _run_locked(grid, out_dir, cache_dir, uri, log, tokenize_actors, storage, console)
 
 
 def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_actors: int,
-                storage: str | None) -> RunSummary:
+                storage: str | None, console: Console | None) -> RunSummary:
     summary = RunSummary()
     grid = resolve_selections(grid, uri, partial(finished_scores, uri))  # `select:` values from another grid's finished cells, or refused
     finished = finished_cells(grid, uri)  # same name and same resolved config (overrides included)
@@ -93,7 +96,7 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     # What the command line changed over grid.yaml (the artifact): "" when nothing, so a rerun without overrides says so.
     tracker.set_tags(tracker.parent_id, {TAG_OVERRIDES: describe_overrides(grid.overrides)})
     with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
-        _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log)
+        _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log, console)
     tracker.end_grid(failed=bool(summary.failed))
     return summary
 
@@ -112,7 +115,7 @@ def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, 
 
 
 def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, shapes: list[NodeShape], storage: str,
-                tracker: GridTracker, summary: RunSummary, log) -> None:
+                tracker: GridTracker, summary: RunSummary, log, console: Console | None) -> None:
     """The pending cells, stage by stage; a cell whose parent did not finish is recorded FAILED, not run."""
     if not pending:
         return
@@ -134,4 +137,4 @@ def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, sh
         if cells:
             if stage is not None:
                 log(f"stage {stage}: {len(cells)} cell(s)")
-            run_cells(grid, cells, links, prepared, shapes, storage, tracker, summary)
+            run_cells(grid, cells, links, prepared, shapes, storage, tracker, summary, console)

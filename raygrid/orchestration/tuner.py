@@ -9,6 +9,7 @@ import ray.tune
 
 from raygrid.data.cache import PreparedData
 from raygrid.data.storage import join
+from raygrid.orchestration.console import CellLines, Console
 from raygrid.orchestration.capacity import concurrent_trials, use_gpu
 from raygrid.orchestration.parent_links import ParentWeights
 from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
@@ -25,11 +26,17 @@ def axis_labels(cell: Cell) -> dict[str, str]:
 
 
 def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], prepared, shapes: list[NodeShape],
-              storage: str, tracker: GridTracker, summary: RunSummary) -> None:
-    """One Tuner over `cells` (a whole single-stage grid, or one stage)."""
+              storage: str, tracker: GridTracker, summary: RunSummary, console: Console | None = None) -> None:
+    """One Tuner over `cells` (a whole single-stage grid, or one stage).
+
+    With a `console` (the default `raygrid run`), Tune prints nothing itself (verbose=0): raygrid's
+    per-cell lines and, after the Tuner, its table of cells replace Tune's status boxes.
+    """
     payloads = [trial_payload(cell, prepared.get(cell.name), use_gpu(cell.resources, shapes), storage,
                               links.get(cell.name)) for cell in cells]
-    callback = MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)
+    callbacks = [MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)]
+    if console is not None:  # after MlflowCells: it prints each outcome as MLflow recorded it
+        callbacks.append(lines := CellLines(console, summary, [cell.name for cell in cells]))
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
     entries = {prepared[cell.name].folder: prepared[cell.name] for cell in cells if cell.name in prepared}
     datasets = _shared_datasets(entries)
@@ -40,12 +47,16 @@ def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], pr
             max_concurrent_trials=concurrent_trials(grid.spec.resources, cells, shapes),
             trial_name_creator=lambda t: TrialPayload.from_tune(t.config).name,
             trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(TrialPayload.from_tune(t.config).name)[:80]}"),
-        run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=[callback]),
+        run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=callbacks,
+                                      **({"verbose": 0} if console is not None else {})),
     )
     # Ctrl-C must reach raygrid (which records the interrupted cells as KILLED and exits non-zero),
     # not Tune's own handler, which stops quietly and advises `Tuner.restore(...)`, wrong for raygrid.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tuner.fit()
+    if console is not None:
+        for line in lines.table():
+            console.line(line)
 
 
 def _shared_datasets(entries: dict[str, PreparedData]) -> dict[str, dict[str, ray.data.Dataset]]:
