@@ -36,6 +36,10 @@ class Console:
     def __init__(self, stream: TextIO | None = None, log_file: Path | None = None):
         self.stream, self.log_file = stream, log_file
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; an open terminal stream cannot be.
+        return {"stream": None, "log_file": self.log_file}
+
     def line(self, text: str) -> None:
         stream = self.stream or sys.stdout
         stream.write(f"{text}\n")

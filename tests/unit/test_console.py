@@ -67,3 +67,12 @@ def test_a_run_that_diverted_nothing_leaves_no_log(tmp_path):
     with quiet_console(tmp_path / "logs") as console:
         console.line("refused")
     assert not (tmp_path / "logs").exists()
+
+
+def test_the_cell_lines_callback_pickles_as_tune_saves_it(tmp_path):
+    import pickle
+
+    with quiet_console(tmp_path / "logs") as console:
+        callback = CellLines(console, RunSummary(), ["a"])
+        copy = pickle.loads(pickle.dumps(callback))
+    assert copy.console.log_file == console.log_file and list(copy.cells) == ["a"]
