@@ -104,7 +104,8 @@ def cmd_run(args) -> int:
 
             with quiet_console(out / "logs") as console:
                 summary = run(console=console)
-            print(f"Ray's own output (config, status, worker logs): {console.log_file}")
+            if console.log_file.exists():
+                print(f"Ray's own output (config, status, worker logs): {console.log_file}")
     except KeyboardInterrupt:
         print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
               f"Rerun the same command to continue: finished cells are skipped, the others start again "

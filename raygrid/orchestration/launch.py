@@ -75,6 +75,7 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
             check_checkpoint(checkpoint)
     prepared, shapes = {}, []
     if pending:
+        log(f"{len(pending)} of {len(grid.cells)} cells to run: preparing their data, then starting Ray")
         tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
         prepared = _prepare(grid, pending, cache_dir, tokenize)
         init_ray()
