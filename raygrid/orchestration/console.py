@@ -11,7 +11,6 @@ redirected, so nothing escapes). `raygrid run --verbose` skips all this: today's
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import sys
 import time
@@ -55,28 +54,34 @@ def quiet_console(log_dir: Path) -> Iterator[Console]:
     terminal, owned = _terminal()
     saved = (os.dup(1), os.dup(2))
     py_streams, show_warning = (sys.stdout, sys.stderr), warnings.showwarning
-    with open(path, "ab", buffering=0) as log:
-        text = io.TextIOWrapper(open(log.fileno(), "wb", buffering=0, closefd=False), line_buffering=True,
-                                errors="replace")
-        console = Console(terminal, path)
-        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
-        sys.stdout = sys.stderr = text
-        warnings.showwarning = _own_warnings_to(console, show_warning)
-        try:
-            yield console
-        finally:
-            text.flush()
-            sys.stdout, sys.stderr = py_streams
-            warnings.showwarning = show_warning
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            if owned:
-                terminal.close()
-    if path.stat().st_size == 0:  # nothing diverted (e.g. refused before Ray started): leave no empty log
-        path.unlink()
-        with contextlib.suppress(OSError):
-            log_dir.rmdir()
+    # Left open after the run: Ray keeps writing to the streams it captured here (its tqdm bars,
+    # the worker logs it flushes at exit); those late lines belong in the log too.
+    text = open(path, "a", buffering=1, errors="replace")
+    console = Console(terminal, path)
+    os.dup2(text.fileno(), 1), os.dup2(text.fileno(), 2)
+    sys.stdout = sys.stderr = text
+    warnings.showwarning = _own_warnings_to(console, show_warning)
+    try:
+        yield console
+    finally:
+        text.flush()
+        sys.stdout, sys.stderr = py_streams
+        warnings.showwarning = show_warning
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        if owned:
+            terminal.close()
+        if path.stat().st_size == 0:  # nothing diverted (e.g. refused before Ray started): leave no empty log
+            text.close()
+            path.unlink()
+            with contextlib.suppress(OSError):
+                log_dir.rmdir()
+        else:
+            _STILL_WRITTEN.append(text)
+
+
+_STILL_WRITTEN: list[TextIO] = []  # logs Ray may still write to (never garbage-collected, never closed)
 
 
 def _terminal() -> tuple[TextIO, bool]:

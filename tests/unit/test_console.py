@@ -76,3 +76,13 @@ def test_the_cell_lines_callback_pickles_as_tune_saves_it(tmp_path):
         callback = CellLines(console, RunSummary(), ["a"])
         copy = pickle.loads(pickle.dumps(callback))
     assert copy.console.log_file == console.log_file and list(copy.cells) == ["a"]
+
+
+def test_streams_captured_during_the_run_stay_writable_after_it(tmp_path):
+    """Ray's tqdm bars keep the sys.stderr of the run and write to it at exit (EBADF once crashed `raygrid run`)."""
+    with quiet_console(tmp_path / "logs") as console:
+        captured = sys.stderr
+        captured.write("bar 1/2\n")
+    captured.write("bar 2/2, at exit\n")
+    captured.flush()
+    assert "bar 2/2, at exit" in console.log_file.read_text()
