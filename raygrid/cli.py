@@ -106,6 +106,7 @@ def cmd_run(args) -> int:
                 summary = run(console=console)
             if console.log_file.exists():
                 print(f"Ray's own output (config, status, worker logs): {console.log_file}")
+                args.exit_log = console.log_file  # main() sends what Ray prints at exit there too
     except KeyboardInterrupt:
         print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
               f"Rerun the same command to continue: finished cells are skipped, the others start again "
@@ -324,10 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
     except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError
         print(f"raygrid: error: {err}", file=sys.stderr)
         return 2
+    if argv is None and getattr(args, "exit_log", None):  # the `raygrid` program (not a caller's main([...]))
+        from raygrid.orchestration.console import divert_the_rest
+
+        divert_the_rest(args.exit_log)
+    return code
 
 
 if __name__ == "__main__":

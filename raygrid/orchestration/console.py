@@ -81,6 +81,16 @@ def quiet_console(log_dir: Path) -> Iterator[Console]:
             _STILL_WRITTEN.append(text)
 
 
+def divert_the_rest(log_file: Path) -> None:
+    """Send all this process still prints to `log_file`: what Ray flushes at exit (leftover worker logs,
+    its progress bars) would otherwise land under raygrid's report. Only for a `raygrid` process about to exit."""
+    sys.stdout.flush(), sys.stderr.flush()
+    text = open(log_file, "a", buffering=1, errors="replace")
+    os.dup2(text.fileno(), 1), os.dup2(text.fileno(), 2)
+    sys.stdout = sys.stderr = text
+    _STILL_WRITTEN.append(text)
+
+
 _STILL_WRITTEN: list[TextIO] = []  # logs Ray may still write to (never garbage-collected, never closed)
 
 

@@ -86,3 +86,15 @@ def test_streams_captured_during_the_run_stay_writable_after_it(tmp_path):
     captured.write("bar 2/2, at exit\n")
     captured.flush()
     assert "bar 2/2, at exit" in console.log_file.read_text()
+
+
+def test_what_a_finished_raygrid_process_prints_at_exit_goes_to_its_log(tmp_path):
+    import subprocess
+
+    log = tmp_path / "ray.log"
+    code = ("import atexit, os, sys; from pathlib import Path; from raygrid.orchestration.console import divert_the_rest;"
+            "print('report'); atexit.register(lambda: print('(RayTrainWorker pid=1) leftover', file=sys.stderr));"
+            f"divert_the_rest(Path({str(log)!r})); os.write(1, b'late fd write\\n')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "report\n" and out.stderr == ""
+    assert "leftover" in log.read_text() and "late fd write" in log.read_text()
