@@ -1,16 +1,28 @@
 """`raygrid` command line: plan, run and report grids (every command has --help)."""
 from __future__ import annotations
 
+# argparse only at import time: every raygrid package (torch, transformers, Ray, MLflow behind
+# them) is imported inside the command that needs it, so `raygrid --help`, each command's --help
+# and `raygrid plan --no-cost` start in well under a second (BENCHMARKS.md).
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from raygrid.spec.grid import GridError, describe
-from raygrid.spec.loader import load_grid
-
 DEFAULT_OUT = Path("runs")
+
+
+def load_grid(path, overrides=()):
+    """raygrid.spec.loader.load_grid, imported when a command first reads a grid."""
+    from raygrid.spec.loader import load_grid as load
+
+    return load(path, overrides=overrides)
+
+
+def _grid_error(message: str) -> Exception:
+    from raygrid.spec.grid import GridError
+
+    return GridError(message)
 
 
 def _out_dir(args) -> Path:
@@ -33,7 +45,7 @@ def cmd_plan(args) -> int:
     from raygrid.spec.plan_notes import settings_lines
     from raygrid.spec.selection import selection_lines
 
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, overrides=args.overrides)
     from raygrid.orchestration.preflight import check_cells
 
     check_cells(grid, grid.cells, hub=False)  # local checkpoints only: plan needs no network
@@ -42,6 +54,8 @@ def cmd_plan(args) -> int:
     else:
         shape = " + ".join(" x ".join(f"{len(v)} {k}" for k, v in block.items()) or "base" for block in grid.blocks)
     print(f"grid {grid.name}: {len(grid.cells)} cells ({shape})")
+    if grid.overrides:
+        print(f"overrides: {' '.join(grid.overrides)}")
     uri = _existing_store(args)
     grid, chosen = selection_lines(grid, uri, _scores_in(uri))  # `select:` values, once their grid has run
     print("\n".join(settings_lines(grid) + chosen))
@@ -73,16 +87,26 @@ def _existing_store(args) -> str | None:
 
 def cmd_run(args) -> int:
     """Run every unfinished cell of a grid on Ray, record it in MLflow, print the tables."""
-    grid = load_grid(args.grid)  # fails fast, before Ray or MLflow start
+    grid = load_grid(args.grid, overrides=args.overrides)  # fails fast, before Ray or MLflow start
     from raygrid.data.cache import cache_root
     from raygrid.orchestration.launch import run_grid
     from raygrid.tracking.runs import tracking_uri
 
     out = _out_dir(args)
     uri = tracking_uri(out)
+    run = partial(run_grid, grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
+                  storage=args.storage)
     try:
-        summary = run_grid(grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
-                           storage=args.storage)
+        if args.verbose:
+            summary = run()
+        else:
+            from raygrid.orchestration.console import quiet_console
+
+            with quiet_console(out / "logs") as console:
+                summary = run(console=console)
+            if console.log_file.exists():
+                print(f"Ray's own output (config, status, worker logs): {console.log_file}")
+                args.exit_log = console.log_file  # main() sends what Ray prints at exit there too
     except KeyboardInterrupt:
         print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
               f"Rerun the same command to continue: finished cells are skipped, the others start again "
@@ -110,7 +134,7 @@ def cmd_report(args) -> int:
         uri = tracking_uri(target)
         names = _grids_in(uri)
     else:
-        raise GridError(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
+        raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
     reference = None
     if args.compare:
         from raygrid.report.compare import load_reference
@@ -126,7 +150,7 @@ def _grids_in(uri: str) -> list[str]:
 
     names = grid_names(uri)
     if not names:
-        raise GridError(f"{uri}: no raygrid grids recorded there")
+        raise _grid_error(f"{uri}: no raygrid grids recorded there")
     return names
 
 
@@ -146,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help=cmd_plan.__doc__, description=cmd_plan.__doc__)
     plan.add_argument("grid", help="grid YAML file")
+    _add_overrides(plan)
     plan.add_argument("-v", "--verbose", action="store_true", help="also print each cell's resolved config")
     plan.add_argument("--no-cost", action="store_true", help="only list the cells (no tokens/FLOPs/GPU-hours)")
     plan.add_argument("--out", help="output folder whose MLflow store `select:` reads; default runs/")
@@ -155,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     run.add_argument("grid", help="grid YAML file")
+    _add_overrides(run)
     run.add_argument("--out", help="output folder (MLflow SQLite, Ray results, exported stage weights); default runs/")
     run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
     run.add_argument("--format", choices=("md", "csv", "tex"), default="md", help="table format")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show Ray's and Tune's own output (config dumps, status boxes, worker logs) instead of "
+                          "raygrid's per-cell lines; by default it goes to <out>/logs/ray-<time>.log")
     run.add_argument("--storage", metavar="URI",
                      help="Ray checkpoints and stage weights: a path every node sees, or s3://, gs://; default <out>/ray")
     run.add_argument("--tokenize-actors", type=int, default=0, metavar="N",
@@ -181,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="override a key of the grid file, checked like the file: dotted into base "
+                             "(optim.lr=1e-4, model.pooling=mean), or resources.KEY=, axes.KEY=[...], "
+                             "stages.NAME.KEY=, name=; values are YAML (1e-4, [0,1], {kind: favor})")
+
+
 def cmd_data_prepare(args) -> int:
     """Tokenize everything a grid needs into the cache ahead of time (trials then only read)."""
     from raygrid.data.cache import cache_root
@@ -189,7 +225,7 @@ def cmd_data_prepare(args) -> int:
     grid = load_grid(args.grid)
     tokenize = None
     if args.ray:
-        from raygrid.orchestration.launch import ray_tokenize
+        from raygrid.orchestration.tokenize_pool import ray_tokenize
         tokenize = ray_tokenize(actors=args.actors)
     entries = prepare_cells(grid.cells, cache_root(args.cache_dir), tokenize=tokenize)
     for folder in sorted({str(e.folder) for e in entries.values()}):
@@ -199,7 +235,10 @@ def cmd_data_prepare(args) -> int:
 
 def cmd_data_stats(args) -> int:
     """Documents per split, label balance, length statistics and the share truncated at --max-len."""
+    from pydantic import ValidationError
+
     from raygrid.spec.config import DataConfig
+    from raygrid.spec.grid import describe
     from raygrid.data.sources import load_raw
     from raygrid.data.splits import apply_split_policy
     from raygrid.data.stats import dataset_stats, format_stats
@@ -207,7 +246,7 @@ def cmd_data_stats(args) -> int:
     try:
         cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
     except ValidationError as err:  # one line naming the setting, as for grid files
-        raise GridError(f"data stats: {describe(err)}") from None
+        raise _grid_error(f"data stats: {describe(err)}") from None
     raw = load_raw(cfg)
     tokenizer = None
     if args.tokenizer:
@@ -238,33 +277,63 @@ def _add_data(sub) -> None:
     stats.set_defaults(func=cmd_data_stats)
 
 
+# `raygrid bench KIND`: each kind's options live in its module (raygrid.bench.*), which imports torch;
+# the module is imported only when that kind is chosen, not to build the parser.
+BENCHES = {
+    "attention": ("raygrid.bench.attention", "attention kernels: time, memory and error vs sequence length"),
+    "padding": ("raygrid.bench.padding", "padded / real tokens of training batches, random vs length-grouped"),
+    "loop": ("raygrid.bench.loop", "one cell's training loop bare vs through raygrid: tokens/s, overhead"),
+}
+
+
+class _LazySubcommands(argparse._SubParsersAction):
+    """Subcommands whose options are added (by importing their module) only once one is chosen."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        chosen = self._name_parser_map.get(values[0])
+        if chosen is not None and getattr(chosen, "populate", None):
+            chosen.populate(chosen)
+            chosen.populate = None
+        return super().__call__(parser, namespace, values, option_string)
+
+
+def _populate_bench(module_name: str):
+    def populate(parser: argparse.ArgumentParser) -> None:
+        import importlib
+
+        module = importlib.import_module(module_name)
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.main)
+    return populate
+
+
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks that write figures into BENCHMARKS.md")
-    kinds = bench.add_subparsers(dest="bench", required=True)
-    attention = kinds.add_parser("attention", help="attention kernels: time, memory and error vs sequence length")
-    from raygrid.bench import attention as bench_attention
-
-    bench_attention.add_arguments(attention)
-    attention.set_defaults(func=bench_attention.main)
-    padding = kinds.add_parser("padding", help="padded / real tokens of training batches, random vs length-grouped")
-    from raygrid.bench import padding as bench_padding
-
-    bench_padding.add_arguments(padding)
-    padding.set_defaults(func=bench_padding.main)
-    loop = kinds.add_parser("loop", help="one cell's training loop bare vs through raygrid: tokens/s, overhead")
-    from raygrid.bench import loop as bench_loop
-
-    bench_loop.add_arguments(loop)
-    loop.set_defaults(func=bench_loop.main)
+    bench.register("action", "lazy_parsers", _LazySubcommands)
+    kinds = bench.add_subparsers(dest="bench", required=True, action="lazy_parsers")
+    for name, (module_name, help_text) in BENCHES.items():
+        kind = kinds.add_parser(name, help=help_text, description=help_text)
+        kind.populate = _populate_bench(module_name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `raygrid run grid.yaml --out x lr=1` leaves the overrides after an option unparsed: take them too.
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args) or 0
-    except (GridError, ValueError, FileNotFoundError, LookupError) as err:
+        code = args.func(args) or 0
+    except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError
         print(f"raygrid: error: {err}", file=sys.stderr)
         return 2
+    if argv is None and getattr(args, "exit_log", None):  # the `raygrid` program (not a caller's main([...]))
+        from raygrid.orchestration.console import divert_the_rest
+
+        divert_the_rest(args.exit_log)
+    return code
 
 
 if __name__ == "__main__":

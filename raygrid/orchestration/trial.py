@@ -3,8 +3,8 @@
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
 workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
 delivers to each worker and raygrid.training.loaders batches (length-grouped). Metrics flow worker ->
-ray.train.report -> TuneReportCallback -> Tune. Together with raygrid.orchestration.launch, the only modules
-that import ray.
+ray.train.report -> TuneReportCallback -> Tune. Like every module of raygrid.orchestration (the only
+package that imports ray), it is started by raygrid.orchestration.launch (via .tuner).
 """
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from raygrid.attention import hf_bridge
 from raygrid.spec.config import CellConfig, Resources
 from raygrid.data.cache import PreparedData, tokenizer_location
+from raygrid.training import metric_names as M
 from raygrid.training.cell_model import build_cell_model
 from raygrid.model.encoder import export_pretrained, weights_fingerprint
+from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
 from raygrid.orchestration.prune import prune_finished_run
 from raygrid.training.loaders import table_loaders
 from raygrid.training.train_loop import Loaders, fit
@@ -35,20 +37,22 @@ from raygrid.training.train_loop import Loaders, fit
 # --- Train worker ------------------------------------------------------------------------------
 
 
-def train_worker(payload: dict) -> None:
+def train_worker(config: dict) -> None:
     """Per-worker loop: re-validate the cell, build the model, load the splits, fit, report."""
     started_at = time.time()  # against the driver's clock: how long the worker group took to start
-    cfg = CellConfig.model_validate(payload["config"])
-    data = PreparedData.load(payload["data_dir"])
+    payload = TrialPayload.from_tune(config)
+    cfg = payload.config
+    data = PreparedData.load(payload.data_dir)
     context = ray.train.get_context()
-    cpus = Resources.model_validate(payload["resources"]).cpus_per_worker
+    cpus = payload.resources.cpus_per_worker
     torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
     device = ray.train.torch.get_device()
     started = time.perf_counter()
-    with _init_weights(payload.get("init_checkpoint")) as location:
+    with _init_weights(payload.init_checkpoint) as location:
         model, objective = build_cell_model(cfg, data, location, context.get_world_rank())
-    timings = {"worker_start_s": started_at - payload.get("driver_started", started_at),
-               "model_load_s": time.perf_counter() - started}
+    driver_started = payload.driver_started if payload.driver_started is not None else started_at
+    timings = {M.WORKER_START_S: started_at - driver_started,
+               M.MODEL_LOAD_S: time.perf_counter() - started}
     # Lineage evidence: the hash of the encoder weights this cell starts from (an earlier stage's
     # `weights_out` when it is chained).
     weights_in = weights_fingerprint(model.encoder)
@@ -60,7 +64,7 @@ def train_worker(payload: dict) -> None:
         model = model.to(device)
     started = time.perf_counter()
     loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
-    timings["data_load_s"] = time.perf_counter() - started
+    timings[M.DATA_LOAD_S] = time.perf_counter() - started
     resume = _load_checkpoint(ray.train.get_checkpoint())
     on_step = partial(_redraw, model, cfg) if hf_bridge.redraws(cfg.attention) else None
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
@@ -152,28 +156,28 @@ def _load_checkpoint(checkpoint) -> dict | None:
 def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
     """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
 
-    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.launch) share one copy of
+    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) share one copy of
     each table in the object store among all trials. The trial makes no Dataset of its own: that
-    would start a whole-CPU task, which can starve on a full cluster (see launch._shared_datasets).
+    would start a whole-CPU task, which can starve on a full cluster (see tuner._shared_datasets).
     """
-    payload = config["cell"]
-    if payload["config"]["kind"] == "tfidf":
-        return _tfidf_cell(payload)
-    res = Resources.model_validate(payload["resources"])
-    data = PreparedData.load(payload["data_dir"])
+    payload = TrialPayload.from_tune(config)
+    if payload.config.kind == "tfidf":
+        return _tfidf_cell(payload.config)
+    res = payload.resources
+    data = PreparedData.load(payload.data_dir)
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
     trial_id = ray.tune.get_context().get_trial_id()
-    payload = {**payload, "driver_started": time.time()}  # workers time their group's start from here
+    payload = payload.model_copy(update={"driver_started": time.time()})  # workers time their group's start from here
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config=payload,
+        train_loop_config={PARAM_KEY: payload.to_tune()},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=res.workers_per_trial, use_gpu=payload["use_gpu"],
-            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload["use_gpu"] else {})}),
+            num_workers=res.workers_per_trial, use_gpu=payload.use_gpu,
+            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload.use_gpu else {})}),
         # Restores need a stable name: the trial id, never a timestamp.
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}", storage_path=payload["storage_path"], callbacks=[TuneReportCallback()],
+            name=f"train-{trial_id}", storage_path=payload.storage_path, callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets[data.folder],
@@ -182,23 +186,22 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
     )
     result = trainer.fit()
     if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.orchestration.prune)
-        exported = result.checkpoint.path if payload["config"]["kind"] == "mlm" and result.checkpoint else None
+        exported = result.checkpoint.path if payload.config.kind == "mlm" and result.checkpoint else None
         prune_finished_run(result.filesystem, result.path, keep=exported)
 
 
-def _tfidf_cell(payload: dict) -> None:
+def _tfidf_cell(cfg: CellConfig) -> None:
     """The TF-IDF + LR baseline: no workers, it runs in the trial itself on the cell's raw splits."""
     from raygrid.training.baseline import tfidf_lr
     from raygrid.data.sources import load_raw
     from raygrid.data.splits import apply_split_policy
 
-    cfg = CellConfig.model_validate(payload["config"])
     raw = load_raw(cfg.data)
     splits = apply_split_policy(raw, cfg.data)
     scores = tfidf_lr(splits["train"], splits["validation"], splits["test"], seed=cfg.seed,
                       num_labels=len(raw.label_names))
-    ray.tune.report({"epoch": 0, "val_f1_macro": scores["val_f1_macro"], "val_accuracy": scores["val_accuracy"]})
-    ray.tune.report({**scores, "best_val_f1_macro": scores["val_f1_macro"], "peak_gpu_mem_mb": 0.0, "final": 1})
+    ray.tune.report({"epoch": 0, M.VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.VAL_ACCURACY: scores[M.VAL_ACCURACY]})
+    ray.tune.report({**scores, M.BEST_VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.PEAK_GPU_MEM_MB: 0.0, "final": 1})
 
 
 def _data_options(res: Resources) -> ray.data.ExecutionOptions:

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import ValidationError
@@ -58,6 +58,8 @@ class Grid:
     spec: GridConfig
     cells: list[Cell]
     text: str  # the YAML as written, logged to the parent run
+    # Command-line overrides applied over `text` (raygrid.spec.overrides), as typed; recorded in the parent run.
+    overrides: tuple[str, ...] = ()
     # Stage names in dependency order (parents first); [] for a grid without stages.
     stage_order: list[str] = field(default_factory=list)
     # `select:` source grids, loaded with this one: the `where` of each select -> that grid.
@@ -89,8 +91,12 @@ def expand(axes) -> list[dict[str, Any]]:
     return [combo for block in blocks_of(axes) for combo in combinations(block)]
 
 
-def read_grid_file(path: Path) -> tuple[str, GridConfig]:
-    """The file's text and its validated spec; GridError with a one-line message."""
+def read_grid_file(path: Path, edit: Callable[[dict], dict] | None = None) -> tuple[str, GridConfig]:
+    """The file's text and its validated spec; GridError with a one-line message.
+
+    `edit` changes the parsed tree before any check (command-line overrides), so its keys are
+    checked exactly like the file's.
+    """
     try:
         text = path.read_text()
     except OSError as err:
@@ -103,6 +109,8 @@ def read_grid_file(path: Path) -> tuple[str, GridConfig]:
         raise GridError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(raw, dict):
         raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, resources")
+    if edit is not None:
+        raw = edit(raw)
     check_finite_numbers(path, raw)
     try:
         spec = GridConfig.model_validate(raw)

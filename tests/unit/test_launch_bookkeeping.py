@@ -4,10 +4,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from raygrid.spec.config import MlmConfig
+from raygrid.spec.config import CellConfig, MlmConfig, Resources
 from raygrid.spec.grid import GridError
 from raygrid.spec.loader import load_grid
-from raygrid.orchestration.launch import RunSummary, _check_parents, _MlflowCells, _ParentWeights, _storage_uri
+from raygrid.orchestration.parent_links import ParentWeights as _ParentWeights, check_parents as _check_parents
+from raygrid.orchestration.payload import TrialPayload
+from raygrid.orchestration.summary import RunSummary
+from raygrid.orchestration.tune_callback import MlflowCells as _MlflowCells, storage_uri as _storage_uri
 from raygrid.training.objectives import MaskedLanguageModel, mask_tokens
 
 
@@ -30,8 +33,10 @@ class FakeTracker:
 
 
 def trial(name, kind="mlm", storage="/runs/ray/train"):
-    config = {"cell": {"name": name, "axis": {}, "config": {"kind": kind}, "storage_path": storage}}
-    return SimpleNamespace(config=config, error_file=None, get_error=lambda: None)
+    """A Tune trial as the callback sees it: its config holds the serialized TrialPayload."""
+    cell = CellConfig(kind=kind, data={"dataset": "imdb", "path": "/d"}, model={"checkpoint": "/ck"})
+    payload = TrialPayload(name=name, config=cell, axis={}, resources=Resources(), use_gpu=False, storage_path=storage)
+    return SimpleNamespace(config={"cell": payload.to_tune()}, error_file=None, get_error=lambda: None)
 
 
 def callback(names):
@@ -92,7 +97,7 @@ def test_a_parent_that_finished_earlier_must_still_have_its_weights(tmp_path, mo
         def exported_weights(self, cell):
             return ("run-9", str(tmp_path / "gone"))
 
-    monkeypatch.setattr("raygrid.orchestration.launch.GridTracker", Finished)
+    monkeypatch.setattr("raygrid.orchestration.parent_links.GridTracker", Finished)
     _check_parents(grid, grid.cells, "sqlite:///x")  # parent pending in this run: it will export first
     with pytest.raises(GridError, match="weights of parent cell mlm/base are gone"):
         _check_parents(grid, child, "sqlite:///x")
@@ -132,7 +137,7 @@ def test_parents_are_looked_up_once_per_grid_and_cell_and_refusals_name_the_stag
             queried.append(cell)
             return ("run-9", str(tmp_path))
 
-    monkeypatch.setattr("raygrid.orchestration.launch.GridTracker", Finished)
+    monkeypatch.setattr("raygrid.orchestration.parent_links.GridTracker", Finished)
     links = _check_parents(load_grid(grid_file), children, "sqlite:///x")
     assert opened == ["g"] and queried == ["mlm/base"]
     assert links == {c.name: _ParentWeights("g", "mlm/base", "run-9", str(tmp_path)) for c in children}

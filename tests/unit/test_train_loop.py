@@ -56,7 +56,7 @@ def test_fit_reports_each_epoch_then_test_from_best_weights(tiny_checkpoint, tmp
     epochs = [m for m, s in reports if s is not None]
     assert [m["epoch"] for m in epochs] == [0, 1, 2]
     assert all({"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"} <= m.keys() for m in epochs)
-    # exactly the per-epoch metrics raygrid.orchestration.launch logs (EPOCH_METRICS) plus the epoch
+    # exactly the per-epoch metrics raygrid.orchestration.tune_callback logs (metric_names.EPOCH_METRICS) plus the epoch
     assert all(m.keys() == {"epoch", "train_loss", "val_loss", "val_f1_macro", "val_accuracy", "epoch_time_s", "lr"}
                for m in epochs)
     # N_freeze=1 with 3 epochs: embeddings frozen during epoch 0 only (floor(3/2) = 1)

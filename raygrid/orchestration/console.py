@@ -1,0 +1,187 @@
+"""What `raygrid run` prints: one clear view of the grid, with Ray's own output in a log file.
+
+By default (`quiet_console`) the terminal shows raygrid's lines only: per cell `started`, each
+epoch's train_loss and validation score, `finished` with the test score or `failed` with the
+reason, and after each Tuner a table of its cells (status, epoch, train_loss, validation score).
+Everything else the run prints — Ray's and Tune's config dumps and status boxes, Ray Data
+progress bars, the workers' and actors' logs Ray streams to the driver, even what Ray's C++
+core writes to stderr — goes to `<out>/logs/ray-<timestamp>.log` (file descriptors 1 and 2 are
+redirected, so nothing escapes). `raygrid run --verbose` skips all this: today's full output.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import ray.tune
+
+from raygrid.orchestration.payload import TrialPayload
+from raygrid.orchestration.summary import RunSummary
+
+# The validation score shown per epoch (first present): classification, then MLM.
+VAL_SCORES = ("val_f1_macro", "val_loss")
+TEST_SCORES = ("test_f1_macro", "final_val_loss")
+
+
+class Console:
+    """raygrid's own lines; `log_file` is where everything else went (None: nothing was diverted)."""
+
+    def __init__(self, stream: TextIO | None = None, log_file: Path | None = None):
+        self.stream, self.log_file = stream, log_file
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; an open terminal stream cannot be.
+        return {"stream": None, "log_file": self.log_file}
+
+    def line(self, text: str) -> None:
+        stream = self.stream or sys.stdout
+        stream.write(f"{text}\n")
+        stream.flush()
+
+
+@contextlib.contextmanager
+def quiet_console(log_dir: Path) -> Iterator[Console]:
+    """Divert this process's stdout/stderr (Python objects and file descriptors) to a log file; yield the terminal."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"ray-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    sys.stdout.flush(), sys.stderr.flush()
+    terminal, owned = _terminal()
+    saved = (os.dup(1), os.dup(2))
+    py_streams, show_warning = (sys.stdout, sys.stderr), warnings.showwarning
+    # Left open after the run: Ray keeps writing to the streams it captured here (its tqdm bars,
+    # the worker logs it flushes at exit); those late lines belong in the log too.
+    text = open(path, "a", buffering=1, errors="replace")
+    console = Console(terminal, path)
+    os.dup2(text.fileno(), 1), os.dup2(text.fileno(), 2)
+    sys.stdout = sys.stderr = text
+    warnings.showwarning = _own_warnings_to(console, show_warning)
+    try:
+        yield console
+    finally:
+        text.flush()
+        sys.stdout, sys.stderr = py_streams
+        warnings.showwarning = show_warning
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        if owned:
+            terminal.close()
+        if path.stat().st_size == 0:  # nothing diverted (e.g. refused before Ray started): leave no empty log
+            text.close()
+            path.unlink()
+            with contextlib.suppress(OSError):
+                log_dir.rmdir()
+        else:
+            _STILL_WRITTEN.append(text)
+
+
+def divert_the_rest(log_file: Path) -> None:
+    """Send all this process still prints to `log_file`: what Ray flushes at exit (leftover worker logs,
+    its progress bars) would otherwise land under raygrid's report. Only for a `raygrid` process about to exit."""
+    sys.stdout.flush(), sys.stderr.flush()
+    text = open(log_file, "a", buffering=1, errors="replace")
+    os.dup2(text.fileno(), 1), os.dup2(text.fileno(), 2)
+    sys.stdout = sys.stderr = text
+    _STILL_WRITTEN.append(text)
+
+
+_STILL_WRITTEN: list[TextIO] = []  # logs Ray may still write to (never garbage-collected, never closed)
+
+
+def _terminal() -> tuple[TextIO, bool]:
+    """Where raygrid's lines go once fd 1 points at the log: a copy of fd 1 when sys.stdout is it, else sys.stdout
+    itself (pytest's capture, a notebook), which never wrote to fd 1."""
+    try:
+        if sys.stdout.fileno() == 1:
+            return os.fdopen(os.dup(1), "w", buffering=1), True
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        pass
+    return sys.stdout, False
+
+
+def _own_warnings_to(console: Console, fallback):
+    """raygrid's own warnings (a damaged cache entry, documents shared between splits) stay on the terminal."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if f"{os.sep}raygrid{os.sep}" in str(filename):
+            console.line(f"warning: {message}")
+        else:
+            fallback(message, category, filename, lineno, file, line)
+    return show
+
+
+@dataclass
+class _CellState:
+    status: str = "PENDING"
+    epoch: str = ""
+    train_loss: str = ""
+    val: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+class CellLines(ray.tune.Callback):
+    """Tune trial events -> raygrid's console lines. Listed after raygrid.orchestration.tune_callback.MlflowCells,
+    so a finished or failed cell is printed as MLflow recorded it (same reason, same verdict)."""
+
+    def __init__(self, console: Console, summary: RunSummary, names: list[str]):
+        self.console, self.summary = console, summary
+        self.cells = {name: _CellState() for name in names}
+        self.order = {name: i for i, name in enumerate(names, 1)}
+
+    def _tag(self, name: str) -> str:
+        return f"[{self.order.get(name, '?')}/{len(self.order)}] {name}"
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        name = TrialPayload.from_tune(trial.config).name
+        state = self.cells.setdefault(name, _CellState())
+        if state.status != "RUNNING":  # a restarted trial is not a new start
+            state.status, state.started = "RUNNING", time.monotonic()
+            self.console.line(f"{self._tag(name)}: started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        payload = TrialPayload.from_tune(trial.config)
+        state = self.cells.setdefault(payload.name, _CellState())
+        if result.get("final") or "epoch" not in result:
+            return
+        epochs = "" if payload.config.kind == "tfidf" else f"/{payload.config.optim.epochs}"
+        state.epoch = f"{int(result['epoch']) + 1}{epochs}"
+        state.train_loss = _number(result.get("train_loss"))
+        key = next((k for k in VAL_SCORES if isinstance(result.get(k), (int, float))), None)
+        state.val = f"{key} {_number(result[key])}" if key else ""
+        parts = [f"train_loss {state.train_loss}" if state.train_loss else "", state.val]
+        self.console.line(f"{self._tag(payload.name)}: epoch {state.epoch}: {', '.join(p for p in parts if p)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial)
+
+    def _ended(self, trial) -> None:
+        name = TrialPayload.from_tune(trial.config).name
+        state = self.cells.setdefault(name, _CellState())
+        minutes = f"{(time.monotonic() - state.started) / 60:.1f} min"
+        if name in self.summary.failed:
+            state.status = "FAILED"
+            self.console.line(f"{self._tag(name)}: failed after {minutes}: {self.summary.failed[name]}")
+            return
+        state.status = "FINISHED"
+        result = trial.last_result or {}
+        key = next((k for k in TEST_SCORES if isinstance(result.get(k), (int, float))), None)
+        score = f": {key} {_number(result[key])}" if key else ""
+        self.console.line(f"{self._tag(name)}: finished in {minutes}{score}")
+
+    def table(self) -> list[str]:
+        """The Tuner's cells as a Markdown table: cell, status, epoch, train_loss, validation score."""
+        rows = [("cell", "status", "epoch", "train_loss", "val score"), ("---",) * 5]
+        rows += [(name, s.status, s.epoch, s.train_loss, s.val) for name, s in self.cells.items()]
+        return ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else ""

@@ -1,0 +1,91 @@
+"""Which cells of a grid already finished: a cell's identity is its name *and* its resolved config.
+
+A cell is skipped only when its current FINISHED run recorded the same resolved config as the
+cell has now (the run's params are that config, flattened). So a command-line override, or an
+edit of the grid file, that changes a cell makes it a new cell: it runs again and its new run
+supersedes the old one (kept in MLflow, tagged `raygrid.superseded`); rerunning with the same
+override skips it. A chained cell also runs again when its parent does, or when the parent
+weights it started from are no longer its parent's current ones.
+
+Compared: the config keys both the run and the cell have (a key added to raygrid's config since
+the run was recorded is not a change). Local paths (data.path, model.checkpoint,
+model.tokenizer) compare by their last part: the same folder reached from elsewhere (a moved
+checkout, a `ray job submit --working-dir` copy) is the same cell; data content is checked by the
+tokenized cache's hash anyway.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from raygrid.spec.grid import Cell, Grid
+from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, GridTracker, flatten
+
+PATH_KEYS = ("data.path", "model.checkpoint", "model.tokenizer")
+PARAM_LIMIT = 6000  # MLflow param values are cut there when logged (raygrid.tracking.runs)
+
+
+@dataclass
+class Finished:
+    runs: dict[str, str] = field(default_factory=dict)  # cell name -> run id of its matching FINISHED run
+    changed: dict[str, str] = field(default_factory=dict)  # cell name -> why its finished run no longer counts
+
+
+def finished_cells(grid: Grid, uri: str) -> Finished:
+    """The cells of `grid` whose current run FINISHED with the config the cell has now."""
+    found = Finished()
+    try:
+        tracker = GridTracker(uri, grid.name, create=False)
+    except LookupError:  # first run of this grid
+        return found
+    weights: dict[tuple[str, str], tuple[str, str] | None] = {}  # (grid, parent cell) -> its exported weights
+    runs = {run.data.tags.get(TAG_CELL): run for run in tracker.cell_runs() if run.info.status == "FINISHED"}
+    for cell in grid.cells:  # parents come before their children (stage order)
+        run = runs.get(cell.name)
+        if run is None:
+            continue
+        why = config_change(run.data.params, cell)
+        if why is None and cell.parent is not None and cell.parent_grid == grid.name and cell.parent.name not in found.runs:
+            why = f"its parent cell {cell.parent.name} runs again"
+        if why is None and cell.parent is not None:
+            why = _stale_parent(uri, cell, run.data.tags.get(TAG_INIT_RUN), weights)
+        if why is None:
+            found.runs[cell.name] = run.info.run_id
+        else:
+            found.changed[cell.name] = why
+    return found
+
+
+def config_change(params: dict[str, str], cell: Cell) -> str | None:
+    """The first config key whose recorded value differs from the cell's now (`key: old -> new`), or None."""
+    for key, value in flatten(cell.config.model_dump(mode="json")).items():
+        if key not in params:
+            continue
+        now, then = str(value)[:PARAM_LIMIT], params[key]
+        if key in PATH_KEYS and _local_path(now) and _local_path(then):
+            now, then = PurePath(now).name, PurePath(then).name
+        if now != then:
+            return f"{key}: {_clip(params[key])} -> {_clip(str(value))}"
+    return None
+
+
+def _local_path(value: str) -> bool:
+    return value.startswith("/") and "://" not in value
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _stale_parent(uri: str, cell: Cell, init_run: str | None, weights: dict) -> str | None:
+    """Why a finished chained cell's weights are not its parent's current ones, or None (one query per parent)."""
+    key = (cell.parent_grid, cell.parent.name)
+    if key not in weights:
+        try:
+            weights[key] = GridTracker(uri, cell.parent_grid, create=False).exported_weights(cell.parent.name)
+        except LookupError:  # the parent grid is gone: raygrid.orchestration.parent_links refuses if it must run
+            weights[key] = None
+    hit = weights[key]
+    if hit is not None and init_run is not None and hit[0] != init_run:
+        return f"its parent cell {cell.parent.name} finished again since"
+    return None

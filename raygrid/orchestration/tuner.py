@@ -1,0 +1,102 @@
+"""One Ray Tune Tuner per stage: the trials' payloads, the shared Datasets, and the Tuner itself."""
+from __future__ import annotations
+
+import os
+import re
+
+import ray
+import ray.tune
+
+from raygrid.data.cache import PreparedData
+from raygrid.data.storage import join
+from raygrid.orchestration.console import CellLines, Console
+from raygrid.orchestration.capacity import concurrent_trials, use_gpu
+from raygrid.orchestration.parent_links import ParentWeights
+from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
+from raygrid.orchestration.placement import DRIVER_CPUS, NodeShape
+from raygrid.orchestration.summary import RunSummary
+from raygrid.orchestration.trial import train_driver
+from raygrid.orchestration.tune_callback import MlflowCells
+from raygrid.spec.grid import Cell, Grid, short_value
+from raygrid.tracking.runs import GridTracker
+
+
+def axis_labels(cell: Cell) -> dict[str, str]:
+    return {k: short_value(v) for k, v in cell.axis_values.items()}
+
+
+def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], prepared, shapes: list[NodeShape],
+              storage: str, tracker: GridTracker, summary: RunSummary, console: Console | None = None) -> None:
+    """One Tuner over `cells` (a whole single-stage grid, or one stage).
+
+    With a `console` (the default `raygrid run`), Tune prints nothing itself (verbose=0): raygrid's
+    per-cell lines and, after the Tuner, its table of cells replace Tune's status boxes.
+    """
+    payloads = [trial_payload(cell, prepared.get(cell.name), use_gpu(cell.resources, shapes), storage,
+                              links.get(cell.name)) for cell in cells]
+    callbacks = [MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)]
+    if console is not None:  # after MlflowCells: it prints each outcome as MLflow recorded it
+        callbacks.append(lines := CellLines(console, summary, [cell.name for cell in cells]))
+    experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
+    entries = {prepared[cell.name].folder: prepared[cell.name] for cell in cells if cell.name in prepared}
+    datasets = _shared_datasets(entries)
+    tuner = ray.tune.Tuner(
+        ray.tune.with_resources(ray.tune.with_parameters(train_driver, datasets=datasets), {"CPU": DRIVER_CPUS}),
+        param_space={PARAM_KEY: ray.tune.grid_search([payload.to_tune() for payload in payloads])},
+        tune_config=ray.tune.TuneConfig(
+            max_concurrent_trials=concurrent_trials(grid.spec.resources, cells, shapes),
+            trial_name_creator=lambda t: TrialPayload.from_tune(t.config).name,
+            trial_dirname_creator=lambda t: f"{t.trial_id}-{_safe(TrialPayload.from_tune(t.config).name)[:80]}"),
+        run_config=ray.tune.RunConfig(name=experiment, storage_path=storage, callbacks=callbacks,
+                                      **({"verbose": 0} if console is not None else {})),
+    )
+    # Ctrl-C must reach raygrid (which records the interrupted cells as KILLED and exits non-zero),
+    # not Tune's own handler, which stops quietly and advises `Tuner.restore(...)`, wrong for raygrid.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    tuner.fit()
+    if console is not None:
+        for line in lines.table():
+            console.line(line)
+
+
+def _shared_datasets(entries: dict[str, PreparedData]) -> dict[str, dict[str, ray.data.Dataset]]:
+    """{cache folder: {split: Dataset}}, built here, once, and handed to every trial of the Tuner.
+
+    Each cached table sits once in the object store, shared by all trials (nine Wikipedia-MLM
+    variants would otherwise hold nine copies of ~2 GB); it is freed when the stage ends.
+    Built here and not in the trials: making a Dataset from tables runs a metadata task that asks
+    for a whole CPU. Inside a trial that task can wait forever: on 1-CPU autoscaled nodes, each
+    holding a trial driver's 0.01 CPU, no node ever has a whole CPU free (seen in `ray status` as
+    `{'CPU': 1.0}: 2+ pending tasks`). Here no trial is placed yet, so the task always runs.
+    """
+    datasets = {folder: {split: ray.data.from_arrow(entry.read_split(split)) for split in entry.splits}
+                for folder, entry in entries.items()}
+    first = next((ds for splits in datasets.values() for ds in splits.values()), None)
+    if first is not None:
+        _pin_ray_data_actors(first)
+    return datasets
+
+
+def _pin_ray_data_actors(ds: ray.data.Dataset) -> None:
+    """Run Ray Data once here, so its cluster-wide helper actors start on this (the driver's) node.
+
+    Ray Data starts detached helper actors (stats, usage, autoscaling coordinator) on the node of
+    whichever process first executes a Dataset, and they live as long as the cluster. Left to the
+    Train workers, that is an autoscaled worker node, which then never goes idle and is never
+    scaled down (seen: one of two added nodes still up minutes after the grid finished).
+    """
+    for _ in ds.iter_batches(batch_size=1, batch_format="pyarrow"):
+        break
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", name)
+
+
+def trial_payload(cell: Cell, data: PreparedData | None, gpu: bool, storage: str,
+                  parent: ParentWeights | None = None) -> TrialPayload:
+    """What a trial receives (serialized to plain JSON for Tune, re-validated by the trial and its workers)."""
+    return TrialPayload(name=cell.name, config=cell.config, axis=axis_labels(cell),
+                        data_dir=str(data.folder) if data else None, resources=cell.resources, use_gpu=gpu,
+                        storage_path=join(storage, "train"), init_checkpoint=parent.uri if parent else None,
+                        skipped_rows=sum(data.meta.get("skipped_rows", {}).values()) if data else 0)

@@ -1,0 +1,100 @@
+"""The quiet console: raygrid's per-cell lines on the terminal, everything else in <out>/logs (Ray imported, never started)."""
+import os
+import sys
+import warnings
+from types import SimpleNamespace
+
+from raygrid.orchestration.console import CellLines, Console, quiet_console
+from raygrid.orchestration.payload import TrialPayload
+from raygrid.orchestration.summary import RunSummary
+from raygrid.spec.config import CellConfig, Resources
+
+
+class Lines(Console):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def line(self, text):
+        self.lines.append(text)
+
+
+def trial(name, epochs=2, last_result=None):
+    cell = CellConfig(data={"dataset": "imdb", "path": "/d"}, model={"checkpoint": "/ck"}, optim={"epochs": epochs})
+    payload = TrialPayload(name=name, config=cell, axis={}, resources=Resources(), use_gpu=False, storage_path="/s")
+    return SimpleNamespace(config={"cell": payload.to_tune()}, last_result=last_result or {})
+
+
+def test_each_cell_prints_start_epochs_and_outcome_as_mlflow_recorded_it():
+    console, summary = Lines(), RunSummary()
+    lines = CellLines(console, summary, ["a", "b"])
+    lines.on_trial_start(0, [], trial("a"))
+    lines.on_trial_start(0, [], trial("a"))  # a restarted trial is not a second start
+    lines.on_trial_result(0, [], trial("a"), {"epoch": 0, "train_loss": 0.69312, "val_f1_macro": 0.5, "lr": 1e-4})
+    lines.on_trial_result(0, [], trial("a"), {"final": 1, "test_f1_macro": 0.61})
+    summary.finished.append("a")
+    lines.on_trial_complete(0, [], trial("a", last_result={"final": 1, "test_f1_macro": 0.61}))
+    lines.on_trial_start(0, [], trial("b"))
+    summary.failed["b"] = "ValueError: model.n_freeze: too many layers"  # MlflowCells ran first
+    lines.on_trial_error(0, [], trial("b"))
+    assert console.lines[0] == "[1/2] a: started" and len([x for x in console.lines if "started" in x]) == 2
+    assert console.lines[1] == "[1/2] a: epoch 1/2: train_loss 0.6931, val_f1_macro 0.5000"
+    assert console.lines[2].startswith("[1/2] a: finished in ") and console.lines[2].endswith("test_f1_macro 0.6100")
+    assert console.lines[4].startswith("[2/2] b: failed after ") and "ValueError: model.n_freeze" in console.lines[4]
+    table = lines.table()
+    assert table[0] == "| cell | status | epoch | train_loss | val score |"
+    assert table[2] == "| a | FINISHED | 1/2 | 0.6931 | val_f1_macro 0.5000 |" and table[3].startswith("| b | FAILED |")
+
+
+def test_quiet_console_sends_fd_and_python_output_to_the_log_and_raygrid_lines_to_the_terminal(tmp_path, capfd):
+    with quiet_console(tmp_path / "logs") as console:
+        print("Tune status box")
+        os.write(2, b"raylet: C++ says hello\n")  # what no Python stream wrapper would catch
+        sys.stderr.write("(RayTrainWorker pid=1) worker log\n")
+        warnings.warn_explicit("documents shared between splits", UserWarning, "/x/raygrid/data/cache.py", 1)
+        console.line("[1/8] cell: started")
+    out, err = capfd.readouterr()
+    assert "[1/8] cell: started" in out and "warning: documents shared between splits" in out
+    assert "Tune" not in out + err and "C++" not in out + err and "worker log" not in out + err
+    log = console.log_file.read_text()
+    assert console.log_file.parent == tmp_path / "logs" and console.log_file.name.startswith("ray-")
+    assert "Tune status box" in log and "C++ says hello" in log and "worker log" in log
+    print("after")  # streams are restored
+    assert "after" in capfd.readouterr().out
+
+
+def test_a_run_that_diverted_nothing_leaves_no_log(tmp_path):
+    with quiet_console(tmp_path / "logs") as console:
+        console.line("refused")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_the_cell_lines_callback_pickles_as_tune_saves_it(tmp_path):
+    import pickle
+
+    with quiet_console(tmp_path / "logs") as console:
+        callback = CellLines(console, RunSummary(), ["a"])
+        copy = pickle.loads(pickle.dumps(callback))
+    assert copy.console.log_file == console.log_file and list(copy.cells) == ["a"]
+
+
+def test_streams_captured_during_the_run_stay_writable_after_it(tmp_path):
+    """Ray's tqdm bars keep the sys.stderr of the run and write to it at exit (EBADF once crashed `raygrid run`)."""
+    with quiet_console(tmp_path / "logs") as console:
+        captured = sys.stderr
+        captured.write("bar 1/2\n")
+    captured.write("bar 2/2, at exit\n")
+    captured.flush()
+    assert "bar 2/2, at exit" in console.log_file.read_text()
+
+
+def test_what_a_finished_raygrid_process_prints_at_exit_goes_to_its_log(tmp_path):
+    import subprocess
+
+    log = tmp_path / "ray.log"
+    code = ("import atexit, os, sys; from pathlib import Path; from raygrid.orchestration.console import divert_the_rest;"
+            "print('report'); atexit.register(lambda: print('(RayTrainWorker pid=1) leftover', file=sys.stderr));"
+            f"divert_the_rest(Path({str(log)!r})); os.write(1, b'late fd write\\n')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "report\n" and out.stderr == ""
+    assert "leftover" in log.read_text() and "late fd write" in log.read_text()
