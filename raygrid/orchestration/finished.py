@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from raygrid.spec.grid import Cell, Grid
-from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, GridTracker, flatten
+from raygrid.tracking.cell_params import flatten
+from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, GridTracker
 
 PATH_KEYS = ("data.path", "model.checkpoint", "model.tokenizer")
 PARAM_LIMIT = 6000  # MLflow param values are cut there when logged (raygrid.tracking.runs)

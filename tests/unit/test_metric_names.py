@@ -1,9 +1,9 @@
-"""Metric names are defined once: every number a producer emits is one launch forwards to MLflow."""
+"""Metric names are defined once: every number a producer emits is one the Tune callback forwards to MLflow."""
 import pyarrow as pa
 import torch
 
 from raygrid.model.encoder import build_classifier, build_masked_lm
-from raygrid.orchestration import launch
+from raygrid.orchestration import tune_callback
 from raygrid.training import metric_names as M
 from raygrid.training.baseline import tfidf_lr
 from raygrid.training.objectives import Classification
@@ -19,8 +19,8 @@ def numbers(metrics: dict) -> set[str]:
     return {k for k, v in metrics.items() if isinstance(v, (int, float))} - CONTROL
 
 
-def test_launch_forwards_the_names_defined_once():
-    assert launch.EPOCH_METRICS is M.EPOCH_METRICS and launch.CELL_METRICS is M.CELL_METRICS
+def test_the_tune_callback_forwards_the_names_defined_once():
+    assert tune_callback.EPOCH_METRICS is M.EPOCH_METRICS and tune_callback.CELL_METRICS is M.CELL_METRICS
     assert not set(M.EPOCH_METRICS) & set(M.CELL_METRICS)  # each name is logged per epoch or per cell, not both
     names = [v for k, v in vars(M).items() if k.isupper() and isinstance(v, str) and not k.endswith("PREFIX")]
     assert len(names) == len(set(names)), "two constants spell the same metric"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 import raygrid
 
@@ -104,7 +103,6 @@ def test_the_config_and_the_grid_loader_start_without_torch_ray_or_mlflow():
     assert not _loaded_after("import raygrid.spec.config, raygrid.spec.loader") & HEAVY
 
 
-@pytest.mark.xfail(strict=True, reason="the CLI builds its parser with the bench modules (torch) loaded: in progress")
 def test_the_cli_help_starts_without_torch_ray_or_mlflow():
     code = ("import contextlib, io, raygrid.cli\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
