@@ -34,7 +34,7 @@ PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12
 STUDY_SHAPE = {"num_hidden_layers": 4, "hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
                "attention_probs_dropout_prob": 0.0, "vocab_size": 30522}
 KINDS = {"softmax": {"kind": "softmax"}, "favor": {"kind": "favor", "nb_features": 256},
-         "lsh": {"kind": "lsh", "chunk_size": 64, "num_hashes": 2}}
+         "lsh": {"kind": "lsh", "chunk_size": 64, "num_hashes": 2}, "linear": {"kind": "linear"}}
 LOOP_SHAPES = ((512, 32), (4096, 4))  # (tokens per document, batch size)
 
 
