@@ -16,9 +16,10 @@ from pathlib import Path
 
 from raygrid.spec.grid import Cell, Grid, GridError
 from raygrid.spec.loader import load_grid
+from raygrid.training import metric_names as M
 
-PARTS = (("model load", "model_load_s"), ("data load", "data_load_s"), ("evaluation", "eval_time_s"),
-         ("checkpoints", "checkpoint_time_s"), ("worker group start", "worker_start_s"))
+PARTS = (("model load", M.MODEL_LOAD_S), ("data load", M.DATA_LOAD_S), ("evaluation", M.EVAL_TIME_S),
+         ("checkpoints", M.CHECKPOINT_TIME_S), ("worker group start", M.WORKER_START_S))
 
 
 def pick_cell(grid: Grid, name: str | None) -> Cell:
@@ -51,7 +52,7 @@ def bare_loop(cell: Cell, data, cpus: float, use_gpu: bool) -> dict:
     loaders = table_loaders(cell.config, tables, data.meta["pad_token_id"], pin_memory=device.type == "cuda")
     read = time.perf_counter()
     final = fit(cell.config, model, loaders, objective, device, lambda metrics, state: None)
-    return {**final, "model_load_s": loaded - started, "data_load_s": read - loaded,
+    return {**final, M.MODEL_LOAD_S: loaded - started, M.DATA_LOAD_S: read - loaded,
             "wall_s": time.perf_counter() - started}
 
 
@@ -77,7 +78,7 @@ def raygrid_loop(grid: Grid, cell: Cell, cache_dir: str, out: Path) -> dict:
 
 def render(cell: Cell, bare: dict, ray: dict, device: str) -> str:
     """The comparison as a Markdown table (what BENCHMARKS.md shows)."""
-    ratio = ray["tokens_per_s"] / bare["tokens_per_s"]
+    ratio = ray[M.TOKENS_PER_S] / bare[M.TOKENS_PER_S]
     lines = [f"cell `{cell.name}` on {device}: raygrid keeps {ratio:.1%} of the bare loop's tokens/s", "",
              "| | bare loop | raygrid (Tune -> Train -> Ray Data) |", "|---|---|---|",
              f"| training tokens/s | {bare['tokens_per_s']:,.0f} | {ray['tokens_per_s']:,.0f} ({ratio:.2f}x) |",
@@ -86,7 +87,7 @@ def render(cell: Cell, bare: dict, ray: dict, device: str) -> str:
         lines.append(f"| {label} s | {_s(bare.get(key))} | {_s(ray.get(key))} |")
     lines.append(f"| Ray start s | - | {ray['ray_start_s']:.1f} |")
     for side in (bare, ray):
-        side["rest_s"] = side["wall_s"] - side["train_time_s"] - sum(side.get(k) or 0 for _, k in PARTS) \
+        side["rest_s"] = side["wall_s"] - side[M.TRAIN_TIME_S] - sum(side.get(k) or 0 for _, k in PARTS) \
             - side.get("ray_start_s", 0)
     lines += [f"| rest (Tune/Train/MLflow bookkeeping, teardown) s | {bare['rest_s']:.1f} | {ray['rest_s']:.1f} |",
               f"| wall s | {bare['wall_s']:.1f} | {ray['wall_s']:.1f} |",

@@ -25,9 +25,10 @@ import pandas as pd
 
 from raygrid.attention.registry import reference_kind
 from raygrid.report import tables as report
+from raygrid.training import metric_names as M
 
 COLUMNS = ("dataset", "model", "variant", "metric", "value", "source")
-SCALE = {"test_f1_macro": 1.0, "test_f1_macro_pct": 0.01}  # metric -> factor to our 0..1 scale
+SCALE = {M.TEST_F1_MACRO: 1.0, "test_f1_macro_pct": 0.01}  # metric -> factor to our 0..1 scale
 F1_TITLE, ATTENTION_TITLE = report.F1_TITLE, "attention variants"  # titles in report.all_tables
 REFERENCE_TITLE = "published reference"
 
@@ -91,7 +92,7 @@ def _f1_with_published(table, runs, reference, subsets):
 
 def _attention_with_published(table, runs, reference, subsets):
     scored = report.scored_cells(runs)
-    frame = report._cost_frame(scored).assign(kind=_kinds(scored).values, val=report._metric(scored, "best_val_f1_macro"))
+    frame = report._cost_frame(scored).assign(kind=_kinds(scored).values, val=report._metric(scored, M.BEST_VAL_F1_MACRO))
     frame = frame[frame["metric"] == "test_f1"]
     keys = [key for key in ("stage", "attention", "dataset") if key in table.columns]
     rows = frame.groupby(keys, sort=True).agg(test=("score", "mean"), val=("val", "mean"), kind=("kind", "first"))

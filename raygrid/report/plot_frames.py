@@ -11,6 +11,7 @@ import re
 import pandas as pd
 
 from raygrid.report.tables import COSTS, SD, _cost_frame, _metric, _param, _stage, finished_cells
+from raygrid.training import metric_names as M
 
 
 def without_seed(cell: str) -> str:
@@ -26,7 +27,7 @@ def bars_frame(runs: pd.DataFrame) -> pd.DataFrame:
     stage = _stage(finished)
     label = [f"{s}/{without_seed(c)}" if s else without_seed(c) for s, c in zip(stage, finished["cell"].astype(str))]
     frame = pd.DataFrame({"label": label, "test_f1": finished["metrics.test_f1_macro"].astype(float),
-                          "val_f1": _metric(finished, "best_val_f1_macro")}, index=finished.index)
+                          "val_f1": _metric(finished, M.BEST_VAL_F1_MACRO)}, index=finished.index)
     grouped = frame.groupby("label", sort=False)
     table = pd.DataFrame({"test_f1": grouped["test_f1"].mean(), f"test_f1{SD}": grouped["test_f1"].std(),
                           "val_f1": grouped["val_f1"].mean(), f"val_f1{SD}": grouped["val_f1"].std(),

@@ -23,13 +23,14 @@ from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
 
 from raygrid.report.plot_frames import bars_frame  # noqa: E402
 from raygrid.report.statistics import pareto_front  # noqa: E402
+from raygrid.training import metric_names as M  # noqa: E402
 
 Curve = list[tuple[int, float]]
 PERCENT = 100  # F1 is stored as a fraction, drawn in percent
 COST_LABELS = {"epoch_s_mean": "mean time per epoch (s)", "gpu_MiB": "peak GPU memory (MiB)",
                "host_MiB": "peak host memory (MiB; CPU run, no GPU memory)"}
-CURVE_LABELS = {"val_f1_macro": ("validation F1-macro (%)", PERCENT), "train_loss": ("training loss (cross-entropy)", 1),
-                "val_loss": ("validation loss (cross-entropy)", 1)}  # metric -> (axis label, scale)
+CURVE_LABELS = {M.VAL_F1_MACRO: ("validation F1-macro (%)", PERCENT), M.TRAIN_LOSS: ("training loss (cross-entropy)", 1),
+                M.VAL_LOSS: ("validation loss (cross-entropy)", 1)}  # metric -> (axis label, scale)
 # 12 shapes x (filled, hollow): 24 labels get a marker of their own before any repeats.
 MARKERS = [(shape, fill) for fill, shape in product((True, False), "osD^v<>ph*XP")]
 
@@ -96,15 +97,15 @@ def plot_ablation(histories: dict[str, dict[str, Curve]], param: str, title: str
 
 
 def ablation_figure(histories: dict[str, dict[str, Curve]], param: str, title: str) -> Figure | None:
-    groups = {value: curves for value, curves in histories.items() if curves.get("val_loss")}
+    groups = {value: curves for value, curves in histories.items() if curves.get(M.VAL_LOSS)}
     if len(groups) < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for value, curves in sorted(groups.items()):
-        steps, values = zip(*sorted(curves["val_loss"]))
+        steps, values = zip(*sorted(curves[M.VAL_LOSS]))
         line, = ax.plot(steps, values, marker="o", label=f"{param}={value} (validation)")
-        if curves.get("train_loss"):
-            steps, values = zip(*sorted(curves["train_loss"]))
+        if curves.get(M.TRAIN_LOSS):
+            steps, values = zip(*sorted(curves[M.TRAIN_LOSS]))
             ax.plot(steps, values, linestyle="--", color=line.get_color(), label=f"{param}={value} (train)")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -22,6 +22,7 @@ from raygrid.report import tables as report
 from raygrid.report.plot_frames import pareto_frame
 from raygrid.report.plots import Curve
 from raygrid.tracking.runs import GridTracker, fetch_runs, metric_history
+from raygrid.training import metric_names as M
 
 History = Callable[[str, str], Curve]  # (run id, metric) -> its (step, value) curve
 
@@ -89,7 +90,7 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
     history = functools.cache(functools.partial(metric_history, uri))  # one MLflow query per run and metric
     mlm = _param(runs, "kind") == "mlm"
     written = [plots.plot_test_f1(runs, folder / f"{grid_name}.f1.png")]
-    for metric, rows in (("val_f1_macro", runs[~mlm]), ("train_loss", runs), ("val_loss", runs[mlm])):
+    for metric, rows in ((M.VAL_F1_MACRO, runs[~mlm]), (M.TRAIN_LOSS, runs), (M.VAL_LOSS, runs[mlm])):
         curves = _histories(history, rows, metric)
         written.append(plots.plot_curves(curves, metric, folder / f"{grid_name}.{metric}.png"))
     for record in records():  # e.g. LSH with and without masking within chunks
@@ -123,7 +124,7 @@ def ablation_histories(history: History, runs: pd.DataFrame, kind: str, param: s
     groups = {}
     for value, group in chosen.groupby(_param(chosen, f"attention.{param}"), sort=True):
         groups[str(value)] = {metric: mean_curve([history(run_id, metric) for run_id in group["run_id"]])
-                              for metric in ("val_loss", "train_loss")}
+                              for metric in (M.VAL_LOSS, M.TRAIN_LOSS)}
     return groups
 
 

@@ -22,20 +22,21 @@ from raygrid.attention.registry import reference_kind
 from raygrid.report import statistics
 from raygrid.report.formats import F1_TITLE
 from raygrid.report.formats import SD_SUFFIX as SD  # `<column> sd`: rendered beside its mean as `mean ± sd`
+from raygrid.training import metric_names as M
 
 POOLING, FREEZE, DROP, DATASET, SEED = "model.pooling", "model.n_freeze", "model.p_drop", "data.dataset", "seed"
 HPARAMS = (POOLING, FREEZE, DROP)
 RENAME = {POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop", DATASET: "dataset"}
 CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "best_val_f1",
                 "metrics.test_f1_macro": "test_f1", "metrics.test_accuracy": "test_acc",
-                "metrics.final_val_loss": "final_val_loss", "metrics.best_val_loss": "best_val_loss",
+                "metrics.final_val_loss": M.FINAL_VAL_LOSS, "metrics.best_val_loss": M.BEST_VAL_LOSS,
                 "metrics.train_time_s": "train_s", "metrics.epoch_time_mean_s": "epoch_s_mean",
                 "metrics.tokens_per_s": "tokens/s", "metrics.peak_gpu_mem_mb": "gpu_MiB",
                 "metrics.peak_host_mem_mb": "host_MiB"}
 BASELINE = "TF-IDF+LR"
 # epoch_s_mean: the mean training time per epoch of a cell (its last epoch alone can mislead: N_freeze
 # epochs are faster); peaks are over the whole cell, evaluation included.
-COSTS = {"epoch_s_mean": "epoch_time_mean_s", "gpu_MiB": "peak_gpu_mem_mb", "host_MiB": "peak_host_mem_mb"}  # column: metric
+COSTS = {"epoch_s_mean": M.EPOCH_TIME_MEAN_S, "gpu_MiB": M.PEAK_GPU_MEM_MB, "host_MiB": M.PEAK_HOST_MEM_MB}  # column: metric
 
 
 def _param(runs: pd.DataFrame, key: str) -> pd.Series:
@@ -91,8 +92,8 @@ def _row_keys(runs: pd.DataFrame) -> list[str]:
 def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished cells with `score` and `metric`: test F1-macro, or final_val_loss for MLM cells."""
     mlm = _param(runs, "kind") == "mlm"
-    score = _metric(runs, "test_f1_macro").where(~mlm, _metric(runs, "final_val_loss"))
-    scored = runs.assign(score=score, metric=np.where(mlm, "final_val_loss", "test_f1"))
+    score = _metric(runs, M.TEST_F1_MACRO).where(~mlm, _metric(runs, M.FINAL_VAL_LOSS))
+    scored = runs.assign(score=score, metric=np.where(mlm, M.FINAL_VAL_LOSS, "test_f1"))
     finished = runs["status"] == "FINISHED" if "status" in runs else False  # no status: no runs fetched
     return scored[finished & scored["score"].notna()]
 
@@ -117,7 +118,7 @@ def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     frame.loc[baseline, keys] = ""
     frame.loc[baseline, POOLING] = BASELINE
     frame["test_f1"] = runs["metrics.test_f1_macro"].astype(float)
-    frame["val_f1"] = _metric(runs, "best_val_f1_macro")
+    frame["val_f1"] = _metric(runs, M.BEST_VAL_F1_MACRO)
     return frame
 
 
@@ -226,14 +227,14 @@ def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or frame["attention"].nunique() < 2:
         return pd.DataFrame()
     frame["test_f1"] = frame["score"].where(frame["metric"] == "test_f1")
-    frame["final_val_loss"] = frame["score"].where(frame["metric"] == "final_val_loss")
+    frame[M.FINAL_VAL_LOSS] = frame["score"].where(frame["metric"] == M.FINAL_VAL_LOSS)
     keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
     table = frame.groupby(keys, sort=True).agg(
         test_f1=("test_f1", "mean"), **{f"test_f1{SD}": ("test_f1", "std")},
-        final_val_loss=("final_val_loss", "mean"), **{column: (column, "mean") for column in COSTS},
+        final_val_loss=(M.FINAL_VAL_LOSS, "mean"), **{column: (column, "mean") for column in COSTS},
         cells=("score", "size")).reset_index()
     unused = [] if table["cells"].max() > 1 else [f"test_f1{SD}"]
-    unused += [] if frame["final_val_loss"].notna().any() else ["final_val_loss"]
+    unused += [] if frame[M.FINAL_VAL_LOSS].notna().any() else [M.FINAL_VAL_LOSS]
     return table.drop(columns=unused)
 
 
