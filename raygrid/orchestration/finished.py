@@ -20,7 +20,7 @@ from pathlib import PurePath
 
 from raygrid.spec.grid import Cell, Grid
 from raygrid.tracking.cell_params import flatten
-from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, GridTracker
+from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
 
 PATH_KEYS = ("data.path", "model.checkpoint", "model.tokenizer")
 PARAM_LIMIT = 6000  # MLflow param values are cut there when logged (raygrid.tracking.runs)
@@ -45,7 +45,7 @@ def finished_cells(grid: Grid, uri: str) -> Finished:
         run = runs.get(cell.name)
         if run is None:
             continue
-        why = config_change(run.data.params, cell)
+        why = config_change(run.data.params, cell, unset_in(run.data.tags))
         if why is None and cell.parent is not None and cell.parent_grid == grid.name and cell.parent.name not in found.runs:
             why = f"its parent cell {cell.parent.name} runs again"
         if why is None and cell.parent is not None:
@@ -57,10 +57,21 @@ def finished_cells(grid: Grid, uri: str) -> Finished:
     return found
 
 
-def config_change(params: dict[str, str], cell: Cell) -> str | None:
-    """The first config key whose recorded value differs from the cell's now (`key: old -> new`), or None."""
+def unset_in(tags: dict[str, str]) -> set[str] | None:
+    """The keys a run recorded as unset (raygrid.tracking.runs.TAG_UNSET); None for runs from before that tag."""
+    return None if TAG_UNSET not in tags else {key for key in tags[TAG_UNSET].split(",") if key}
+
+
+def config_change(params: dict[str, str], cell: Cell, unset: set[str] | None = None) -> str | None:
+    """The first config key whose recorded value differs from the cell's now (`key: old -> new`), or None.
+
+    A key absent from the run's params is a change only when the run recorded it (or its section)
+    as unset and it is set now; otherwise it is a key raygrid added since, at its default.
+    """
     for key, value in flatten(cell.config.model_dump(mode="json")).items():
         if key not in params:
+            if value is not None and unset and any(key == u or key.startswith(f"{u}.") for u in unset):
+                return f"{key}: unset -> {_clip(str(value))}"
             continue
         now, then = str(value)[:PARAM_LIMIT], params[key]
         if key in PATH_KEYS and _local_path(now) and _local_path(then):

@@ -49,6 +49,15 @@ def cell_params(config: dict, axis_values: dict[str, str]) -> dict[str, str]:
     return {k: str(v)[:MAX_VALUE] for k, v in params.items()}
 
 
+def unset_keys(config: dict) -> list[str]:
+    """The config keys that apply to the cell's kind but are unset (None), so not among its params.
+
+    Recorded as a tag: raygrid.orchestration.finished tells "set since" from "a key raygrid added since".
+    """
+    kind = config.get("kind", "finetune")
+    return [k for k, v in flatten(config).items() if v is None and applies(k, kind)]
+
+
 def config_yaml(config: dict) -> str:
     """The cell's resolved config as YAML, in the config's own key order; loads back with CellConfig."""
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

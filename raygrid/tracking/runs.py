@@ -24,7 +24,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from raygrid.tracking.cell_params import cell_params, config_yaml
+from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
 from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
                                            parent_note)
@@ -38,6 +38,7 @@ TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoin
 TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_cell", "raygrid.init_run_id"
 TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
 TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
+TAG_UNSET = "raygrid.unset"  # comma-separated config keys the cell left unset (None: not among its params)
 
 
 def tracking_uri(out_dir: str | Path) -> str:
@@ -159,7 +160,8 @@ class GridTracker:
         for old in self.cell_runs(name):
             self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
         tags = {**self.context, **(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name,
-                TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values)}
+                TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values),
+                TAG_UNSET: ",".join(unset_keys(config))}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.client.log_batch(run.info.run_id, params=_params(cell_params(config, axis_values)))
         self.client.log_text(run.info.run_id, config_yaml(config), "config.yaml")  # the validated cell, complete

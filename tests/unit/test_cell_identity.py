@@ -36,6 +36,16 @@ def test_an_override_makes_new_cells_and_rerunning_it_skips_them(tmp_path):
     assert finished_cells(plain, uri).runs == {}  # back to the file's value: those cells run again
 
 
+def test_setting_a_key_the_run_left_unset_is_a_change(tmp_path):
+    """Unset keys are no params (no "None" in MLflow); the run's raygrid.unset tag still tells them apart."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    plain = load_grid(QUICKSTART)
+    record(uri, plain)
+    limited = finished_cells(load_grid(QUICKSTART, overrides=["data.limit.train=100"]), uri)
+    assert limited.runs == {} and limited.changed[plain.cells[0].name] == "data.limit.train: unset -> 100"
+    assert set(finished_cells(plain, uri).runs) == {cell.name for cell in plain.cells}
+
+
 def test_a_moved_local_path_is_the_same_cell_but_another_folder_is_not(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "a" / "data").mkdir(parents=True)
