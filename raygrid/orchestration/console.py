@@ -106,12 +106,16 @@ def _terminal() -> tuple[TextIO, bool]:
 
 
 def _own_warnings_to(console: Console, fallback):
-    """raygrid's own warnings (a damaged cache entry, documents shared between splits) stay on the terminal."""
+    """raygrid's own warnings (a damaged cache entry, documents shared between splits) also reach the terminal.
+
+    Every warning still goes through the previous `showwarning` (to the log, or to a caller that
+    records warnings: `warnings.catch_warnings(record=True)`, pytest.warns, which would otherwise
+    never see it).
+    """
     def show(message, category, filename, lineno, file=None, line=None):
         if f"{os.sep}raygrid{os.sep}" in str(filename):
             console.line(f"warning: {message}")
-        else:
-            fallback(message, category, filename, lineno, file, line)
+        fallback(message, category, filename, lineno, file, line)
     return show
 
 

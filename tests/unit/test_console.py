@@ -98,3 +98,16 @@ def test_what_a_finished_raygrid_process_prints_at_exit_goes_to_its_log(tmp_path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "report\n" and out.stderr == ""
     assert "leftover" in log.read_text() and "late fd write" in log.read_text()
+
+
+def test_raygrid_warnings_reach_the_terminal_and_a_caller_that_records_warnings(tmp_path, capsys):
+    """pytest.warns / catch_warnings(record=True) around a run still see raygrid's warnings (a rerun's
+    "damaged cache entry"); the terminal shows them too, and other libraries' warnings go to the log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_console(tmp_path / "logs"):
+            warnings.warn_explicit("damaged cache entry x", UserWarning, f"/site/raygrid{os.sep}data{os.sep}cache.py", 1)
+            warnings.warn_explicit("a library's remark", UserWarning, "/site/otherlib/mod.py", 1)
+    assert [str(w.message) for w in caught] == ["damaged cache entry x", "a library's remark"]
+    terminal = capsys.readouterr().out
+    assert "warning: damaged cache entry x" in terminal and "a library's remark" not in terminal
