@@ -81,5 +81,5 @@ def test_report_compare_prints_published_values_and_differences(runs, capsys):
     capsys.readouterr()
     assert main(["report", str(runs["exp1"]), "--out", runs["common"][1], "--compare", str(reference)]) == 0
     out = capsys.readouterr().out
-    assert "hyperpartisan published" in out and "hyperpartisan Δ" in out and "0.5000" in out
+    assert "hyperpartisan published (%)" in out and "hyperpartisan Δ (pp)" in out and "50.00" in out  # F1 in percent
     assert "### published reference" in out and "made up for this test" in out
