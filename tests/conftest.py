@@ -4,10 +4,16 @@ No hub downloads: the vocabulary is built here, the weights are random (BertMode
 """
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
 import pytest
+
+# Ray Train's controller polls its workers every 2 s by default: up to 2 s after each report and at
+# each trial's end, negligible for real trials, a tenth of a tiny test trial. Set before any Ray
+# process starts, so every raylet (and so every controller) of the tests inherits it.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

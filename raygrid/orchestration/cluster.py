@@ -4,7 +4,9 @@ Orchestration layer (imports ray). The arithmetic on those shapes lives in raygr
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from pathlib import Path
 
 import ray
@@ -28,8 +30,48 @@ def init_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], configure_logging=False)
     else:
+        start_local_ray(configure_logging=False, dashboard_host="127.0.0.1")
+
+
+def start_local_ray(**options) -> str:
+    """Start a Ray of our own on this machine (`ray.init(address="local", **options)`); its GCS address.
+
+    Its worker processes are told that address ($RAY_ADDRESS). Without it, Ray's State API inside a
+    worker guesses the cluster: /tmp/ray/ray_current_cluster, which names the last `ray start`
+    cluster of the machine, not this one. Ray Train's placement-group cleaner asks the State API
+    every second whether its trial's controller lives. Asking a stale cluster, each trial waited
+    12 s at its end (the cleaner's stop timeout; measured: a one-cell run 47 s -> 30 s). Asking a
+    live foreign cluster, the answer is "no such actor", and the cleaner removes the trial's
+    placement group. The GCS port is chosen first so the address can be handed to the raylet,
+    and so to every worker, before they start.
+    """
+    port = _free_port()
+    address = f"127.0.0.1:{port}"  # the GCS listens on every interface, loopback included
+    with _environment(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=address):
         # "local": a cluster of our own, never another process's local instance that may vanish mid-grid.
-        ray.init(address="local", configure_logging=False, dashboard_host="127.0.0.1")
+        ray.init(address="local", **options)
+    return address
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """These environment variables for the processes started inside the block (Ray's raylet), then the old ones."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def node_shapes() -> list[NodeShape]:

@@ -5,9 +5,9 @@ import pytest
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
-    # address="local": always a cluster of its own; without it ray.init joins whatever local instance
-    # /tmp/ray/ray_current_cluster names (another test run's, a demo's) and refuses num_cpus.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20,
-             configure_logging=False)
+    from raygrid.orchestration.cluster import start_local_ray
+
+    # A cluster of its own (address="local"), whose workers know its address: raygrid's own start.
+    start_local_ray(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, configure_logging=False)
     yield
     ray.shutdown()

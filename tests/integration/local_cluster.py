@@ -61,7 +61,10 @@ class RayHead:
                 else ["--include-dashboard=false"])
         # Token auth on with the given token, else explicitly off: `ray start` would otherwise turn it
         # on whenever ~/.ray/auth_token exists (a local ray.init may have written one).
-        self.env = env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **auth_env(token)}
+        # RAY_ADDRESS: what a real node's workers find in /tmp/ray/ray_current_cluster (written by
+        # `ray start`, but here into this head's own temp dir), so Ray's State API asks this cluster.
+        self.env = env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **auth_env(token),
+                          "RAY_ADDRESS": self.address}
         self.workers: list[subprocess.Popen] = []
         if autoscaling is not None:
             self.config_path = root / "autoscaling.yaml"

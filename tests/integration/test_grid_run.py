@@ -166,3 +166,20 @@ def test_ray_data_tokenization_writes_the_same_cache(ray_local, tiny_checkpoint,
     assert local != remote and local.split("/")[-1] == remote.split("/")[-1]  # same key, two roots
     for split in ("train", "validation", "test"):
         assert pq.read_table(f"{local}/{split}.parquet").equals(pq.read_table(f"{remote}/{split}.parquet"))
+
+
+def test_the_workers_of_a_local_ray_know_its_address(ray_local):
+    """Ray's State API in a worker (Train's placement-group cleaner) asks $RAY_ADDRESS, else the last
+    `ray start` cluster of the machine: raygrid's local Ray hands its workers its own address."""
+    import os
+
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def address_seen_by_a_worker():
+        return os.environ.get("RAY_ADDRESS")
+
+    port = ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]
+    assert ray.get(address_seen_by_a_worker.remote()) == f"127.0.0.1:{port}"
+    # the driver's own environment is left as it was
+    assert os.environ.get("RAY_ADDRESS") != f"127.0.0.1:{port}" and os.environ.get("RAY_GCS_SERVER_PORT") != port

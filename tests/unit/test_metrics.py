@@ -13,6 +13,10 @@ def test_f1_macro_matches_sklearn(seed):
     labels, preds = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
     preds[:3] = 3  # make sure some classes collide
     assert f1_macro(preds, labels, 4) == pytest.approx(sklearn_metrics.f1_score(labels, preds, average="macro"))
+    # rarely seen and never predicted classes, as on small or skewed splits: the fixed label set
+    labels, preds = rng.integers(0, 11, 40), rng.integers(0, 6, 40)
+    expected = sklearn_metrics.f1_score(labels, preds, labels=np.arange(11), average="macro", zero_division=0)
+    assert f1_macro(preds, labels, 11) == pytest.approx(expected)
     assert accuracy(preds, labels) == pytest.approx(sklearn_metrics.accuracy_score(labels, preds))
 
 
