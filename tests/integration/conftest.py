@@ -1,8 +1,12 @@
-"""Integration tier: a local 2-CPU Ray per test module (started and stopped around it)."""
+"""Integration tier: one local 2-CPU Ray for the whole session (started at first use, stopped at the end).
+
+One, not one per module: each start costs 5-10 s on 2 cores, and every grid of the tier names its own
+experiment, storage and output folder, so the modules share nothing but the processes.
+"""
 import pytest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_local():
     ray = pytest.importorskip("ray")
     from raygrid.orchestration.cluster import start_local_ray
