@@ -15,3 +15,14 @@ def ray_local():
     start_local_ray(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, configure_logging=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One `mlflow server` (127.0.0.1, SQLite) for the session: each start costs ~15 s on 2 cores, and
+    every test logs to an experiment of its own name."""
+    from tests.integration.local_cluster import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    server.stop()

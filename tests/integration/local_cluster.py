@@ -49,14 +49,15 @@ class RayHead:
 
     def __init__(self, root: Path, cpus: float = 2, autoscaling: dict | None = None, dashboard: bool = False,
                  token: str | None = None):
-        self.root, self.port = root, free_port()
+        self.root, self.port, self.token = root, free_port(), token
         self.dashboard_port = free_port() if dashboard else None
         self.config_path = None
         root.mkdir(parents=True, exist_ok=True)
         # Ray's Unix sockets live under the temp dir, and their paths may not exceed 107 bytes.
         self.temp_dir = tempfile.mkdtemp(prefix="rg-")
+        self.temp_dirs = [self.temp_dir]  # the head's, then each added node's
         cmd = [str(BIN / "ray"), "start", "--head", f"--port={self.port}", f"--ray-client-server-port={free_port()}",
-               *self._node_flags(cpus)]
+               *self._node_flags(cpus, self.temp_dir)]
         cmd += ([f"--dashboard-port={self.dashboard_port}", "--dashboard-host=127.0.0.1"] if dashboard
                 else ["--include-dashboard=false"])
         # Token auth on with the given token, else explicitly off: `ray start` would otherwise turn it
@@ -75,9 +76,9 @@ class RayHead:
         self.proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_up()
 
-    def _node_flags(self, cpus: float) -> list[str]:
-        """What every node of this cluster shares (its temp dir) and its own free ports."""
-        return ["--block", f"--temp-dir={self.temp_dir}", f"--num-cpus={cpus}",
+    def _node_flags(self, cpus: float, temp_dir: str) -> list[str]:
+        """A node's temp dir and its own free ports."""
+        return ["--block", f"--temp-dir={temp_dir}", f"--num-cpus={cpus}",
                 "--object-store-memory=200000000",
                 *(f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                          "metrics-export-port", "runtime-env-agent-port",
@@ -86,8 +87,12 @@ class RayHead:
     def add_worker(self, cpus: float) -> None:
         """Another node joining this head (`ray start --address`), as a second machine would."""
         log = open(self.root / f"worker{len(self.workers)}.log", "w")
+        # A temp dir of its own, as a second machine has: a shared one would be one runtime-env
+        # cache for two nodes, and the worker node's agent deletes the job's --working-dir copy
+        # under the head's running job (seen: the job's driver died with FileNotFoundError).
+        self.temp_dirs.append(tempfile.mkdtemp(prefix="rg-"))
         self.workers.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_flags(cpus)],
+            [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_flags(cpus, self.temp_dirs[-1])],
             env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT))
 
     @property
@@ -131,7 +136,8 @@ class RayHead:
         kill_session(self.proc)
         self.log.close()
         if not os.environ.get("RAYGRID_KEEP_RAY_LOGS"):  # set it to read Ray's logs after a failure
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            for folder in self.temp_dirs:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def auth_env(token: str | None) -> dict[str, str]:
@@ -144,7 +150,7 @@ class MlflowServer:
 
     def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.root, self.port = root, free_port()  # root: its database and artifacts
         cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "art")]
         self.log = open(root / "mlflow.log", "w")

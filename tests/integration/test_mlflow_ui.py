@@ -38,31 +38,28 @@ def _pairs(items: list[dict]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(mlflow_server, tmp_path_factory):
     """A grid of two scored cells and a failed one, recorded through the server, with summary and report."""
     root = tmp_path_factory.mktemp("ui")
-    server = MlflowServer(root / "mlflow")
-    try:
-        grid_file = root / "ui.yaml"
-        grid_file.write_text("name: ui\n")
-        tracker = GridTracker(server.uri, "ui")
-        tracker.log_grid(grid_file.read_text(), str(grid_file), 3, "pooling on a sample, CPU")
-        for pooling, val, test in (("cls", 0.8, 0.7), ("mean", 0.6, 0.9)):
-            config = CellConfig.model_validate({"data": {"dataset": "hyperpartisan"}, "model": {
-                "checkpoint": "/ck", "pooling": pooling}}).model_dump(mode="json")
-            run = tracker.start_cell(f"pooling={pooling}", {"model.pooling": pooling}, config)
-            for epoch in (0, 1):
-                tracker.log_metrics(run, {"val_f1_macro": val - 0.1 + 0.1 * epoch, "train_loss": 1 - 0.2 * epoch}, epoch)
-            tracker.log_metrics(run, {"best_val_f1_macro": val, "test_f1_macro": test}, 0)
-            tracker.end_cell(run)
-        failed = tracker.start_cell("pooling=max", {}, config)
-        tracker.end_cell(failed, error="ValueError: boom")
-        tracker.log_summary(Counts(3, 2, 1, 0))
-        log_to_parent(server.uri, "ui")
-        tracker.end_grid(failed=True)
-        yield server, tracker
-    finally:
-        server.stop()
+    server = mlflow_server  # the session's (tests/integration/conftest.py): this test's experiment is "ui"
+    grid_file = root / "ui.yaml"
+    grid_file.write_text("name: ui\n")
+    tracker = GridTracker(server.uri, "ui")
+    tracker.log_grid(grid_file.read_text(), str(grid_file), 3, "pooling on a sample, CPU")
+    for pooling, val, test in (("cls", 0.8, 0.7), ("mean", 0.6, 0.9)):
+        config = CellConfig.model_validate({"data": {"dataset": "hyperpartisan"}, "model": {
+            "checkpoint": "/ck", "pooling": pooling}}).model_dump(mode="json")
+        run = tracker.start_cell(f"pooling={pooling}", {"model.pooling": pooling}, config)
+        for epoch in (0, 1):
+            tracker.log_metrics(run, {"val_f1_macro": val - 0.1 + 0.1 * epoch, "train_loss": 1 - 0.2 * epoch}, epoch)
+        tracker.log_metrics(run, {"best_val_f1_macro": val, "test_f1_macro": test}, 0)
+        tracker.end_cell(run)
+    failed = tracker.start_cell("pooling=max", {}, config)
+    tracker.end_cell(failed, error="ValueError: boom")
+    tracker.log_summary(Counts(3, 2, 1, 0))
+    log_to_parent(server.uri, "ui")
+    tracker.end_grid(failed=True)
+    return server, tracker
 
 
 def test_the_experiment_page_shows_the_grid_description_and_every_run(served):
