@@ -14,6 +14,9 @@ import pytest
 # each trial's end, negligible for real trials, a tenth of a tiny test trial. Set before any Ray
 # process starts, so every raylet (and so every controller) of the tests inherits it.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# Train's preemption watcher (one more process per trial, ~2 s of CPU to start) watches for spot
+# nodes being reclaimed; the tests' nodes are processes on this machine, never preempted.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

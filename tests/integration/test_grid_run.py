@@ -133,7 +133,8 @@ def test_two_workers_per_trial_fine_tune_with_frozen_layers_and_train_an_mlm_cel
     masked-LM wrapper (tuple outputs, head on masked positions only) trains and exports its weights."""
     grid = tmp_path / "ddp.yaml"
     grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  - model.n_freeze: [1]\n  - kind: [mlm]\n", name="ddp")
-                    .replace("resources: {cpus_per_worker: 0.8}", "resources: {cpus_per_worker: 0.8, workers_per_trial: 2}"))
+                    # 2 cells x 2 workers x 0.45 CPU: both trials at once on the 2 cores
+                    .replace("resources: {cpus_per_worker: 0.8}", "resources: {cpus_per_worker: 0.45, workers_per_trial: 2}"))
     assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id], "tags.`raygrid.role` = 'cell'")
