@@ -19,13 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 demo: setup
 	$(BIN)/raygrid run grids/quickstart.yaml
 
-# Two test files at a time (pytest-xdist, --dist loadfile: a file's fixtures stay in one process).
-# The integration tier is mostly Ray starting processes and waiting on them; two streams fill the
-# 2 cores that one leaves idle about a quarter of the time. TEST_WORKERS=0 runs everything in order.
-TEST_WORKERS ?= 2
-
 test: setup
-	$(BIN)/python -m pytest -q -rs $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) tests
+	$(BIN)/python -m pytest -q -rs tests
 
 test-unit: setup
 	$(BIN)/python -m pytest -q -m "not integration" tests
