@@ -24,10 +24,22 @@ import psutil
 BIN = Path(sys.executable).parent  # the venv's `ray`, `mlflow` and `raygrid` commands
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now and never handed out before by this process.
+
+    The kernel may give the same free port to two binds in a row once the first socket is closed;
+    `ray start` refuses two components on one port (seen: client server and runtime-env agent).
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def fake_autoscaling_config(gcs_port: int, worker_types: dict, head: dict, idle_timeout_minutes: float = 1.0) -> dict:
