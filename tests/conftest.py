@@ -5,6 +5,7 @@ No hub downloads: the vocabulary is built here, the weights are random (BertMode
 from __future__ import annotations
 
 import os
+import sqlite3
 import string
 from pathlib import Path
 
@@ -40,6 +41,46 @@ def write_tiny_checkpoint(folder: Path, layers: int = 2, hidden: int = 32, heads
     torch.manual_seed(0)
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_schema_built_once(tmp_path_factory):
+    """MLflow builds a new SQLite store's schema by replaying its ~60 migrations: 2-3 s of CPU per store,
+    and the tests make ~25 stores (each test its own --out). The session's first store is built by MLflow
+    for real; every later new store in this process starts as a copy of that fresh, empty store, which
+    MLflow then opens and checks as it would any existing one. Processes the tests start (raygrid run in
+    a subprocess, the MLflow server) still build theirs themselves.
+    """
+    try:
+        from mlflow.store.db import utils as db_utils
+    except ImportError:  # a tier without MLflow installed
+        yield
+        return
+    template = tmp_path_factory.mktemp("mlflow-schema") / "empty.db"
+    build = db_utils._initialize_tables
+
+    def initialize_tables(engine):
+        target = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+        if not target or target == ":memory:":
+            return build(engine)
+        if not template.exists():
+            build(engine)
+            return _copy_sqlite(Path(target), template)
+        return _copy_sqlite(template, Path(target))
+
+    db_utils._initialize_tables = initialize_tables
+    yield
+    db_utils._initialize_tables = build
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """SQLite's online backup: a consistent copy, written through SQLite into the target (which may be open)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 @pytest.fixture(scope="session")
