@@ -18,6 +18,9 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 # Train's preemption watcher (one more process per trial, ~2 s of CPU to start) watches for spot
 # nodes being reclaimed; the tests' nodes are processes on this machine, never preempted.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+# Ray's log monitor globs its node's log folder every 0.1 s until it holds 1000 files, then every
+# 0.5 s; a test session's folder grows to hundreds of files, and the globbing cost ~40 s of CPU.
+os.environ.setdefault("RAY_LOG_MONITOR_MANY_FILES_THRESHOLD", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -53,6 +53,10 @@ def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], pr
     # Ctrl-C must reach raygrid (which records the interrupted cells as KILLED and exits non-zero),
     # not Tune's own handler, which stops quietly and advises `Tuner.restore(...)`, wrong for raygrid.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    # Every result already goes to MLflow (MlflowCells): Tune's own per-trial CSV, JSON and
+    # TensorBoard files would write each one again, and its TensorBoard writer costs a thread and
+    # CPU in this driver all run long. TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0 brings them back.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     tuner.fit()
     if console is not None:
         for line in lines.table():
