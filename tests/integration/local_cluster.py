@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,21 +26,35 @@ BIN = Path(sys.executable).parent  # the venv's `ray`, `mlflow` and `raygrid` co
 
 
 _HANDED_OUT: set[int] = set()
+# Ports for the processes the tests start: above Ray's worker ports (10002-19999), below the kernel's
+# ephemeral range (32768-), which Ray's own randomly placed services and every outgoing connection use;
+# one slice per test stream (pytest-xdist worker), so two streams never pick the same port.
+PORTS_FROM, PORTS_TO = 20000, 32000
 
 
 def free_port() -> int:
-    """A port free now and never handed out before by this process.
+    """A port free now and never handed out before by this process, in this test stream's own slice.
 
-    The kernel may give the same free port to two binds in a row once the first socket is closed;
-    `ray start` refuses two components on one port (seen: client server and runtime-env agent).
+    bind(0) would do, but the kernel may give the same free port to two binds in a row once the first
+    socket is closed (`ray start` refuses two components on one port: seen, client server and
+    runtime-env agent), and two test streams could draw the same one.
     """
-    while True:
+    stream = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    streams = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    width = (PORTS_TO - PORTS_FROM) // streams
+    low = PORTS_FROM + width * (stream % streams)
+    for _ in range(10_000):
+        port = random.randrange(low, low + width)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # taken
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{low + width - 1}")
 
 
 def fake_autoscaling_config(gcs_port: int, worker_types: dict, head: dict, idle_timeout_minutes: float = 1.0) -> dict:

@@ -7,7 +7,16 @@ from tests.integration.local_cluster import free_port
 def test_free_port_never_hands_out_the_same_port_twice():
     # The kernel reuses a just-released ephemeral port readily; two equal ports made `ray start` refuse to start.
     ports = [free_port() for _ in range(300)]
-    assert len(set(ports)) == len(ports) and all(1024 < port < 65536 for port in ports)
+    assert len(set(ports)) == len(ports) and all(20000 <= port < 32000 for port in ports)
+
+
+def test_two_test_streams_draw_ports_from_slices_that_do_not_overlap(monkeypatch):
+    drawn = {}
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+        drawn[worker] = [free_port() for _ in range(100)]
+    assert max(drawn["gw0"]) < min(drawn["gw1"])
 
 
 def test_a_new_store_copied_from_the_session_schema_is_mlflows_own(tmp_path):
