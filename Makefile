@@ -19,14 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 demo: setup
 	$(BIN)/raygrid run grids/quickstart.yaml
 
-# Two streams of tests (pytest-xdist, --dist loadgroup; tests/conftest.py groups them): the tests on
-# the session's local Ray in one process, the tests on the session's MLflow server in one process,
-# every other test wherever a stream is free. One stream leaves a core idle whenever it waits on a
-# single process starting up; two fill it. TEST_WORKERS=0 runs everything in order, in one process.
-TEST_WORKERS ?= 2
-
 test: setup
-	$(BIN)/python -m pytest -q -rs $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) tests
+	$(BIN)/python -m pytest -q -rs tests
 
 test-unit: setup
 	$(BIN)/python -m pytest -q -m "not integration" tests

@@ -46,19 +46,6 @@ def write_tiny_checkpoint(folder: Path, layers: int = 2, hidden: int = 32, heads
     return folder
 
 
-# Session fixtures that start processes, and the stream (xdist group) whose tests share them: with
-# `make test`'s two streams each would otherwise start twice (a second local Ray: 4 CPU slots on 2 cores).
-SHARED_PROCESSES = {"ray_local": "local-ray", "mlflow_server": "mlflow-server"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        for fixture, group in SHARED_PROCESSES.items():
-            if fixture in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
-
-
 @pytest.fixture(scope="session", autouse=True)
 def mlflow_schema_built_once(tmp_path_factory):
     """MLflow builds a new SQLite store's schema by replaying its ~60 migrations: 2-3 s of CPU per store,

@@ -27,24 +27,19 @@ BIN = Path(sys.executable).parent  # the venv's `ray`, `mlflow` and `raygrid` co
 
 _HANDED_OUT: set[int] = set()
 # Ports for the processes the tests start: above Ray's worker ports (10002-19999), below the kernel's
-# ephemeral range (32768-), which Ray's own randomly placed services and every outgoing connection use;
-# one slice per test stream (pytest-xdist worker), so two streams never pick the same port.
+# ephemeral range (32768-), which Ray's own randomly placed services and every outgoing connection use.
 PORTS_FROM, PORTS_TO = 20000, 32000
 
 
 def free_port() -> int:
-    """A port free now and never handed out before by this process, in this test stream's own slice.
+    """A port free now and never handed out before by this process.
 
-    bind(0) would do, but the kernel may give the same free port to two binds in a row once the first
-    socket is closed (`ray start` refuses two components on one port: seen, client server and
-    runtime-env agent), and two test streams could draw the same one.
+    Not bind(0): the kernel may give the same free port to two binds in a row once the first socket
+    is closed, and `ray start` refuses two components on one port (seen: client server and
+    runtime-env agent).
     """
-    stream = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    streams = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    width = (PORTS_TO - PORTS_FROM) // streams
-    low = PORTS_FROM + width * (stream % streams)
     for _ in range(10_000):
-        port = random.randrange(low, low + width)
+        port = random.randrange(PORTS_FROM, PORTS_TO)
         if port in _HANDED_OUT:
             continue
         with socket.socket() as sock:
@@ -54,7 +49,7 @@ def free_port() -> int:
                 continue
         _HANDED_OUT.add(port)
         return port
-    raise RuntimeError(f"no free port in {low}-{low + width - 1}")
+    raise RuntimeError(f"no free port in {PORTS_FROM}-{PORTS_TO - 1}")
 
 
 def fake_autoscaling_config(gcs_port: int, worker_types: dict, head: dict, idle_timeout_minutes: float = 1.0) -> dict:

@@ -10,15 +10,6 @@ def test_free_port_never_hands_out_the_same_port_twice():
     assert len(set(ports)) == len(ports) and all(20000 <= port < 32000 for port in ports)
 
 
-def test_two_test_streams_draw_ports_from_slices_that_do_not_overlap(monkeypatch):
-    drawn = {}
-    for worker in ("gw0", "gw1"):
-        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
-        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
-        drawn[worker] = [free_port() for _ in range(100)]
-    assert max(drawn["gw0"]) < min(drawn["gw1"])
-
-
 def test_a_new_store_copied_from_the_session_schema_is_mlflows_own(tmp_path):
     """Stores after the session's first are copies of its fresh schema (tests/conftest.py): they hold
     MLflow's newest schema revision, no runs, and take runs as a store MLflow built would."""
