@@ -29,7 +29,7 @@ def start_run(args: list[str], logs: Path) -> subprocess.Popen:
                             stdout=open(logs / "stdout.txt", "w"), stderr=open(logs / "stderr.txt", "w"))
 
 
-def wait_for(condition, timeout: float, what: str, every: float = 0.2):
+def wait_for(condition, timeout: float, what: str, every: float = 0.5):
     """Poll until condition() is truthy (returned), or fail naming `what`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
