@@ -189,22 +189,30 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         with _timed(spent, M.CHECKPOINT_TIME_S):  # the report saves the state: a checkpoint
             report(metrics, state)
 
-    final = {M.BEST_EPOCH: progress.best_epoch, "final": 1, M.SKIPPED_STEPS: progress.skipped_steps,
-             "precision": precision.name, **throughput(progress)}  # precision: what ran (fp32 on CPU), a tag
-    if math.isfinite(progress.last_train_loss):  # (NaN only for a checkpoint from before the field)
-        final[M.FINAL_TRAIN_LOSS] = progress.last_train_loss
-    if objective.scores_test:
+    test = None
+    if objective.scores_test:  # the best-on-validation weights score the test split
         core.load_state_dict(progress.best_weights)
         with _timed(spent, M.EVAL_TIME_S):
             test = objective.evaluate(model, loaders.test(), device, precision.name)
+    final = _final_metrics(progress, test, precision.name)
+    # Peaks over the whole cell, evaluation and test included (read last).
+    final.update({M.PEAK_GPU_MEM_MB: peak_gpu_mem_mb(device), M.PEAK_HOST_MEM_MB: peak_host_mem_mb(), **spent})
+    report(final, None)
+    return final
+
+
+def _final_metrics(progress: Progress, test: dict | None, precision: str) -> dict:
+    """The cell's end-of-training figures: best epoch, losses and scores, throughput, the precision that ran."""
+    final = {M.BEST_EPOCH: progress.best_epoch, "final": 1, M.SKIPPED_STEPS: progress.skipped_steps,
+             "precision": precision, **throughput(progress)}  # precision: what ran (fp32 on CPU), a tag
+    if math.isfinite(progress.last_train_loss):  # (NaN only for a checkpoint from before the field)
+        final[M.FINAL_TRAIN_LOSS] = progress.last_train_loss
+    if test is not None:
         final.update({M.TEST_F1_MACRO: test["f1_macro"], M.TEST_ACCURACY: test["accuracy"], M.TEST_LOSS: test["loss"],
                       M.BEST_VAL_F1_MACRO: progress.best_val["f1_macro"]})
     elif progress.last_val:  # MLM with a validation split; without one no val_* number is made up
         final.update({M.BEST_VAL_LOSS: progress.best_val["loss"], M.FINAL_VAL_LOSS: progress.last_val["loss"],
                       M.FINAL_VAL_PERPLEXITY: progress.last_val["perplexity"]})
-    # Peaks over the whole cell, evaluation and test included (read last).
-    final.update({M.PEAK_GPU_MEM_MB: peak_gpu_mem_mb(device), M.PEAK_HOST_MEM_MB: peak_host_mem_mb(), **spent})
-    report(final, None)
     return final
 
 
