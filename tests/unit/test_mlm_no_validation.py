@@ -80,3 +80,16 @@ def test_no_best_cell_is_chosen_without_a_validation_metric():
                           data=SimpleNamespace(params={"kind": "mlm", "data.dataset": "wikipedia"},
                                                metrics={M.FINAL_TRAIN_LOSS: 2.5}, tags={"raygrid.cell": "c"}))
     assert best_cells([run]) == []  # chosen on validation only: a training loss does not pick a winner
+
+
+def test_the_lsh_mask_plot_draws_training_curves_when_there_is_no_validation():
+    from raygrid.report.plots import ablation_figure
+
+    train_only = {"True": {M.VAL_LOSS: [], M.TRAIN_LOSS: [(0, 5.0), (1, 4.0)]},
+                  "False": {M.VAL_LOSS: [], M.TRAIN_LOSS: [(1, 4.4), (0, 5.1)]}}
+    fig = ablation_figure(train_only, "mask_within_chunks", "LSH mask")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"mask_within_chunks=True (train)", "mask_within_chunks=False (train)"}
+    assert all(line.get_linestyle() == "-" for line in lines.values())  # the only curves: solid
+    assert list(lines["mask_within_chunks=False (train)"].get_ydata()) == [5.1, 4.4]  # sorted by epoch
+    assert ablation_figure({"True": train_only["True"]}, "m", "t") is None  # one value alone: nothing to compare
