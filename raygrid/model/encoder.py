@@ -35,18 +35,32 @@ POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"cls
 
 
 class Classifier(nn.Module):
-    """encoder -> pooling -> dropout(P_drop) -> linear."""
+    """encoder -> pooling -> [pooler: Dense(H, H) + tanh] -> dropout(P_drop) -> linear.
 
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, p_drop: float):
+    `head` (model.head): linear = dropout -> Linear with torch's default init; pooler = the study's
+    head (BERT's pooler before the classifier), Xavier-uniform weights and zero biases. The pooler
+    is always new, seeded by the cell: a checkpoint's own pooler (BERT's, trained for next-sentence
+    prediction on [CLS]) is not loaded, so `cls` and `mean` pooling get the same head and the study's
+    from-scratch models (which never had one) and pretrained checkpoints follow one rule.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, p_drop: float, head: str = "linear"):
         super().__init__()
+        hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.pool = POOLERS[pooling]
+        self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) if head == "pooler" else nn.Identity()
         self.dropout = nn.Dropout(p_drop)
-        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.head = nn.Linear(hidden, num_labels)
+        if head == "pooler":
+            for layer in (self.pooler[0], self.head):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
-        return self.head(self.dropout(self.pool(hidden, attention_mask)))  # (B, C)
+        pooled = self.pooler(self.pool(hidden, attention_mask))  # (B, H)
+        return self.head(self.dropout(pooled))  # (B, C)
 
 
 def build_classifier(cfg: CellConfig, num_labels: int, location: str | None = None) -> Classifier:
@@ -58,7 +72,7 @@ def build_classifier(cfg: CellConfig, num_labels: int, location: str | None = No
     from transformers import AutoModel
 
     encoder = load_pretrained(cfg, AutoModel, location)
-    return Classifier(encoder, num_labels, cfg.model.pooling, cfg.model.p_drop)
+    return Classifier(encoder, num_labels, cfg.model.pooling, cfg.model.p_drop, cfg.model.head)
 
 
 class MaskedLM(nn.Module):
@@ -124,7 +138,7 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
     if model_cfg.from_scratch:
         model = auto_class.from_config(config, attn_implementation=implementation)
     else:
-        # add_pooling_layer=False: BERT's pretrained tanh pooler is unused by our heads.
+        # add_pooling_layer=False: BERT's pretrained tanh pooler is unused (model.head: pooler makes a new one).
         kwargs = {"add_pooling_layer": False} if auto_class is AutoModel and config.model_type in _BERT_LIKE else {}
         model = auto_class.from_pretrained(folder, config=config, attn_implementation=implementation, **kwargs)
     base = model.base_model

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from raygrid.spec.config import upgrade_recorded
 from raygrid.spec.grid import Cell, Grid
 from raygrid.tracking.cell_params import flatten
 from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
@@ -66,8 +67,10 @@ def config_change(params: dict[str, str], cell: Cell, unset: set[str] | None = N
     """The first config key whose recorded value differs from the cell's now (`key: old -> new`), or None.
 
     A key absent from the run's params is a change only when the run recorded it (or its section)
-    as unset and it is set now; otherwise it is a key raygrid added since, at its default.
+    as unset and it is set now; otherwise it is a key raygrid added since, at its default. Keys
+    raygrid renamed are read under today's name (optim.mixed_precision True -> optim.precision bf16).
     """
+    params = upgrade_recorded(params)
     for key, value in flatten(cell.config.model_dump(mode="json")).items():
         if key not in params:
             if value is not None and unset and any(key == u or key.startswith(f"{u}.") for u in unset):

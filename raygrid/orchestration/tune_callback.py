@@ -17,7 +17,7 @@ from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.grid import Cell
 from raygrid.training.metric_names import CELL_METRICS, DATA_SKIPPED_ROWS, EPOCH_METRICS
 from raygrid.tracking.runs import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
-                                   TAG_NODE, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
+                                   TAG_NODE, TAG_PRECISION, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
 
 
 class MlflowCells(ray.tune.Callback):
@@ -56,7 +56,7 @@ class MlflowCells(ray.tune.Callback):
             run_id = self.run_ids[name]
             self.tracker.log_metrics(run_id, _pick(result, CELL_METRICS), step=0)
             tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out"),
-                    TAG_NODE: result.get("node_id")}
+                    TAG_NODE: result.get("node_id"), TAG_PRECISION: result.get("precision")}
             if result.get("weights_out") and result.get("checkpoint_path"):
                 tags[TAG_CHECKPOINT] = storage_uri(payload.storage_path, result["checkpoint_path"])
             self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})

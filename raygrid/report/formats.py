@@ -62,7 +62,8 @@ COLUMN_FORMATS: tuple[tuple[str, Format], ...] = (
 # The statistic columns of the seeds and paired tables hold the score named in each row's `metric`.
 ROW_METRIC_COLUMNS = ("mean", "std", "ci95_low", "ci95_high", "mean_diff")
 DIFFERENCE_COLUMNS = ("mean_diff",)
-METRIC_FORMATS = {"test_f1": (PERCENT, PERCENT_POINTS), M.FINAL_VAL_LOSS: (LOSS, LOSS_DIFF)}  # value, difference
+METRIC_FORMATS = {"test_f1": (PERCENT, PERCENT_POINTS), M.FINAL_VAL_LOSS: (LOSS, LOSS_DIFF),
+                  M.FINAL_TRAIN_LOSS: (LOSS, LOSS_DIFF)}  # value, difference
 
 F1_TITLE = "test F1-macro"  # raygrid.report.tables.all_tables's title of the F1 table
 # Titles of tables whose undeclared numeric columns are all one thing (the F1 table's dataset columns).

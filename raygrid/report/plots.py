@@ -91,22 +91,26 @@ def plot_ablation(histories: dict[str, dict[str, Curve]], param: str, title: str
     """MLM cross-entropy per epoch for each value of one on/off setting: val_loss solid, train_loss dashed.
 
     `histories` maps the setting's value ("True"/"False") to {"val_loss": curve, "train_loss": curve};
-    None (nothing written) unless both values have a validation curve.
+    None (nothing written) unless both values have a curve. Cells without a validation split (the
+    study's Wikipedia stage, whose plot shows training cross-entropy) draw their train_loss solid.
     """
     return _save(ablation_figure(histories, param, title), path)
 
 
 def ablation_figure(histories: dict[str, dict[str, Curve]], param: str, title: str) -> Figure | None:
-    groups = {value: curves for value, curves in histories.items() if curves.get(M.VAL_LOSS)}
+    groups = {value: curves for value, curves in histories.items() if curves.get(M.VAL_LOSS) or curves.get(M.TRAIN_LOSS)}
     if len(groups) < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for value, curves in sorted(groups.items()):
-        steps, values = zip(*sorted(curves[M.VAL_LOSS]))
-        line, = ax.plot(steps, values, marker="o", label=f"{param}={value} (validation)")
+        color = None
+        if curves.get(M.VAL_LOSS):
+            steps, values = zip(*sorted(curves[M.VAL_LOSS]))
+            color = ax.plot(steps, values, marker="o", label=f"{param}={value} (validation)")[0].get_color()
         if curves.get(M.TRAIN_LOSS):
             steps, values = zip(*sorted(curves[M.TRAIN_LOSS]))
-            ax.plot(steps, values, linestyle="--", color=line.get_color(), label=f"{param}={value} (train)")
+            style = {"linestyle": "--", "color": color} if color else {"marker": "o"}  # alone: drawn solid
+            ax.plot(steps, values, label=f"{param}={value} (train)", **style)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("MLM cross-entropy (nats per masked token)")

@@ -10,7 +10,8 @@ writes the tables out as Markdown, CSV or LaTeX.
   attention_table per (stage x) attention variant x dataset: score, time per epoch, peak memory
   paired_table    each attention variant minus softmax on the same stage, dataset, seed and hyperparameters:
                   mean difference, its Student-t 95 % interval, paired t-test p-value, cost ratios
-A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss. Every number
+A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss (without a
+validation split, as the study's Wikipedia stage: its final training loss). Every number
 stays a number (F1 a 0..1 fraction); raygrid.report.formats and render decide how it is printed.
 """
 from __future__ import annotations
@@ -90,10 +91,13 @@ def _row_keys(runs: pd.DataFrame) -> list[str]:
 
 
 def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished cells with `score` and `metric`: test F1-macro, or final_val_loss for MLM cells."""
+    """Finished cells with `score` and `metric`: test F1-macro, or for MLM cells final_val_loss
+    (final_train_loss when the cell had no validation split)."""
     mlm = _param(runs, "kind") == "mlm"
-    score = _metric(runs, M.TEST_F1_MACRO).where(~mlm, _metric(runs, M.FINAL_VAL_LOSS))
-    scored = runs.assign(score=score, metric=np.where(mlm, M.FINAL_VAL_LOSS, "test_f1"))
+    val_loss = _metric(runs, M.FINAL_VAL_LOSS)
+    mlm_metric = np.where(val_loss.notna(), M.FINAL_VAL_LOSS, M.FINAL_TRAIN_LOSS)
+    score = _metric(runs, M.TEST_F1_MACRO).where(~mlm, val_loss.fillna(_metric(runs, M.FINAL_TRAIN_LOSS)))
+    scored = runs.assign(score=score, metric=np.where(mlm, mlm_metric, "test_f1"))
     finished = runs["status"] == "FINISHED" if "status" in runs else False  # no status: no runs fetched
     return scored[finished & scored["score"].notna()]
 
@@ -221,20 +225,23 @@ def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss, time per epoch, peak memory."""
+    """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss (final_train_loss
+    without validation), time per epoch, peak memory."""
     scored = attention_cells(runs)
     frame = _cost_frame(scored)
     if frame.empty or frame["attention"].nunique() < 2:
         return pd.DataFrame()
     frame["test_f1"] = frame["score"].where(frame["metric"] == "test_f1")
-    frame[M.FINAL_VAL_LOSS] = frame["score"].where(frame["metric"] == M.FINAL_VAL_LOSS)
+    losses = (M.FINAL_VAL_LOSS, M.FINAL_TRAIN_LOSS)
+    for loss in losses:
+        frame[loss] = frame["score"].where(frame["metric"] == loss)
     keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
     table = frame.groupby(keys, sort=True).agg(
         test_f1=("test_f1", "mean"), **{f"test_f1{SD}": ("test_f1", "std")},
-        final_val_loss=(M.FINAL_VAL_LOSS, "mean"), **{column: (column, "mean") for column in COSTS},
+        **{loss: (loss, "mean") for loss in losses}, **{column: (column, "mean") for column in COSTS},
         cells=("score", "size")).reset_index()
     unused = [] if table["cells"].max() > 1 else [f"test_f1{SD}"]
-    unused += [] if frame[M.FINAL_VAL_LOSS].notna().any() else [M.FINAL_VAL_LOSS]
+    unused += [loss for loss in losses if not frame[loss].notna().any()]
     return table.drop(columns=unused)
 
 

@@ -99,6 +99,11 @@ class ModelConfig(Strict):
     # Recompute activations in the backward pass: less memory for long inputs, ~30 % more time.
     gradient_checkpointing: bool = False
     pooling: Literal["cls", "mean"] = "cls"
+    # The classification head over the pooled vector. linear = dropout(P_drop) -> Linear (torch's
+    # default init); pooler = the study's (BERT's pooler): Dense(h -> h) + tanh -> dropout(P_drop) ->
+    # Linear, Xavier-uniform weights and zero biases, always freshly initialised (a checkpoint's own
+    # pooler, trained for next-sentence prediction, is not reused: raygrid.model.encoder).
+    head: Literal["linear", "pooler"] = "linear"
     n_freeze: int = Field(0, ge=0, description="bottom blocks (+ embeddings) frozen for the first epochs//2 epochs")
     p_drop: float = Field(0.1, ge=0, lt=1, description="dropout of the classification head")
 
@@ -111,13 +116,49 @@ class OptimConfig(Strict):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     min_lr_ratio: float = Field(0.2, ge=0, le=1)
+    # Linear warm-up over int(warmup_ratio x total steps) steps, then linear or cosine decay to
+    # min_lr_ratio (the study's: cosine; raygrid.training.schedule).
     schedule: Literal["linear", "cosine"] = "linear"
     clip_norm: float = Field(1.0, gt=0)
-    # bf16 autocast on GPU; CPU runs always use fp32.
-    mixed_precision: bool = True
+    # On GPU: bf16 = bf16 autocast; fp16 = fp16 autocast + a GradScaler (the study's, on A100; a step
+    # whose gradients overflow is skipped and does not advance the LR schedule); fp32 = no autocast.
+    # CPU runs always use fp32 (the cell's run records what ran as tag raygrid.precision).
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     eval_batch_size: int | None = Field(None, gt=0, description="default: 2 x batch_size")
     # torch.compile the encoder (dynamic shapes: batch widths vary). Measured in BENCHMARKS.md, not assumed.
     compile: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_mixed_precision(cls, data):
+        """`mixed_precision` (before `precision` existed): true = bf16, false = fp32; kept readable so
+        older grid files, Tune states and config.yaml artifacts still load."""
+        if not isinstance(data, dict) or "mixed_precision" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("mixed_precision")
+        if not isinstance(legacy, bool):
+            raise ValueError(f"mixed_precision: expected true or false (got {legacy!r}); prefer precision: bf16 | fp16 | fp32")
+        precision = data.setdefault("precision", "bf16" if legacy else "fp32")
+        if legacy != (precision != "fp32"):
+            raise ValueError(f"mixed_precision: {str(legacy).lower()} contradicts precision: {precision} "
+                             f"(mixed_precision is the older spelling; set precision only)")
+        return data
+
+
+# Config keys older raygrid versions recorded as MLflow params -> (today's key, old value -> today's).
+# raygrid.orchestration.finished compares a finished run's params with a cell's config through this.
+RENAMED_PARAMS = {"optim.mixed_precision": ("optim.precision", {"True": "bf16", "False": "fp32"})}
+
+
+def upgrade_recorded(params: dict[str, str]) -> dict[str, str]:
+    """A run's recorded params with renamed keys under today's names (a run recording both keeps its own)."""
+    upgraded = dict(params)
+    for old, (new, values) in RENAMED_PARAMS.items():
+        if old in upgraded:
+            value = upgraded.pop(old)
+            upgraded.setdefault(new, values.get(value, value))
+    return upgraded
 
 
 class MlmConfig(Strict):

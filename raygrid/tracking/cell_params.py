@@ -2,7 +2,7 @@
 
 A run's params are what MLflow's run table and compare view show, so they must describe what the
 cell did: a fine-tuning cell has no `mlm.*` (the MLM objective is not used), an MLM cell no
-classification head (`model.pooling`, `model.p_drop`) and no `model.n_freeze` (an MLM cell trains
+classification head (`model.pooling`, `model.head`, `model.p_drop`) and no `model.n_freeze` (an MLM cell trains
 every layer), the TF-IDF baseline no encoder, attention or optimizer. The attention section holds
 only its variant's fields already (a discriminated union). A value left unset (None: "the
 default", "all rows") is omitted rather than recorded as the string "None". The complete resolved
@@ -17,7 +17,7 @@ import yaml
 # Dotted prefixes that do not apply to a cell of the kind, by kind.
 NOT_APPLICABLE = {
     "finetune": ("mlm.",),
-    "mlm": ("model.pooling", "model.p_drop", "model.n_freeze"),
+    "mlm": ("model.pooling", "model.head", "model.p_drop", "model.n_freeze"),
     "tfidf": ("model.", "attention.", "optim.", "mlm."),
 }
 MAX_VALUE = 6000  # MLflow's limit on a param value (characters)

@@ -38,6 +38,7 @@ TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoin
 TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_cell", "raygrid.init_run_id"
 TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
 TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
+TAG_PRECISION = "raygrid.precision"  # what the cell ran at: optim.precision on GPU, fp32 on CPU
 TAG_UNSET = "raygrid.unset"  # comma-separated config keys the cell left unset (None: not among its params)
 
 

@@ -27,8 +27,11 @@ TEST_F1_MACRO = "test_f1_macro"
 TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
 BEST_VAL_F1_MACRO = "best_val_f1_macro"
-BEST_EPOCH = "best_epoch"
-# masked-language modelling: no test split; the last weights are passed on
+BEST_EPOCH = "best_epoch"  # without a validation split (MLM): the last epoch
+FINAL_TRAIN_LOSS = "final_train_loss"  # the last epoch's train_loss (the loss of an MLM cell without validation)
+SKIPPED_STEPS = "skipped_steps"  # optimizer steps fp16's GradScaler skipped on overflow (0 for bf16 / fp32)
+# masked-language modelling: no test split; the last weights are passed on; with no validation
+# split (the study's Wikipedia stage) these are absent: FINAL_TRAIN_LOSS is the cell's loss
 BEST_VAL_LOSS = "best_val_loss"
 FINAL_VAL_LOSS = "final_val_loss"
 FINAL_VAL_PERPLEXITY = "final_val_perplexity"
@@ -52,7 +55,7 @@ DATA_SKIPPED_ROWS = "data_skipped_rows"
 
 EPOCH_METRICS = (TRAIN_LOSS, VAL_LOSS, VAL_F1_MACRO, VAL_ACCURACY, VAL_MLM_ACCURACY, VAL_MLM_PERPLEXITY,
                  EPOCH_TIME_S, LR)
-CELL_METRICS = (TEST_F1_MACRO, TEST_ACCURACY, TEST_LOSS, BEST_VAL_F1_MACRO, BEST_EPOCH,
+CELL_METRICS = (TEST_F1_MACRO, TEST_ACCURACY, TEST_LOSS, BEST_VAL_F1_MACRO, BEST_EPOCH, FINAL_TRAIN_LOSS, SKIPPED_STEPS,
                 BEST_VAL_LOSS, FINAL_VAL_LOSS, FINAL_VAL_PERPLEXITY,
                 TRAIN_TIME_S, EPOCH_TIME_MEAN_S, TOKENS_PER_S, PADDED_TOKENS_PER_S, PADDING_RATIO,
                 PEAK_GPU_MEM_MB, PEAK_HOST_MEM_MB,

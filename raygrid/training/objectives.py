@@ -14,13 +14,9 @@ from torch import nn
 
 from raygrid.spec.config import MlmConfig
 from raygrid.training.metrics import accuracy, f1_macro
+from raygrid.training.precision import autocast  # noqa: F401 (also imported from here by callers)
 
 Batch = dict[str, torch.Tensor]
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on GPU; a no-op context on CPU (fp32 is faster and exact there)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 class Classification:
@@ -44,13 +40,13 @@ class Classification:
         return nn.functional.cross_entropy(logits.float(), batch["labels"])
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches, device: torch.device, mixed_precision: bool) -> dict:
-        """Loss, F1-macro and accuracy over all batches."""
+    def evaluate(self, model: nn.Module, batches, device: torch.device, precision: str) -> dict:
+        """Loss, F1-macro and accuracy over all batches, at `precision` (what the cell runs at: fp32 on CPU)."""
         model.eval()
         preds, labels, loss_sum = [], [], 0.0
         for batch in batches:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast(device, mixed_precision):
+            with autocast(device, precision):
                 logits = model(batch["input_ids"], batch["attention_mask"]).float()
             loss_sum += nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
             preds.append(logits.argmax(-1).cpu().numpy())
@@ -67,8 +63,8 @@ class MaskedLanguageModel:
     by (cell seed, epoch, worker rank): a resumed cell sees the same masks, and data-parallel
     workers never mask alike. Validation masks depend only on `eval_seed` (the data's split seed)
     and the evaluation batches, so validation loss is comparable across epochs and across cells
-    (with the same eval batch size). The best epoch has the lowest validation loss; the weights
-    passed on are the final ones (pretraining).
+    (with the same eval batch size). The best epoch has the lowest validation loss (without a
+    validation split: the last epoch); the weights passed on are the final ones (pretraining).
     """
 
     metric_prefix = "val_mlm_"  # per-epoch metrics: val_mlm_accuracy, val_mlm_perplexity
@@ -95,7 +91,7 @@ class MaskedLanguageModel:
         return nn.functional.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches, device: torch.device, mixed_precision: bool) -> dict:
+    def evaluate(self, model: nn.Module, batches, device: torch.device, precision: str) -> dict:
         """Mean cross-entropy and accuracy over the predicted tokens, with fixed masks."""
         model.eval()
         generator = torch.Generator(device=device).manual_seed(_derive(self.eval_seed, -1, 0))
@@ -103,7 +99,7 @@ class MaskedLanguageModel:
         for batch in batches:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             input_ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self, generator)
-            with autocast(device, mixed_precision):
+            with autocast(device, precision):
                 logits, targets = model(input_ids, batch["attention_mask"], labels)
             logits = logits.float()
             loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()

@@ -1,7 +1,9 @@
 """Training of one cell: epochs of AdamW steps, validation, best checkpoint, test scoring.
 
 The objective (raygrid.training.objectives: classification or masked-language modelling) decides the loss,
-the evaluation and which epoch is best. Framework-free: batches come from callables and results
+the evaluation and which epoch is best; an MLM cell may have no validation split (the study's Wikipedia
+stage): its epochs then report no val_* metrics and its last epoch is its best. The schedule lives in
+raygrid.training.schedule, the precision (bf16, fp16 with loss scaling, fp32) in raygrid.training.precision. Framework-free: batches come from callables and results
 leave through `report`, so the same code runs inside a Ray Train worker (raygrid.orchestration.trial) and in
 plain unit tests.
 """
@@ -22,7 +24,8 @@ from raygrid.spec.config import CellConfig, OptimConfig
 from raygrid.training import metric_names as M
 from raygrid.training.metrics import peak_gpu_mem_mb, peak_host_mem_mb
 from raygrid.model.encoder import frozen_epochs, set_bottom_frozen
-from raygrid.training.objectives import autocast
+from raygrid.training.precision import Precision
+from raygrid.training.schedule import lr_factor, make_scheduler  # noqa: F401 (lr_factor: imported from here too)
 
 Batch = dict[str, torch.Tensor]
 
@@ -32,7 +35,7 @@ class Loaders:
     """Where batches come from: train(epoch) reshuffles per epoch; eval splits are fixed."""
 
     train: Callable[[int], Iterable[Batch]]
-    validation: Callable[[], Iterable[Batch]]
+    validation: Callable[[], Iterable[Batch]] | None  # None: no validation split (MLM only)
     test: Callable[[], Iterable[Batch]] | None  # None: the objective scores no test split (MLM)
     steps_per_epoch: int  # optimizer steps (after accumulation), for the LR schedule
 
@@ -50,6 +53,8 @@ class Progress:
     train_seconds: float = 0.0
     train_tokens: int = 0
     padded_tokens: int = 0  # tokens the model processed, padding included
+    skipped_steps: int = 0  # optimizer steps fp16's GradScaler skipped (overflow); not counted in `step`
+    last_train_loss: float = math.nan
     best_weights: dict | None = field(default=None, repr=False)
 
 
@@ -62,16 +67,6 @@ def check_finite(loss_value: float, epoch: int, step: int, what: str = "loss") -
     if not math.isfinite(loss_value):
         raise NonFiniteLossError(f"{what} is {loss_value} at epoch {epoch}, step {step} "
                                  f"(diverged: lower optim.lr or raise warmup)")
-
-
-def lr_factor(step: int, total: int, warmup_ratio: float, min_lr_ratio: float, schedule: str) -> float:
-    """Linear warmup to 1, then linear or cosine decay to min_lr_ratio at the last step."""
-    warmup = int(warmup_ratio * total)
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    shape = 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
-    return min_lr_ratio + (1 - min_lr_ratio) * shape
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device | None = None) -> torch.optim.AdamW:
@@ -87,39 +82,37 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device | No
     return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 
-def make_scheduler(optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_ratio, cfg.min_lr_ratio, cfg.schedule))
+def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None,
+                precision: Precision | None = None) -> dict:
+    """One pass over `batches` with gradient accumulation and clipping, at `precision` (default: cfg's on `device`).
 
-
-def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None) -> dict:
-    """One pass over `batches` with gradient accumulation and clipping.
-
-    No host synchronisation per step: the loss is summed on the device and returned as a tensor
-    (`loss_sum`, read once per epoch by `host_loss`); token counts come from the host-side masks
-    before the copy. Returns loss_sum, batches, real and padded token counts and seconds.
+    No host synchronisation per step (fp16's loss scaling adds one per optimizer step): the loss is
+    summed on the device and returned as a tensor (`loss_sum`, read once per epoch by `host_loss`);
+    token counts come from the host-side masks before the copy. Returns loss_sum, batches, real and
+    padded token counts, seconds and the optimizer steps fp16's scaler skipped.
     """
+    precision = precision or Precision.for_device(cfg.precision, device)
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # as the host float sum it replaces
-    n_batches, tokens, padded, start = 0, 0, 0, time.perf_counter()
+    n_batches, tokens, padded, skipped, start = 0, 0, 0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(batches, start=1):
         mask = batch["attention_mask"]
         tokens, padded = tokens + int(mask.sum()), padded + mask.numel()  # host tensor: no device sync
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast(device, cfg.mixed_precision):
+        with precision.autocast():
             loss = objective.loss(model, batch)
-        (loss / cfg.grad_accum).backward()
+        precision.backward(loss / cfg.grad_accum)
         loss_sum += loss.detach()
         n_batches += 1
         if i % cfg.grad_accum == 0:
-            _optimizer_step(model, optimizer, scheduler, cfg.clip_norm, on_step)
+            skipped += not _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
     if n_batches % cfg.grad_accum:  # flush a partial accumulation at the epoch's end
-        _optimizer_step(model, optimizer, scheduler, cfg.clip_norm, on_step)
+        skipped += not _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the epoch's time covers its queued kernels
     return {"loss_sum": loss_sum, "batches": n_batches, "tokens": tokens, "padded_tokens": padded,
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, "skipped_steps": skipped}
 
 
 def host_loss(loss_sum: torch.Tensor, n_batches: int, epoch: int, step: int) -> float:
@@ -130,13 +123,16 @@ def host_loss(loss_sum: torch.Tensor, n_batches: int, epoch: int, step: int) -> 
     return value
 
 
-def _optimizer_step(model, optimizer, scheduler, clip_norm: float, on_step=None) -> None:
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip_norm)
-    optimizer.step()
-    scheduler.step()
+def _optimizer_step(model, optimizer, scheduler, precision: Precision, clip_norm: float, on_step=None) -> bool:
+    """Clip, step and advance the schedule; False when fp16's scaler skipped the step (schedule and
+    step count stay: a skipped step is no update, as in the study's loop)."""
+    taken = precision.step([p for p in model.parameters() if p.grad is not None], optimizer, clip_norm)
     optimizer.zero_grad(set_to_none=True)
-    if on_step:
-        on_step()
+    if taken:
+        scheduler.step()
+        if on_step:
+            on_step()
+    return taken
 
 
 def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: torch.device,
@@ -147,26 +143,20 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     `report(metrics, state)` receives per-epoch metrics and the full state to checkpoint (live
     tensors: save or copy it before returning); the final call carries the final metrics (test
     scores for classification) and state=None. The model is left holding the weights the cell
-    passes on: the best-on-validation ones for classification, the last ones for MLM.
+    passes on: the best-on-validation ones for classification, the last ones for MLM. Without a
+    validation split (`loaders.validation` None: MLM only) epochs report no val_* metrics, the
+    last epoch is the best, and the cell's loss is its `final_train_loss`.
     """
     optim = cfg.optim
+    if loaders.validation is None and objective.scores_test:
+        raise ValueError("data: a classification cell needs a validation split (it picks the weights test scores)")
     core = getattr(model, "module", model)  # unwrapped under DDP: portable state dicts, direct attributes
     optimizer = make_optimizer(model, optim, device)
     if optim.compile:  # in place: the state-dict keys (checkpoints, exports) stay those of the plain encoder
         core.encoder.compile(dynamic=True)
     scheduler = make_scheduler(optimizer, optim, optim.epochs * loaders.steps_per_epoch)
-    progress = Progress()
-    if resume is not None:
-        core.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        progress = resume["progress"]
-        torch.set_rng_state(resume["rng"])  # dropout masks continue as if never interrupted
-        forwards = resume.get("attention_forwards", resume.get("lsh_step"))  # lsh_step: older checkpoints
-        if forwards is not None:  # e.g. LSH hashes continue from the same forward count
-            set_forward_count(core.encoder, forwards)
-        if device.type == "cuda" and resume.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+    precision = Precision.for_device(optim.precision, device)
+    progress = Progress() if resume is None else _resume(resume, core, optimizer, scheduler, precision, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -180,44 +170,88 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     for epoch in range(progress.epoch, optim.epochs):
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         objective.start_epoch(epoch, device)
-        stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook)
+        stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook,
+                            precision)
         train_loss = host_loss(stats["loss_sum"], stats["batches"], epoch, progress.step)  # checked: finite
-        with _timed(spent, M.EVAL_TIME_S):
-            val = objective.evaluate(model, loaders.validation(), device, optim.mixed_precision)
-        check_finite(val["loss"], epoch, progress.step, what="validation loss")
-        progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
-        progress.train_tokens += stats["tokens"]
-        progress.padded_tokens += stats["padded_tokens"]
-        progress.last_val = dict(val)
-        score = objective.score(val)
-        if score > progress.best_score:
-            progress.best_score, progress.best_epoch, progress.best_val = score, epoch, dict(val)
-            if objective.scores_test:  # test scores the best-on-validation weights
-                progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
-        metrics = {"epoch": epoch, M.TRAIN_LOSS: train_loss, M.VAL_LOSS: val["loss"],
-                   **{f"{objective.metric_prefix}{k}": v for k, v in val.items() if k != "loss"},  # M.VAL_*
+        val = {}
+        if loaders.validation is not None:
+            with _timed(spent, M.EVAL_TIME_S):
+                val = objective.evaluate(model, loaders.validation(), device, precision.name)
+            check_finite(val["loss"], epoch, progress.step, what="validation loss")
+        _record_epoch(progress, epoch, stats, train_loss, val, objective, core)
+        metrics = {"epoch": epoch, M.TRAIN_LOSS: train_loss, **_val_metrics(val, objective.metric_prefix),
                    M.EPOCH_TIME_S: stats["seconds"], M.LR: scheduler.get_last_lr()[0]}
         state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "progress": copy.copy(progress), "rng": torch.get_rng_state(),
+                 "scheduler": scheduler.state_dict(), "scaler": precision.state_dict(),
+                 "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                  "attention_forwards": forward_count(core.encoder)}
         with _timed(spent, M.CHECKPOINT_TIME_S):  # the report saves the state: a checkpoint
             report(metrics, state)
 
-    final = {M.BEST_EPOCH: progress.best_epoch, "final": 1, **throughput(progress)}
-    if objective.scores_test:
+    test = None
+    if objective.scores_test:  # the best-on-validation weights score the test split
         core.load_state_dict(progress.best_weights)
         with _timed(spent, M.EVAL_TIME_S):
-            test = objective.evaluate(model, loaders.test(), device, optim.mixed_precision)
-        final.update({M.TEST_F1_MACRO: test["f1_macro"], M.TEST_ACCURACY: test["accuracy"], M.TEST_LOSS: test["loss"],
-                      M.BEST_VAL_F1_MACRO: progress.best_val["f1_macro"]})
-    else:
-        final.update({M.BEST_VAL_LOSS: progress.best_val["loss"], M.FINAL_VAL_LOSS: progress.last_val["loss"],
-                      M.FINAL_VAL_PERPLEXITY: progress.last_val["perplexity"]})
+            test = objective.evaluate(model, loaders.test(), device, precision.name)
+    final = _final_metrics(progress, test, precision.name)
     # Peaks over the whole cell, evaluation and test included (read last).
     final.update({M.PEAK_GPU_MEM_MB: peak_gpu_mem_mb(device), M.PEAK_HOST_MEM_MB: peak_host_mem_mb(), **spent})
     report(final, None)
     return final
+
+
+def _final_metrics(progress: Progress, test: dict | None, precision: str) -> dict:
+    """The cell's end-of-training figures: best epoch, losses and scores, throughput, the precision that ran."""
+    final = {M.BEST_EPOCH: progress.best_epoch, "final": 1, M.SKIPPED_STEPS: progress.skipped_steps,
+             "precision": precision, **throughput(progress)}  # precision: what ran (fp32 on CPU), a tag
+    if math.isfinite(progress.last_train_loss):  # (NaN only for a checkpoint from before the field)
+        final[M.FINAL_TRAIN_LOSS] = progress.last_train_loss
+    if test is not None:
+        final.update({M.TEST_F1_MACRO: test["f1_macro"], M.TEST_ACCURACY: test["accuracy"], M.TEST_LOSS: test["loss"],
+                      M.BEST_VAL_F1_MACRO: progress.best_val["f1_macro"]})
+    elif progress.last_val:  # MLM with a validation split; without one no val_* number is made up
+        final.update({M.BEST_VAL_LOSS: progress.best_val["loss"], M.FINAL_VAL_LOSS: progress.last_val["loss"],
+                      M.FINAL_VAL_PERPLEXITY: progress.last_val["perplexity"]})
+    return final
+
+
+def _resume(resume: dict, core: nn.Module, optimizer, scheduler, precision: Precision, device) -> Progress:
+    """Restore a checkpointed state (see fit's `state`) into the model, optimizer, schedule and scaler."""
+    core.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    scheduler.load_state_dict(resume["scheduler"])
+    precision.load_state_dict(resume.get("scaler"))  # fp16's loss scale continues where it was
+    torch.set_rng_state(resume["rng"])  # dropout masks continue as if never interrupted
+    forwards = resume.get("attention_forwards", resume.get("lsh_step"))  # lsh_step: older checkpoints
+    if forwards is not None:  # e.g. LSH hashes continue from the same forward count
+        set_forward_count(core.encoder, forwards)
+    if device.type == "cuda" and resume.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(resume["cuda_rng"], device)
+    return resume["progress"]
+
+
+def _record_epoch(progress: Progress, epoch: int, stats: dict, train_loss: float, val: dict, objective,
+                  core: nn.Module) -> None:
+    """Count the finished epoch into `progress`; keep it as the best when it is (always, without validation)."""
+    progress.epoch, progress.train_seconds = epoch + 1, progress.train_seconds + stats["seconds"]
+    progress.train_tokens += stats["tokens"]
+    progress.padded_tokens += stats["padded_tokens"]
+    progress.skipped_steps += stats["skipped_steps"]
+    progress.last_train_loss, progress.last_val = train_loss, dict(val)
+    if val and objective.score(val) <= progress.best_score:
+        return
+    progress.best_epoch, progress.best_val = epoch, dict(val)
+    progress.best_score = objective.score(val) if val else progress.best_score
+    if objective.scores_test:  # test scores the best-on-validation weights
+        progress.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
+
+
+def _val_metrics(val: dict, prefix: str) -> dict:
+    """An epoch's validation metrics under their names (M.VAL_LOSS, M.VAL_*); {} without validation."""
+    if not val:
+        return {}
+    return {M.VAL_LOSS: val["loss"], **{f"{prefix}{k}": v for k, v in val.items() if k != "loss"}}
 
 
 @contextlib.contextmanager

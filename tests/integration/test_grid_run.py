@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 EPOCH_METRICS = {"train_loss", "val_f1_macro", "val_accuracy", "epoch_time_s"}
 CELL_METRICS = {"test_f1_macro", "test_accuracy", "best_val_f1_macro", "train_time_s", "tokens_per_s",
                 "peak_gpu_mem_mb", "peak_host_mem_mb", "epoch_time_mean_s", "padded_tokens_per_s", "padding_ratio",
-                "eval_time_s", "checkpoint_time_s", "model_load_s", "data_load_s", "worker_start_s"}
+                "eval_time_s", "checkpoint_time_s", "model_load_s", "data_load_s", "worker_start_s",
+                "final_train_loss", "skipped_steps"}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ def test_one_child_run_per_cell_with_contract_metrics(grid_run):
         epoch_times = [m.value for m in client.get_metric_history(run.info.run_id, "epoch_time_s")]
         assert run.data.metrics["epoch_time_mean_s"] == pytest.approx(sum(epoch_times) / len(epoch_times))
         assert run.data.metrics["padding_ratio"] >= 1.0
+        assert run.data.tags["raygrid.precision"] == "fp32"  # what ran on CPU, whatever optim.precision asked
     failed = [r for r in runs if r.info.status == "FAILED"]
     # diverged: stopped in the first epoch with the reason, no nan epoch logged (the grid went on)
     assert len(failed) == 1 and failed[0].data.params["axis.optim.lr"] == "1e+30"

@@ -83,7 +83,8 @@ def test_a_linear_cell_loads_is_priced_and_reports_its_kind_errors(tmp_path, tin
     gap = cost.forward_flops(shape, softmax_cell.config.attention, n) - \
         cost.forward_flops(shape, linear_cell.config.attention, n)
     assert gap == pytest.approx(shape.layers * (4 * shape.hidden * n - 4 * shape.hidden * (d + 1)))
-    assert all(line.startswith("data") for line in settings_lines(grid))  # linear has no plan note
+    # linear has no plan note: only the data and training lines, no attention rule line
+    assert {line.split()[0] for line in settings_lines(grid)} == {"data", "optim", "seeds", "train"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  attention: [{kind: linear, eps: -1}]\n"))
     with pytest.raises(Exception, match=r"attention\.eps: "):

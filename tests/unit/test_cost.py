@@ -172,7 +172,7 @@ def test_plan_prints_the_cost_of_the_study_grid(capsys):
     assert main(["plan", "grids/study_finetune.yaml"]) == 0
     out = capsys.readouterr().out
     total = [line for line in out.splitlines() if line.startswith("total:")]
-    assert len(total) == 1 and "36 model cells" in total[0]
+    assert len(total) == 1 and "60 model cells" in total[0]  # 3 tasks x 12, IMDB's x 3 seeds
     assert float(re.search(r"([\d.,]+) GPU-h", total[0]).group(1).replace(",", "")) > 0
     assert out.count(" cpu ") == 3 and "catalogue (estimate)" in out  # 3 TF-IDF cells, hub data
 
@@ -180,9 +180,10 @@ def test_plan_prints_the_cost_of_the_study_grid(capsys):
 def test_plan_no_cost_only_lists_cells(capsys):
     assert main(["plan", "grids/study_finetune.yaml", "--no-cost"]) == 0
     out = capsys.readouterr().out
-    assert "total:" not in out and "PFLOP" not in out and "39 cells" in out
+    assert "total:" not in out and "PFLOP" not in out and "63 cells" in out
     cells = [line for line in out.splitlines() if line[:4].strip().isdigit()]
-    assert len(cells) == 39 and len(out.strip().splitlines()) == 1 + 2 + 39  # header, data of 2 stages, cells
+    # header; per stage data (and, for the trained stage, optim, seeds, train); cells
+    assert len(cells) == 63 and len(out.strip().splitlines()) == 1 + 2 + 3 + 63
 
 
 def test_a_tokenized_cache_entry_gives_exact_sizes(tmp_path, tiny_checkpoint, capsys):

@@ -52,12 +52,14 @@ def test_lineage_tags_and_exported_weights_are_recorded_once():
         cb.on_trial_start(0, [], trial(name))
     assert tracker.tags["b"]["raygrid.init_run_id"] == "run-1" and tracker.tags["a"] == {"raygrid.stage": "tapt"}
     cb.on_trial_result(0, [], trial("b"), {"epoch": 0, "val_loss": 3.0, "train_loss": 4.0, "junk": "x"})
-    final = {"final": 1, "final_val_loss": 2.5, "weights_in": "aa", "weights_out": "bb", "checkpoint_path": "/ck/1"}
+    final = {"final": 1, "final_val_loss": 2.5, "weights_in": "aa", "weights_out": "bb", "checkpoint_path": "/ck/1",
+             "precision": "fp32"}
     cb.on_trial_result(0, [], trial("b"), final)
     cb.on_trial_result(0, [], trial("b"), final)  # a restarted worker reports its final metrics again
     assert [m for m in tracker.metrics if m[0] == "b"] == [("b", 0, {"val_loss": 3.0, "train_loss": 4.0}),
                                                             ("b", 0, {"final_val_loss": 2.5})]
     assert tracker.tags["b"]["raygrid.checkpoint"] == "/ck/1" and tracker.tags["b"]["raygrid.weights_out"] == "bb"
+    assert tracker.tags["b"]["raygrid.precision"] == "fp32"  # what ran (a string: a tag, not a metric)
     # an mlm cell that ends without exported weights is a failure, not a finished parent
     cb.on_trial_result(0, [], trial("a"), {"final": 1, "final_val_loss": 2.0})
     for name in ("a", "b"):

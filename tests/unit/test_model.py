@@ -29,9 +29,10 @@ def test_cls_pool_takes_first_token():
     assert torch.equal(cls_pool(hidden, torch.ones(2, 4)), hidden[:, 0])
 
 
+@pytest.mark.parametrize("head", ["linear", "pooler"])
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_classifier_logits_are_padding_invariant(tiny_checkpoint, pooling):
-    model = build_classifier(cell(tiny_checkpoint, pooling=pooling), num_labels=3).eval()
+def test_classifier_logits_are_padding_invariant(tiny_checkpoint, pooling, head):
+    model = build_classifier(cell(tiny_checkpoint, pooling=pooling, head=head), num_labels=3).eval()
     ids = torch.randint(5, 60, (1, 10))
     short = model(ids, torch.ones_like(ids))
     padded_ids = torch.cat([ids, torch.zeros(1, 6, dtype=torch.long)], 1)
@@ -43,6 +44,41 @@ def test_classifier_logits_are_padding_invariant(tiny_checkpoint, pooling):
 def test_head_dropout_is_p_drop(tiny_checkpoint):
     model = build_classifier(cell(tiny_checkpoint, p_drop=0.3), num_labels=2)
     assert model.dropout.p == 0.3
+
+
+def test_the_pooler_head_is_the_studys(tiny_checkpoint):
+    model = build_classifier(cell(tiny_checkpoint, pooling="mean", head="pooler", p_drop=0.2), num_labels=3).eval()
+    dense, tanh = model.pooler
+    assert isinstance(dense, torch.nn.Linear) and isinstance(tanh, torch.nn.Tanh) and model.dropout.p == 0.2
+    assert (dense.in_features, dense.out_features, model.head.out_features) == (32, 32, 3)
+    for layer in (dense, model.head):  # Xavier uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)); zero bias
+        bound = (6 / (layer.in_features + layer.out_features)) ** 0.5
+        assert layer.weight.abs().max() <= bound and torch.count_nonzero(layer.bias) == 0
+    assert dense.weight.std().item() == pytest.approx(((6 / 64) ** 0.5) / 3 ** 0.5, rel=0.15)
+    ids = torch.randint(5, 60, (2, 9))
+    mask = torch.ones_like(ids)
+    hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    expected = model.head(torch.tanh(dense(mean_pool(hidden, mask))))  # eval: dropout is the identity
+    assert torch.allclose(model(ids, mask), expected, atol=1e-6)
+
+
+def test_the_linear_head_has_no_pooler(tiny_checkpoint):
+    model = build_classifier(cell(tiny_checkpoint), num_labels=2)
+    assert isinstance(model.pooler, torch.nn.Identity) and not list(model.pooler.parameters())
+
+
+def test_a_checkpoints_own_pooler_is_not_reused(tiny_checkpoint, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_pretrained(tiny_checkpoint)
+    torch.manual_seed(5)
+    BertModel(config, add_pooling_layer=True).save_pretrained(tmp_path / "with_pooler")
+    saved = BertModel.from_pretrained(tmp_path / "with_pooler").pooler.dense.weight
+    model = build_classifier(cell(tmp_path / "with_pooler", head="pooler"), num_labels=2)
+    assert not any(name.startswith("pooler") for name, _ in model.encoder.named_parameters())
+    assert not torch.allclose(model.pooler[0].weight, saved)  # a fresh, seeded Xavier pooler instead
+    again = build_classifier(cell(tmp_path / "with_pooler", head="pooler"), num_labels=2)
+    assert torch.equal(model.pooler[0].weight, again.pooler[0].weight)
 
 
 def test_same_seed_same_init(tiny_checkpoint):

@@ -20,6 +20,26 @@ STUDY_LSH = {"qk": "shared", "look_backward": 1, "look_forward": 1, "exclude_sel
              "num_buckets": None}
 
 
+# research_design.md, "Stages" (stage -> task -> epochs, lr, batch per step, grad accumulation): the effective
+# batch (per step x accumulation) is what the design states for the accumulating tasks. min_lr_ratio
+# of the task MLM stage is not in the design's text; 0.5 is the study's own configs' value (its
+# research/all_experiments/experiments/E1_pretraining_<task>_* cells), as in the Wikipedia stage.
+STAGES = {
+    "wiki_mlm": {"wikipedia": (10, 5e-4, 64, 1)},
+    "task_mlm": {"imdb": (15, 2e-4, 64, 1), "hyperpartisan": (6, 2e-4, 8, 1), "arxiv": (2, 2e-4, 2, 1)},
+    "finetune": {"imdb": (8, 3e-5, 64, 1), "hyperpartisan": (7, 2e-5, 8, 8), "arxiv": (4, 3e-4, 2, 8)},
+}
+MIN_LR_RATIO = {"wiki_mlm": 0.5, "task_mlm": 0.5, "finetune": 0.2}
+STUDY_SEED, IMDB_EXPERIMENT_1_SEEDS = 420, {420, 42, 123}
+# research_design.md, "Model": attention-probability dropout 0.0; 0.1 on attention output, MLP and embeddings.
+DROPOUT = {"attention_probs_dropout_prob": 0.0, "hidden_dropout_prob": 0.1}
+
+
+def stage_of(grid_name: str, cell) -> str:
+    """Which of the design's stages a cell runs: study_lsh_mask is Wikipedia MLM, study_attention fine-tuning."""
+    return {"study_lsh_mask.yaml": "wiki_mlm", "study_attention.yaml": "finetune"}.get(grid_name, cell.stage)
+
+
 def cells():
     for name in STUDY_GRIDS:
         for cell in load_grid(GRIDS / name).cells:
@@ -77,3 +97,105 @@ def test_plan_shows_the_split_and_lsh_rules_of_each_stage(capsys):
     out = capsys.readouterr().out
     assert "data     task_mlm: imdb split=study max_len=512 | hyperpartisan/bypublisher split=study max_len=4096" in out
     assert "lsh      wiki_mlm: qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False (4 cells)" in out
+    assert "optim    task_mlm: imdb epochs=15 lr=0.0002 batch=64 accum=1 | hyperpartisan/bypublisher epochs=6 " in out
+    assert ("train    wiki_mlm: cosine warmup=0.1 min_lr_ratio=0.5 weight_decay=0.01 clip=1 precision=fp16 "
+            "dropout=attention_probs:0,hidden:0.1 (9 cells)") in out
+
+
+def test_plan_shows_schedule_head_precision_and_seeds_of_the_finetuning_grid(capsys):
+    from raygrid.cli import main
+
+    assert main(["plan", "grids/study_finetune.yaml", "--no-cost", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert ("optim    finetune: imdb epochs=8 lr=3e-05 batch=64 accum=1 | hyperpartisan/bypublisher epochs=7 lr=2e-05 "
+            "batch=8 accum=8 | arxiv epochs=4 lr=0.0003 batch=2 accum=8") in out
+    assert "seeds    finetune: imdb 420,42,123 | hyperpartisan/bypublisher 420 | arxiv 420" in out
+    assert "precision=fp16 head=pooler dropout=attention_probs:0,hidden:0.1 (60 cells)" in out
+    assert '"head": "pooler"' in out and '"precision": "fp16"' in out and '"schedule": "cosine"' in out  # -v
+
+
+def test_every_trained_cell_has_the_studys_schedule_precision_and_optimizer():
+    for name, cell in cells():
+        if cell.config.kind == "tfidf":
+            assert cell.config.seed == STUDY_SEED, cell.name  # the baseline's logistic regression too
+            continue
+        stage, optim = stage_of(name, cell), cell.config.optim
+        where = f"{name} {cell.name}"
+        assert (optim.epochs, optim.lr, optim.batch_size, optim.grad_accum) == \
+            STAGES[stage][cell.config.data.dataset], where
+        assert (optim.schedule, optim.warmup_ratio, optim.min_lr_ratio) == ("cosine", 0.1, MIN_LR_RATIO[stage]), where
+        assert (optim.weight_decay, optim.clip_norm, optim.precision) == (0.01, 1.0, "fp16"), where
+
+
+def test_every_model_cell_has_the_studys_dropout_head_and_shape():
+    for name, cell in cells():
+        if cell.config.kind == "tfidf":
+            continue
+        model, where = cell.config.model, f"{name} {cell.name}"
+        assert model.config_overrides == DROPOUT and model.positions == "rope", where
+        if cell.config.kind == "finetune":
+            assert model.head == "pooler", where  # Dense + tanh -> Dropout(P_drop) -> Linear, Xavier
+        else:
+            assert cell.config.mlm.model_dump() == {"mask_prob": 0.15, "replace_mask": 0.8, "replace_random": 0.1}
+        root = cell
+        while root.parent is not None:  # every chain starts from the from-scratch BERT_SMALL (RoPE, base 10000)
+            root = root.parent
+        assert root.config.model.checkpoint == "google/bert_uncased_L-4_H-512_A-8", where
+        assert root.config.model.from_scratch and root.config.model.rope_base == 10000, where
+
+
+def test_seeds_are_420_and_imdb_experiment_1_also_42_and_123():
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for name, cell in cells():
+        if cell.config.kind == "tfidf":
+            continue
+        seeds.setdefault((name, cell.config.data.dataset), []).append(cell.config.seed)
+    for (name, dataset), found in seeds.items():
+        if (name, dataset) == ("study_finetune.yaml", "imdb"):
+            assert set(found) == IMDB_EXPERIMENT_1_SEEDS and len(found) == 12 * 3  # every IMDB cell, each seed
+        else:
+            assert set(found) == {STUDY_SEED}, (name, dataset)
+    finetune = load_grid(GRIDS / "study_finetune.yaml")
+    assert len(finetune.stage_cells("finetune")) == 12 * 3 + 12 + 12  # other datasets not inflated
+
+
+def test_the_design_states_the_stages_this_test_checks():
+    if not DESIGN.is_file():
+        pytest.skip(f"{DESIGN} not found (CI lays ../shared beside the clone)")
+    text = " ".join(DESIGN.read_text().split())  # one line: sentences wrap anywhere
+    wiki = re.search(r"(\d+) epochs, lr ([\d.e-]+), batch (\d+), max_len 512, warmup (\d+) %, then \*\*cosine\*\* "
+                     r"decay to `min_lr_ratio` ([\d.]+); .*?seed (\d+);", text)
+    assert wiki and (int(wiki[1]), float(wiki[2]), int(wiki[3]), 1) == STAGES["wiki_mlm"]["wikipedia"]
+    assert float(wiki[4]) / 100 == 0.1 and float(wiki[5]) == MIN_LR_RATIO["wiki_mlm"] and int(wiki[6]) == STUDY_SEED
+    tapt = re.search(r"\(lr ([\d.e-]+); IMDB (\d+) epochs bs (\d+); Hyperpartisan (\d+) epochs bs (\d+); "
+                     r"ArXiv (\d+) epochs bs (\d+)\)", text)
+    lr = float(tapt[1])
+    assert {"imdb": (int(tapt[2]), lr, int(tapt[3]), 1), "hyperpartisan": (int(tapt[4]), lr, int(tapt[5]), 1),
+            "arxiv": (int(tapt[6]), lr, int(tapt[7]), 1)} == STAGES["task_mlm"]
+    finetune = {}
+    for task, epochs, rate, batch, accum in re.findall(r"(IMDB|Hyperpartisan|ArXiv) (\d+) epochs lr ([\d.e-]+) "
+                                                       r"(?:effective )?bs (\d+)(?: \((?:grad )?accumulation (\d+)\))?",
+                                                       text):
+        accum = int(accum or 1)
+        finetune[task.lower()] = (int(epochs), float(rate), int(batch) // accum, accum)
+    assert finetune == STAGES["finetune"]
+    assert "All: warmup 10 %, **cosine** decay to min_lr_ratio 0.2" in text
+    assert "weight decay 0.01, grad-norm clip 1.0" in text and "fp16 autocast + GradScaler" in text
+    assert "Seeds: 420 (IMDB experiment 1 also 42 and 123)" in text
+    assert "Attention-probability dropout 0.0; dropout 0.1 on the attention output, MLP and embeddings" in text
+    assert "Dense(512→512) + tanh → Dropout(P_drop) → Linear(→ classes); Xavier-uniform weights, zero biases" in text
+
+
+def test_experiment_2_takes_imdb_winners_among_the_seed_420_cells():
+    from raygrid.spec.selection import resolve_selections
+
+    attention = load_grid(GRIDS / "study_attention.yaml")
+    finetune = load_grid(GRIDS / "study_finetune.yaml").stage_cells("finetune")
+    # Best validation F1 overall: an IMDB seed-42 cell; best among seed 420: mean pooling, N_freeze 2, P_drop 0.2.
+    scores = {cell.name: (f"run-{i}", 0.5) for i, cell in enumerate(finetune)}
+    scores["finetune/task=imdb,pooling=cls,n_freeze=0,p_drop=0.1,seed=42"] = ("run-x", 0.99)
+    scores["finetune/task=imdb,pooling=mean,n_freeze=2,p_drop=0.2,seed=420"] = ("run-y", 0.9)
+    resolved = resolve_selections(attention, "sqlite:///unused", lambda grid, metric: scores)
+    imdb = [cell for cell in resolved.cells if cell.config.data.dataset == "imdb"]
+    assert len(imdb) == 9 and all(cell.tags["raygrid.select_run_id"] == "run-y" for cell in imdb)
+    assert {(c.config.model.pooling, c.config.model.n_freeze, c.config.model.p_drop) for c in imdb} == {("mean", 2, 0.2)}

@@ -1,4 +1,4 @@
-"""The training loop without Ray: schedule, freezing over epochs, best checkpoint, test scoring."""
+"""The training loop without Ray: freezing over epochs, best checkpoint, test scoring (schedule: test_schedule.py)."""
 import copy
 import math
 
@@ -10,17 +10,8 @@ from raygrid.data.cache import prepare
 from raygrid.data.batching import iterate_table
 from raygrid.model.encoder import build_classifier, encoder_blocks
 from raygrid.training.objectives import Classification
-from raygrid.training.train_loop import Loaders, fit, lr_factor
+from raygrid.training.train_loop import Loaders, fit
 import pyarrow.parquet as pq
-
-
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
-def test_lr_warms_up_then_decays_to_min_ratio(schedule):
-    total = 100
-    factors = [lr_factor(s, total, 0.1, 0.2, schedule) for s in range(total + 1)]
-    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a >= b - 1e-12 for a, b in zip(factors[10:], factors[11:]))
-    assert factors[-1] == pytest.approx(0.2)
 
 
 def _setup(tiny_checkpoint, tmp_path, **over):
