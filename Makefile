@@ -20,10 +20,10 @@ demo: setup
 	$(BIN)/raygrid run grids/quickstart.yaml
 
 test: setup
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -o addopts="" -q -rs tests  # every tier: clear the fast-tier default of pyproject.toml
 
 test-unit: setup
-	$(BIN)/python -m pytest -q -m "not integration" tests
+	$(BIN)/python -m pytest -q tests  # the fast tier (pyproject addopts)
 
 # GPU check (README "GPU check"): for a bare CUDA machine with no Ray, MLflow or pydantic and no
 # package registry. `make gpu-wheels` (online, once) fetches the missing wheels into .gpu-wheels/
