@@ -148,6 +148,9 @@ def best_table(runs: pd.DataFrame) -> pd.DataFrame:
     frame = _keyed(finished, keys)
     grouped = frame.groupby([DATASET] + keys, sort=False).agg(val_f1=("val_f1", "mean"), test_f1=("test_f1", "mean"),
                                                             seeds=("test_f1", "size")).reset_index()
+    grouped = grouped[grouped["val_f1"].notna()]  # a cell without a validation score is no candidate
+    if grouped.empty:
+        return pd.DataFrame()
     best = grouped.loc[grouped.groupby(DATASET, sort=False)["val_f1"].idxmax()].reset_index(drop=True)
     return best.rename(columns=_short)
 
