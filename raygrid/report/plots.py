@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
 
 from raygrid.report.cells import MAJORITY  # noqa: E402
@@ -52,18 +53,20 @@ def f1_bars_figure(runs: pd.DataFrame) -> Figure | None:
     y = np.arange(len(cells))
     spread = cells["n"].max() > 1
     flagged = (cells["majority"] > 0).to_numpy()
+    handles = []  # drawn here: a container's own legend entry would take the hatch of its first bar
     for column, offset, name in (("test_f1", 0.2, "test"), ("val_f1", -0.2, "best validation")):
         if cells[column].notna().any():
             error = PERCENT * cells[f"{column} sd"] if spread else None  # NaN (one seed): no bar, not a 0-width one
             bars = ax.barh(y + offset, PERCENT * cells[column], height=0.4, xerr=error, capsize=2, label=name)
-            for bar, hatched in zip(bars, flagged):
+            for bar, hatched in zip(bars, flagged & (column == "test_f1")):  # the flag is on the test score
                 bar.set_hatch("///" if hatched else None)
+            handles.append(Patch(facecolor=bars.patches[0].get_facecolor(), label=name))
     if flagged.any():
-        ax.barh([], [], color="white", edgecolor="0.3", hatch="///", label=f"{MAJORITY} level (test)")
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="///", label=f"{MAJORITY} level (test)"))
     ax.set_yticks(y, [_flagged_label(row) for row in cells.to_dict("records")], fontsize=8)
     ax.set_xlabel("F1-macro (%)" + (f"; error bars: ± sd over {_seeds(cells['n'])} seeds" if spread else ""))
     ax.set_xlim(0, PERCENT)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_title("F1-macro per cell")
     return fig
 

@@ -231,7 +231,10 @@ def test_a_cell_at_the_majority_class_level_is_hatched_and_crossed():
     assert len(flagged) == 2 and all("favor" in label for label in flagged)
     test_bars = [c for c in ax.containers if c.get_label() == "test"][0]
     assert sum(bool(bar.get_hatch()) for bar in test_bars) == 2
-    assert "majority class level (test)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any(bar.get_hatch() for c in ax.containers if c.get_label() == "best validation" for bar in c)
+    legend = ax.get_legend()
+    entries = {t.get_text(): handle for t, handle in zip(legend.get_texts(), legend.legend_handles)}
+    assert entries["majority class level (test)"].get_hatch() == "///" and not entries["test"].get_hatch()
     plt.close(fig)
     fig = pareto_figure(pareto_frame(runs), "epoch_s_mean")
     crosses = [c.get_offsets()[0].tolist() for c in fig.axes[0].collections if c.get_gid() == "majority class"]
