@@ -25,6 +25,10 @@ def existing_store(out_dir: Path) -> tuple[str, str] | None:
         database = out_dir / "mlflow.db"
         uri = f"sqlite:///{database.resolve()}" if database.is_file() else None
     if uri is None or not uri.startswith("sqlite:///"):
+        if uri and uri.startswith(("http://", "https://")):
+            # plan's answer is advice: a server that does not answer costs seconds, not MLflow's minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         return (uri, uri) if uri else None
     path = Path(uri[len("sqlite:///"):]).resolve()
     return (uri, f"sqlite+pysqlite:///file:{path}?mode=ro&uri=true") if path.is_file() else None
@@ -42,7 +46,8 @@ def status_lines(grid: Grid, store: tuple[str, str] | None, default_db: Path) ->
         found = finished_cells(grid, read)
     except Exception as err:  # a store being created right now, an older schema, a server that is down
         first = (str(err).strip().splitlines() or [""])[0][:160]
-        return [f"MLflow {shown}: cannot be read without writing to it ({type(err).__name__}: {first}); "
+        why = " (plan opens it read-only: it never creates or migrates a store)" if read.startswith("sqlite") else ""
+        return [f"MLflow {shown}: cannot be read{why}: {type(err).__name__}: {first}; "
                 f"which cells finished is not known"]
     pending = [(i, cell) for i, cell in enumerate(grid.cells, 1) if cell.name not in found.runs]
     if not pending:
