@@ -9,6 +9,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from raygrid.cli_tools import add_bench, add_data, add_overrides
+
 DEFAULT_OUT = Path("runs")
 
 
@@ -17,6 +19,32 @@ def load_grid(path, overrides=()):
     from raygrid.spec.loader import load_grid as load
 
     return load(path, overrides=overrides)
+
+
+def _version() -> str:
+    """raygrid's version and those of the frameworks it drives (package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from raygrid import __version__
+
+    found = []
+    for package in ("ray", "mlflow", "torch", "transformers"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} (not installed)")
+    return f"raygrid {__version__} ({', '.join(found)}; Python {sys.version.split()[0]})"
+
+
+class _VersionAction(argparse.Action):
+    """--version, worked out only when asked for (argparse's own would format it for every --help)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
 
 
 def _grid_error(message: str) -> Exception:
@@ -41,12 +69,13 @@ def _scores_in(uri: str | None):
 
 
 def cmd_plan(args) -> int:
-    """Validate a grid, list its cells and predict their cost (tokens, FLOPs, GPU-hours); starts nothing."""
+    """Validate a grid, list its cells, their cost (tokens, FLOPs, GPU-hours) and which already finished; writes nothing."""
+    from raygrid.orchestration.plan_status import existing_store, status_lines
+    from raygrid.orchestration.preflight import check_cells
     from raygrid.spec.plan_notes import settings_lines
     from raygrid.spec.selection import selection_lines
 
     grid = load_grid(args.grid, overrides=args.overrides)
-    from raygrid.orchestration.preflight import check_cells
 
     check_cells(grid, grid.cells, hub=False)  # local checkpoints only: plan needs no network
     if grid.stage_order:
@@ -56,8 +85,9 @@ def cmd_plan(args) -> int:
     print(f"grid {grid.name}: {len(grid.cells)} cells ({shape})")
     if grid.overrides:
         print(f"overrides: {' '.join(grid.overrides)}")
-    uri = _existing_store(args)
-    grid, chosen = selection_lines(grid, uri, _scores_in(uri))  # `select:` values, once their grid has run
+    store = existing_store(_out_dir(args))  # read-only: plan writes nothing
+    shown, read = store or (None, None)
+    grid, chosen = selection_lines(grid, shown, _scores_in(read))  # `select:` values, once their grid has run
     print("\n".join(settings_lines(grid) + chosen))
     lines = None
     if not args.no_cost:
@@ -69,20 +99,12 @@ def cmd_plan(args) -> int:
             print(f"(no cost estimate: {type(err).__name__}: {err})")
     for line in lines or [f"{i:4d}  {cell.name}" for i, cell in enumerate(grid.cells, 1)]:
         print(line)
+    for line in status_lines(grid, store, _out_dir(args) / "mlflow.db"):
+        print(line)
     if args.verbose:
         for cell in grid.cells:
             print(f"\n# {cell.name}\n{cell.config.model_dump_json(indent=2)}")
     return 0
-
-
-def _existing_store(args) -> str | None:
-    """The MLflow URI `run` would use, or None when there is none yet (plan creates nothing)."""
-    import os
-
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    database = _out_dir(args) / "mlflow.db"
-    return f"sqlite:///{database.resolve()}" if database.is_file() else None
 
 
 def cmd_run(args) -> int:
@@ -112,8 +134,9 @@ def cmd_run(args) -> int:
               f"Rerun the same command to continue: finished cells are skipped, the others start again "
               f"from scratch.", file=sys.stderr)
         return 130  # the shell's code for SIGINT
-    _print_report(uri, grid.name, args.format)
-    print(f"\nMLflow: {uri}\n  view with: mlflow ui --backend-store-uri {uri}")
+    order = [cell.name for cell in grid.cells]
+    _print_report(uri, grid.name, args.format, order=order)
+    _print_links(uri, grid.name, order, save_view=True)
     if summary.failed:
         print(f"\n{len(summary.failed)} cell(s) failed:", file=sys.stderr)
         for name, reason in summary.failed.items():
@@ -127,10 +150,13 @@ def cmd_report(args) -> int:
     from raygrid.tracking.runs import tracking_uri
 
     target = Path(args.target)
+    order = None
     if target.suffix in (".yaml", ".yml"):
-        grid = load_grid(target)
-        names, uri = [grid.name], tracking_uri(_out_dir(args))
+        grid = load_grid(target, overrides=args.overrides)
+        names, uri, order = [grid.name], tracking_uri(_out_dir(args)), [cell.name for cell in grid.cells]
     elif target.is_dir():
+        if args.overrides:
+            raise _grid_error(f"{target}: overrides ({' '.join(args.overrides)}) need a grid file, not an output folder")
         uri = tracking_uri(target)
         names = _grids_in(uri)
     else:
@@ -141,7 +167,9 @@ def cmd_report(args) -> int:
 
         reference = load_reference(args.compare)  # a bad file fails before any table is built
     for name in names:
-        _print_report(uri, name, args.format, save=args.save, reference=reference)
+        _print_report(uri, name, args.format, save=args.save, reference=reference, order=order)
+        if args.format == "md":  # CSV and LaTeX output stay machine-readable
+            _print_links(uri, name, order)
     return 0
 
 
@@ -154,33 +182,52 @@ def _grids_in(uri: str) -> list[str]:
     return names
 
 
-def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None, reference=None) -> None:
-    """Print a grid's tables; with `save`, also write tables and figures there (raygrid.report.publish)."""
+def _print_report(uri: str, grid_name: str, fmt: str, save: str | None = None, reference=None,
+                  order: list[str] | None = None) -> None:
+    """Print a grid's tables (rows in `order`, the grid's); with `save`, also write tables and figures there."""
     from raygrid.report.publish import publish
 
-    result = publish(uri, grid_name, fmt, save, reference=reference)
+    result = publish(uri, grid_name, fmt, save, reference=reference, order=order)
     print(result.text)
     for path in result.files:
         print(f"wrote {path}")
 
 
+def _print_links(uri: str, grid_name: str, order: list[str] | None, save_view: bool = False) -> None:
+    """Where the grid is in MLflow, and direct links to its cells (raygrid.report.links); `save_view` stores the view."""
+    from raygrid.report import links
+
+    print(f"\nMLflow: {uri}")
+    try:
+        if save_view:
+            links.save_view(uri, grid_name)
+        lines = links.link_lines(uri, grid_name, order)
+    except Exception as err:  # links are a convenience: never fail a finished run over them
+        lines = [f"  (no MLflow links: {type(err).__name__}: {err})"]
+    for line in lines:
+        print(line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raygrid", description=__doc__)
+    parser.add_argument("--version", action=_VersionAction, help="print raygrid's version (and Ray's, MLflow's, "
+                        "torch's, transformers') and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     plan = sub.add_parser("plan", help=cmd_plan.__doc__, description=cmd_plan.__doc__)
     plan.add_argument("grid", help="grid YAML file")
-    _add_overrides(plan)
+    add_overrides(plan)
     plan.add_argument("-v", "--verbose", action="store_true", help="also print each cell's resolved config")
     plan.add_argument("--no-cost", action="store_true", help="only list the cells (no tokens/FLOPs/GPU-hours)")
-    plan.add_argument("--out", help="output folder whose MLflow store `select:` reads; default runs/")
+    plan.add_argument("--out", help="output folder whose MLflow store plan reads (read-only: finished cells, "
+                      "`select:` choices); default runs/")
     plan.add_argument("--cache-dir", help="tokenized-data cache for exact token counts; default $RAYGRID_CACHE "
                       "or ~/.cache/raygrid")
     plan.set_defaults(func=cmd_plan)
 
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     run.add_argument("grid", help="grid YAML file")
-    _add_overrides(run)
+    add_overrides(run)
     run.add_argument("--out", help="output folder (MLflow SQLite, Ray results, exported stage weights); default runs/")
     run.add_argument("--cache-dir", help="tokenized-data cache; default $RAYGRID_CACHE or ~/.cache/raygrid")
     run.add_argument("--format", choices=("md", "csv", "tex"), default="md", help="table format")
@@ -195,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     report.add_argument("target", help="grid YAML file, or an output folder holding mlflow.db")
+    add_overrides(report, "with a grid file: the grid as overridden when it ran, e.g. name=quickstart-lr3e-4")
     report.add_argument("--out", help="the grid's output folder (with a grid file); default runs/")
     report.add_argument("--format", choices=("md", "csv", "tex"), default="md",
                         help="table format: Markdown, CSV, LaTeX (booktabs)")
@@ -205,115 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the difference")
     report.set_defaults(func=cmd_report)
 
-    _add_data(sub)
-    _add_bench(sub)
+    add_data(sub)
+    add_bench(sub)
     return parser
-
-
-def _add_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="override a key of the grid file, checked like the file: dotted into base "
-                             "(optim.lr=1e-4, model.pooling=mean), or resources.KEY=, axes.KEY=[...], "
-                             "stages.NAME.KEY=, name=; values are YAML (1e-4, [0,1], {kind: favor})")
-
-
-def cmd_data_prepare(args) -> int:
-    """Tokenize everything a grid needs into the cache ahead of time (trials then only read)."""
-    from raygrid.data.cache import cache_root
-    from raygrid.data.prepare import prepare_cells
-
-    grid = load_grid(args.grid)
-    tokenize = None
-    if args.ray:
-        from raygrid.orchestration.tokenize_pool import ray_tokenize
-        tokenize = ray_tokenize(actors=args.actors)
-    entries = prepare_cells(grid.cells, cache_root(args.cache_dir), tokenize=tokenize)
-    for folder in sorted({str(e.folder) for e in entries.values()}):
-        print(folder)
-    return 0
-
-
-def cmd_data_stats(args) -> int:
-    """Documents per split, label balance, length statistics and the share truncated at --max-len."""
-    from pydantic import ValidationError
-
-    from raygrid.spec.config import DataConfig
-    from raygrid.spec.grid import describe
-    from raygrid.data.sources import load_raw
-    from raygrid.data.splits import apply_split_policy
-    from raygrid.data.stats import dataset_stats, format_stats
-
-    try:
-        cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
-    except ValidationError as err:  # one line naming the setting, as for grid files
-        raise _grid_error(f"data stats: {describe(err)}") from None
-    raw = load_raw(cfg)
-    tokenizer = None
-    if args.tokenizer:
-        from raygrid.data.cache import load_tokenizer
-        tokenizer = load_tokenizer(args.tokenizer)
-    stats = dataset_stats(apply_split_policy(raw, cfg), tokenizer=tokenizer, max_len=args.max_len,
-                          label_names=raw.label_names)
-    print(format_stats(stats, title=f"{args.name} ({args.split} split)"))
-    return 0
-
-
-def _add_data(sub) -> None:
-    data = sub.add_parser("data", help="prepare the tokenized cache, dataset statistics")
-    kinds = data.add_subparsers(dest="data", required=True)
-    prep = kinds.add_parser("prepare", help=cmd_data_prepare.__doc__, description=cmd_data_prepare.__doc__)
-    prep.add_argument("grid", help="grid YAML file")
-    prep.add_argument("--cache-dir", help="default $RAYGRID_CACHE or ~/.cache/raygrid")
-    prep.add_argument("--ray", action="store_true", help="tokenize on a Ray Data actor pool ($RAY_ADDRESS or local)")
-    prep.add_argument("--actors", type=int, default=2, help="tokenizer actors with --ray (default 2)")
-    prep.set_defaults(func=cmd_data_prepare)
-    stats = kinds.add_parser("stats", help=cmd_data_stats.__doc__, description=cmd_data_stats.__doc__)
-    stats.add_argument("name", help="dataset adapter: imdb, hyperpartisan, arxiv, local")
-    stats.add_argument("--path", help="local folder instead of the HF hub")
-    stats.add_argument("--subset", help="dataset variant (e.g. byarticle_semeval, no_ref)")
-    stats.add_argument("--split", choices=("standard", "study"), default="standard")
-    stats.add_argument("--tokenizer", help="tokenizer (folder, pkg://, hub id) for token lengths")
-    stats.add_argument("--max-len", type=int, help="report the share of documents truncated at this length")
-    stats.set_defaults(func=cmd_data_stats)
-
-
-# `raygrid bench KIND`: each kind's options live in its module (raygrid.bench.*), which imports torch;
-# the module is imported only when that kind is chosen, not to build the parser.
-BENCHES = {
-    "attention": ("raygrid.bench.attention", "attention kernels: time, memory and error vs sequence length"),
-    "padding": ("raygrid.bench.padding", "padded / real tokens of training batches, random vs length-grouped"),
-    "loop": ("raygrid.bench.loop", "one cell's training loop bare vs through raygrid: tokens/s, overhead"),
-}
-
-
-class _LazySubcommands(argparse._SubParsersAction):
-    """Subcommands whose options are added (by importing their module) only once one is chosen."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        chosen = self._name_parser_map.get(values[0])
-        if chosen is not None and getattr(chosen, "populate", None):
-            chosen.populate(chosen)
-            chosen.populate = None
-        return super().__call__(parser, namespace, values, option_string)
-
-
-def _populate_bench(module_name: str):
-    def populate(parser: argparse.ArgumentParser) -> None:
-        import importlib
-
-        module = importlib.import_module(module_name)
-        module.add_arguments(parser)
-        parser.set_defaults(func=module.main)
-    return populate
-
-
-def _add_bench(sub) -> None:
-    bench = sub.add_parser("bench", help="benchmarks that write figures into BENCHMARKS.md")
-    bench.register("action", "lazy_parsers", _LazySubcommands)
-    kinds = bench.add_subparsers(dest="bench", required=True, action="lazy_parsers")
-    for name, (module_name, help_text) in BENCHES.items():
-        kind = kinds.add_parser(name, help=help_text, description=help_text)
-        kind.populate = _populate_bench(module_name)
 
 
 def main(argv: list[str] | None = None) -> int:

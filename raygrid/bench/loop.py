@@ -111,7 +111,7 @@ def main(args) -> int:
     from raygrid.data.cache import cache_root
     from raygrid.data.prepare import prepare_cells
 
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, overrides=getattr(args, "overrides", ()))
     cell = pick_cell(grid, args.cell)
     cache = cache_root(args.cache_dir)
     data = prepare_cells([cell], cache, progress=False)[cell.name]

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from raygrid.spec.config import upgrade_recorded
+from raygrid.orchestration.parent_links import exported_weights
+from raygrid.spec.config import STAGE_SCHEME, upgrade_recorded
 from raygrid.spec.grid import Cell, Grid
 from raygrid.tracking.cell_params import flatten
 from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
@@ -43,7 +44,7 @@ def finished_cells(grid: Grid, uri: str) -> Finished:
     weights: dict[tuple[str, str], tuple[str, str] | None] = {}  # (grid, parent cell) -> its exported weights
     runs = {run.data.tags.get(TAG_CELL): run for run in tracker.cell_runs() if run.info.status == "FINISHED"}
     for cell in grid.cells:  # parents come before their children (stage order)
-        run = runs.get(cell.name)
+        run = cell.recorded(runs)  # under its name, or the one an earlier raygrid gave it
         if run is None:
             continue
         why = config_change(run.data.params, cell, unset_in(run.data.tags))
@@ -71,6 +72,7 @@ def config_change(params: dict[str, str], cell: Cell, unset: set[str] | None = N
     raygrid renamed are read under today's name (optim.mixed_precision True -> optim.precision bf16).
     """
     params = upgrade_recorded(params)
+    former = _former_values(cell)
     for key, value in flatten(cell.config.model_dump(mode="json")).items():
         if key not in params:
             if value is not None and unset and any(key == u or key.startswith(f"{u}.") for u in unset):
@@ -79,9 +81,16 @@ def config_change(params: dict[str, str], cell: Cell, unset: set[str] | None = N
         now, then = str(value)[:PARAM_LIMIT], params[key]
         if key in PATH_KEYS and _local_path(now) and _local_path(then):
             now, then = PurePath(now).name, PurePath(then).name
-        if now != then:
+        if now != then and then not in former.get(key, ()):
             return f"{key}: {_clip(params[key])} -> {_clip(str(value))}"
     return None
+
+
+def _former_values(cell: Cell) -> dict[str, tuple[str, ...]]:
+    """Values a run recorded for this cell before cell names changed: a chained cell's link names its parent."""
+    if cell.parent is None:
+        return {}
+    return {"model.checkpoint": tuple(f"{STAGE_SCHEME}{cell.parent_grid}/{name}" for name in cell.parent.former_names)}
 
 
 def _local_path(value: str) -> bool:
@@ -97,7 +106,7 @@ def _stale_parent(uri: str, cell: Cell, init_run: str | None, weights: dict) -> 
     key = (cell.parent_grid, cell.parent.name)
     if key not in weights:
         try:
-            weights[key] = GridTracker(uri, cell.parent_grid, create=False).exported_weights(cell.parent.name)
+            weights[key] = exported_weights(GridTracker(uri, cell.parent_grid, create=False), cell.parent)
         except LookupError:  # the parent grid is gone: raygrid.orchestration.parent_links refuses if it must run
             weights[key] = None
     hit = weights[key]

@@ -131,7 +131,7 @@ def _summarize(tracker: GridTracker, grid: Grid, summary: RunSummary, uri: str, 
     except Exception as err:  # any bug in the bookkeeping must leave the recorded results standing
         log(f"warning: the grid's summary was not logged to MLflow ({type(err).__name__}: {err})")
     try:
-        log_to_parent(uri, grid.name)
+        log_to_parent(uri, grid.name, order=[cell.name for cell in grid.cells])  # tables in grid order
     except Exception as err:
         log(f"warning: the report was not logged to MLflow ({type(err).__name__}: {err}); "
             f"`raygrid report {grid.path} --save DIR` writes it")
@@ -152,7 +152,7 @@ def _run_stages(grid: Grid, pending: list[Cell], links: dict, prepared: dict, sh
                 # recorded, so the report shows why this cell has no scores
                 reason = f"its parent cell {cell.parent.name} did not finish"
                 run_id = tracker.start_cell(cell.name, axis_labels(cell), cell.config.model_dump(mode="json"),
-                                            {TAG_STAGE: cell.stage})
+                                            {TAG_STAGE: cell.stage}, former=cell.former_names)
                 tracker.end_cell(run_id, error=reason)
                 summary.failed[cell.name] = reason
                 continue

@@ -21,12 +21,17 @@ class ParentWeights:
     uri: str
 
 
+def exported_weights(tracker: GridTracker, cell: Cell) -> tuple[str, str] | None:
+    """(run id, URI) of the weights `cell` exported, recorded under its name or a former one (raygrid.spec.names)."""
+    return next((hit for name in (cell.name, *cell.former_names) if (hit := tracker.exported_weights(name))), None)
+
+
 def exported_links(tracker: GridTracker, cells: list[Cell]) -> dict[str, ParentWeights | None]:
     """cell name -> the weights its parent (in `tracker`'s grid) exported, or None; one query per parent."""
     found: dict[str, ParentWeights | None] = {}
     for cell in cells:
         if cell.parent.name not in found:
-            hit = tracker.exported_weights(cell.parent.name)
+            hit = exported_weights(tracker, cell.parent)
             found[cell.parent.name] = ParentWeights(cell.parent_grid, cell.parent.name, *hit) if hit else None
     return {cell.name: found[cell.parent.name] for cell in cells}
 

@@ -34,7 +34,7 @@ class MlflowCells(ray.tune.Callback):
         name = payload.name
         if name not in self.run_ids:  # a restarted trial keeps its run
             self.run_ids[name] = self.tracker.start_cell(name, payload.axis, payload.config.model_dump(mode="json"),
-                                                         self._tags(name))
+                                                         self._tags(name), former=self.cells[name].former_names)
             if payload.skipped_rows:  # data.bad_rows: skip dropped rows of this cell's data
                 self.tracker.log_metrics(self.run_ids[name], {DATA_SKIPPED_ROWS: payload.skipped_rows}, step=0)
 

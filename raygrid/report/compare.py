@@ -11,7 +11,8 @@ published figure per row: dataset, model, variant, metric, value, source.
                   F1-macro, i.e. the setting the study selected and reported;
     best:<kind>   the row of that attention kind (lsh, favor) with the highest mean test F1-macro
                   (the study published its best variant);
-    anything else the row whose attention label is exactly that (e.g. lsh-num_hashes=2-chunk_size=64).
+    anything else the row whose attention label is exactly that (e.g. lsh(num_hashes=2,chunk_size=64); a label
+                  in the format of raygrid < 0.2, lsh-num_hashes=2-chunk_size=64, is read as today's).
 The F1 table gains `<dataset> published` and `<dataset> Δ` (ours − published) per dataset, the
 attention table `published` and `Δ`; a `published reference` table lists the rows used. All are
 fractions in the tables; the rendered text prints them in % and percentage points (raygrid.report.formats).
@@ -25,6 +26,7 @@ import pandas as pd
 
 from raygrid.attention.registry import reference_kind
 from raygrid.report import tables as report
+from raygrid.spec.names import modern_label
 from raygrid.training import metric_names as M
 
 COLUMNS = ("dataset", "model", "variant", "metric", "value", "source")
@@ -131,7 +133,7 @@ def _pick(group: pd.DataFrame, variant: str):
     elif variant == "tfidf":
         pool, by = group[group["kind"] == "tfidf"], "test"
     else:
-        pool, by = group[group["label"] == variant], "test"
+        pool, by = group[group["label"] == modern_label(variant)], "test"
     pool = pool[pool[by].notna()]
     return None if pool.empty else pool[by].idxmax()  # idxmax: the first of equal scores
 

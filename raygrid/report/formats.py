@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from raygrid.report.cells import MAJORITY_MARGIN
 from raygrid.training import metric_names as M
 
 
@@ -80,6 +81,9 @@ NOTES = {
     "p": "p_value: two-sided paired t-test (scipy.stats.ttest_rel); none for n = 1.",
     "%": "F1-macro and accuracy in %.",
     "pp": "Differences of F1-macro (Δ, mean_diff) in percentage points.",
+    "flag": f"majority class: test F1-macro within {100 * MAJORITY_MARGIN:g} points of accuracy / (1 + accuracy), "
+            f"the score of a model whose correct predictions all fall in one class (e.g. one that always predicts "
+            f"the majority class).",
 }
 
 

@@ -1,8 +1,10 @@
 """Everything `raygrid report` publishes for one grid, rebuilt from MLflow alone.
 
 The tables of raygrid.report.tables as Markdown, CSV or LaTeX (written by raygrid.report.render); with a save
-folder also <grid>.md, <grid>.tex, one <grid>.<table>.csv per table, and the PNG figures of
-raygrid.report.plots, which are also logged to the grid's parent run (artifact folder `plots`).
+folder also <grid>.md, <grid>.tex, one <grid>.<table>.csv per table (the cells CSV with every column
+raygrid.report.cells.cells_table knows, the printed one with what fits a terminal), and the PNG figures
+of raygrid.report.plots, which are also logged to the grid's parent run (artifact folder `plots`).
+Runs are read with today's cell names and in grid order (raygrid.report.cells.prepared).
 `log_to_parent` (called at the end of every `raygrid run`) logs the tables (folder `report`) and
 the figures to the parent run without a save folder.
 """
@@ -19,8 +21,8 @@ import pandas as pd
 from raygrid.attention.registry import records
 from raygrid.report import compare, plots, render
 from raygrid.report import tables as report
-from raygrid.report.plot_frames import pareto_frame
-from raygrid.report.plots import Curve
+from raygrid.report.cells import cells_table, prepared
+from raygrid.report.plot_frames import Curve, pareto_frame, without_seed
 from raygrid.tracking.runs import GridTracker, fetch_runs, metric_history
 from raygrid.training import metric_names as M
 
@@ -37,12 +39,13 @@ class Published:
 
 
 def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None = None,
-            reference: pd.DataFrame | None = None) -> Published:
+            reference: pd.DataFrame | None = None, order: list[str] | None = None) -> Published:
     """The grid's tables in `fmt` (md, csv, tex); with `save`, every table and figure written into that folder.
 
-    `reference`: published figures (raygrid.report.compare.load_reference) set beside ours in the F1 and attention tables.
+    `reference`: published figures (raygrid.report.compare.load_reference) set beside ours in the F1 and attention
+    tables. `order`: the grid's cell names, when the caller has the grid (rows then follow it).
     """
-    runs = fetch_runs(uri, grid_name)
+    runs = prepared(fetch_runs(uri, grid_name), order)
     tables = report.all_tables(runs)
     if reference is not None:
         tables = compare.add_published(tables, runs, reference)
@@ -51,11 +54,12 @@ def publish(uri: str, grid_name: str, fmt: str = "md", save: str | Path | None =
     files = []
     if save:
         folder = Path(save)
-        files = save_tables(tables, grid_name, folder) + save_plots(uri, grid_name, runs, folder)
+        csv = {**tables, "cells": cells_table(runs)}  # the CSV keeps every column
+        files = save_tables(tables, grid_name, folder, csv) + save_plots(uri, grid_name, runs, folder)
     return Published(text, tables, files)
 
 
-def log_to_parent(uri: str, grid_name: str) -> list[str]:
+def log_to_parent(uri: str, grid_name: str, order: list[str] | None = None) -> list[str]:
     """Write the grid's tables and figures to a temporary folder and log them to its parent run.
 
     Tables go under `report/` (<grid>.md, <grid>.tex, one CSV per table), figures under `plots/`
@@ -63,18 +67,19 @@ def log_to_parent(uri: str, grid_name: str) -> list[str]:
     """
     tracker = GridTracker(uri, grid_name, create=False)
     with tempfile.TemporaryDirectory(prefix="raygrid-report-") as folder:
-        files = publish(uri, grid_name, save=folder).files
+        files = publish(uri, grid_name, save=folder, order=order).files
         tables = [path for path in files if path.suffix != ".png"]  # the PNGs were logged by save_plots
         for path in tables:
             tracker.log_artifact(str(path), "report")
     return [f"report/{p.name}" for p in tables] + [f"plots/{p.name}" for p in files if p.suffix == ".png"]
 
 
-def save_tables(tables: dict[str, pd.DataFrame], grid_name: str, folder: Path) -> list[Path]:
-    """<grid>.<table>.csv per table, then <grid>.md and <grid>.tex holding all of them."""
+def save_tables(tables: dict[str, pd.DataFrame], grid_name: str, folder: Path,
+                csv: dict[str, pd.DataFrame] | None = None) -> list[Path]:
+    """<grid>.<table>.csv per table (from `csv` where it has the title), then <grid>.md and <grid>.tex holding all."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for title, table in tables.items():
+    for title, table in (csv or tables).items():
         written.append(folder / f"{grid_name}.{render.table_stem(title)}.csv")
         table.to_csv(written[-1], index=False)
     for fmt in ("md", "tex"):
@@ -111,10 +116,14 @@ def _param(runs: pd.DataFrame, key: str) -> pd.Series:
     return runs.get(f"params.{key}", pd.Series("", index=runs.index)).fillna("")
 
 
-def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, Curve]:
-    """Curve of `metric` per cell, labelled `stage/cell` in staged grids (fetch_runs gives every run a stage)."""
-    return {f"{stage}/{cell}" if stage else cell: history(run_id, metric)
-            for stage, cell, run_id in zip(runs["stage"], runs["cell"], runs["run_id"])}
+def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, list[Curve]]:
+    """Curves of `metric` per cell without its seed (one per seed), in the runs' order; a cell name carries its stage."""
+    curves: dict[str, list[Curve]] = {}
+    for cell, run_id in zip(runs["cell"].astype(str), runs["run_id"]):
+        curve = history(run_id, metric)
+        if curve:
+            curves.setdefault(without_seed(cell), []).append(curve)
+    return curves
 
 
 def ablation_histories(history: History, runs: pd.DataFrame, kind: str, param: str) -> dict[str, dict[str, Curve]]:

@@ -85,13 +85,15 @@ def displayed(table: pd.DataFrame, title: str = "") -> Displayed:
             header = f"{column} ({fmt.unit})" if numeric and fmt.unit and not per_row else column
             if column == "p_value":
                 used.add("p")
+            if column == "flag" and any(texts):
+                used.add("flag")
             out.right.append(numeric or sd is not None or _looks_numeric(texts))
         out.headers.append(header)
         out.rows.append(texts)
     out.rows = [list(row) for row in zip(*out.rows)] if out.rows else []
     if "pp" in used:
         used.add("%")
-    out.notes = [formats.NOTES[key] for key in ("sd", "ci", "p", "%", "pp") if key in used]
+    out.notes = [formats.NOTES[key] for key in ("sd", "ci", "p", "%", "pp", "flag") if key in used]
     return out
 
 

@@ -2,7 +2,7 @@
 
 Pure pandas/numpy/scipy: testable on a hand-made DataFrame, no MLflow needed; raygrid.report.render
 writes the tables out as Markdown, CSV or LaTeX.
-  cells      one row per cell: status, scores, time and memory
+  cells      one row per cell: status, its kind's scores, time and memory (raygrid.report.cells.cells_view)
   f1_table   test F1-macro, rows (stage x) pooling x N_freeze x P_drop (x other axes), one column per dataset
              (mean over seeds) and `<dataset> sd` beside it when a cell ran several seeds
   best_table per dataset, the cell chosen on validation F1-macro and its test score
@@ -13,6 +13,8 @@ writes the tables out as Markdown, CSV or LaTeX.
 A cell's score is its test F1-macro, or for MLM cells (kind: mlm) its final validation loss (without a
 validation split, as the study's Wikipedia stage: its final training loss). Every number
 stays a number (F1 a 0..1 fraction); raygrid.report.formats and render decide how it is printed.
+Rows keep the order of the runs given (raygrid.report.cells.prepared puts them in grid order), the
+TF-IDF baseline first; dataset columns in the order the datasets first appear.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pandas as pd
 
 from raygrid.attention.registry import reference_kind
 from raygrid.report import statistics
+from raygrid.report.cells import cells_view
 from raygrid.report.formats import F1_TITLE
 from raygrid.report.formats import SD_SUFFIX as SD  # `<column> sd`: rendered beside its mean as `mean ± sd`
 from raygrid.training import metric_names as M
@@ -28,12 +31,6 @@ from raygrid.training import metric_names as M
 POOLING, FREEZE, DROP, DATASET, SEED = "model.pooling", "model.n_freeze", "model.p_drop", "data.dataset", "seed"
 HPARAMS = (POOLING, FREEZE, DROP)
 RENAME = {POOLING: "pooling", FREEZE: "N_freeze", DROP: "P_drop", DATASET: "dataset"}
-CELL_COLUMNS = {"metrics.val_f1_macro": "val_f1", "metrics.best_val_f1_macro": "best_val_f1",
-                "metrics.test_f1_macro": "test_f1", "metrics.test_accuracy": "test_acc",
-                "metrics.final_val_loss": M.FINAL_VAL_LOSS, "metrics.best_val_loss": M.BEST_VAL_LOSS,
-                "metrics.train_time_s": "train_s", "metrics.epoch_time_mean_s": "epoch_s_mean",
-                "metrics.tokens_per_s": "tokens/s", "metrics.peak_gpu_mem_mb": "gpu_MiB",
-                "metrics.peak_host_mem_mb": "host_MiB"}
 BASELINE = "TF-IDF+LR"
 # epoch_s_mean: the mean training time per epoch of a cell (its last epoch alone can mislead: N_freeze
 # epochs are faster); peaks are over the whole cell, evaluation included.
@@ -61,21 +58,6 @@ def _staged(runs: pd.DataFrame) -> bool:
 
 def _axis_keys(runs: pd.DataFrame) -> list[str]:
     return [c[len("params.axis."):] for c in runs.columns if c.startswith("params.axis.")]
-
-
-def cells_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every cell run: name, (stage,) status, scores, cost; failed cells show their reason."""
-    if "cell" not in runs:
-        return pd.DataFrame()
-    table = pd.DataFrame({"cell": runs["cell"], "status": runs["status"]})
-    if _staged(runs):
-        table["stage"] = _stage(runs)
-    for column, label in CELL_COLUMNS.items():
-        if column in runs:
-            table[label] = runs[column]
-    if "error" in runs and runs["error"].fillna("").astype(bool).any():
-        table["error"] = runs["error"]
-    return table.sort_values(["stage", "cell"] if "stage" in table else "cell").reset_index(drop=True)
 
 
 def _row_keys(runs: pd.DataFrame) -> list[str]:
@@ -118,12 +100,18 @@ def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     values = {k: (_stage(runs) if k == "stage" else _param(runs, k)).values for k in keys + [DATASET]}
     frame = pd.DataFrame(values, index=runs.index).fillna("")  # a cell outside an axis' block: ""
     baseline = (_param(runs, "kind") == "tfidf").values
-    # The baseline has no pooling/freeze/dropout: one labelled row, sorted first ('T' < 'c', 'm').
+    # The baseline has no pooling/freeze/dropout: one labelled row, the first.
     frame.loc[baseline, keys] = ""
     frame.loc[baseline, POOLING] = BASELINE
     frame["test_f1"] = runs["metrics.test_f1_macro"].astype(float)
     frame["val_f1"] = _metric(runs, M.BEST_VAL_F1_MACRO)
-    return frame
+    return pd.concat([frame[baseline], frame[~baseline]])
+
+
+def _rows_in_order(frame: pd.DataFrame, keys: list[str]) -> pd.Index:
+    """The distinct `keys` of `frame` in the order they first appear (an Index, or a MultiIndex for several)."""
+    rows = frame[keys].drop_duplicates()
+    return pd.Index(rows[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(rows)
 
 
 def _short(column: str) -> str:
@@ -141,8 +129,10 @@ def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = _row_keys(finished)
     frame = _keyed(finished, keys)
-    stats_ = frame.groupby(keys + [DATASET], sort=True)["test_f1"].agg(["mean", "std", "size"])
-    mean, sd = stats_["mean"].unstack(DATASET), stats_["std"].unstack(DATASET)
+    stats_ = frame.groupby(keys + [DATASET], sort=False)["test_f1"].agg(["mean", "std", "size"])
+    rows, datasets = _rows_in_order(frame, keys), list(dict.fromkeys(frame[DATASET]))
+    mean = stats_["mean"].unstack(DATASET).reindex(index=rows, columns=datasets)
+    sd = stats_["std"].unstack(DATASET).reindex(index=rows, columns=datasets)
     columns = {}
     for dataset in mean.columns:
         columns[dataset] = mean[dataset]
@@ -160,9 +150,12 @@ def best_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = _row_keys(finished)
     frame = _keyed(finished, keys)
-    grouped = frame.groupby([DATASET] + keys, sort=True).agg(val_f1=("val_f1", "mean"), test_f1=("test_f1", "mean"),
-                                                           seeds=("test_f1", "size")).reset_index()
-    best = grouped.loc[grouped.groupby(DATASET)["val_f1"].idxmax()].reset_index(drop=True)
+    grouped = frame.groupby([DATASET] + keys, sort=False).agg(val_f1=("val_f1", "mean"), test_f1=("test_f1", "mean"),
+                                                            seeds=("test_f1", "size")).reset_index()
+    grouped = grouped[grouped["val_f1"].notna()]  # a cell without a validation score is no candidate
+    if grouped.empty:
+        return pd.DataFrame()
+    best = grouped.loc[grouped.groupby(DATASET, sort=False)["val_f1"].idxmax()].reset_index(drop=True)
     return best.rename(columns=_short)
 
 
@@ -198,7 +191,7 @@ def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
     keys = list(identity.columns)
     frame = identity.assign(metric=scored["metric"], score=scored["score"])
     rows = []
-    for key, group in frame.groupby(keys + ["metric"], sort=True):
+    for key, group in frame.groupby(keys + ["metric"], sort=False):
         values = group["score"].to_numpy(float)
         interval = statistics.t_interval(values)  # (NaN, NaN) for one seed: no interval, not a zero-width one
         rows.append((*key, len(values), values.mean(), group["score"].std(), *interval))  # std: NaN for 1
@@ -207,14 +200,17 @@ def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attention_label(runs: pd.DataFrame) -> pd.Series:
-    """The attention axis label, else the kind plus any attention.* axis values (lsh-mask_within_chunks=True)."""
+    """The attention axis label, else the kind with any attention.* axis values, as a cell name writes a dict
+    value (lsh(mask_within_chunks=True))."""
     label = _param(runs, "axis.attention").fillna("").astype(str)
-    fallback = _param(runs, "attention.kind").fillna("").astype(str)
+    settings = pd.Series([[] for _ in range(len(runs))], index=runs.index)
     for key in _axis_keys(runs):
         if key.startswith("attention."):
             value = _param(runs, f"axis.{key}").fillna("").astype(str)
-            fallback = fallback + value.map(lambda v, name=key[len("attention."):]: f"-{name}={v}" if v else "")
-    return label.where(label != "", fallback)
+            settings = settings + value.map(lambda v, name=key[len("attention."):]: [f"{name}={v}"] if v else [])
+    kind = _param(runs, "attention.kind").fillna("").astype(str)
+    fallback = [f"{k}({','.join(s)})" if s else k for k, s in zip(kind, settings)]
+    return label.where(label != "", pd.Series(fallback, index=runs.index))
 
 
 def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
@@ -236,7 +232,7 @@ def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     for loss in losses:
         frame[loss] = frame["score"].where(frame["metric"] == loss)
     keys = (["stage"] if _staged(runs) else []) + ["attention", "dataset"]
-    table = frame.groupby(keys, sort=True).agg(
+    table = frame.groupby(keys, sort=False).agg(
         test_f1=("test_f1", "mean"), **{f"test_f1{SD}": ("test_f1", "std")},
         **{loss: (loss, "mean") for loss in losses}, **{column: (column, "mean") for column in COSTS},
         cells=("score", "size")).reset_index()
@@ -269,7 +265,7 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = (["stage"] if _staged(runs) else []) + ["dataset", "attention", "metric"]
     rows = []
-    for key, group in pairs.groupby(keys, sort=True):
+    for key, group in pairs.groupby(keys, sort=False):
         diff = (group["score"] - group["score_ref"]).to_numpy(float)
         p_value = statistics.paired_p(group["score"], group["score_ref"])
         rows.append((*key, len(diff), diff.mean(), *statistics.t_interval(diff), p_value,
@@ -284,7 +280,7 @@ PAIRED_TITLE = "attention vs softmax (paired on stage, dataset, seed and other a
 
 def all_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Every table the study publishes, by title; optional ones only when they have rows."""
-    tables = {"cells": cells_table(runs), F1_TITLE: f1_table(runs),
+    tables = {"cells": cells_view(runs), F1_TITLE: f1_table(runs),
               "best hyperparameters (chosen on validation F1-macro)": best_table(runs)}
     optional = {SEEDS_TITLE: seeds_table, "attention variants": attention_table, PAIRED_TITLE: paired_table}
     for title, build in optional.items():

@@ -10,11 +10,8 @@ raygrid.spec.loader puts the pieces together (`load_grid`).
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,9 +21,11 @@ from pydantic import ValidationError
 
 from raygrid.attention.registry import kinds as attention_kinds
 from raygrid.spec.config import GRID_ONLY_RESOURCES, CellConfig, GridConfig, Resources
+from raygrid.spec.names import cell_name, is_bundle, legacy_cell_name, short_value
+from raygrid.spec.suggest import did_you_mean, known_keys
 
-# Axis values that are file paths: cell names show only their last part.
-_PATH_PREFIXES = ("./", "../", "/", "~")
+__all__ = ["cell_name", "is_bundle", "short_value"]  # re-exported: the names of cells live in raygrid.spec.names
+
 # Refused before expansion: a grid this large is a typo (a 10^6-cell product took 105 s and 3.7 GB
 # before failing), and YAML aliases nested in aliases expand exponentially ("billion laughs").
 MAX_CELLS = 10_000
@@ -50,6 +49,17 @@ class Cell:
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags, e.g. where `select:` took values
     # Where the trial runs: the grid's resources, overridden by its stage's and its axis values'.
     resources: Resources = field(default_factory=Resources)
+
+    @property
+    def former_names(self) -> tuple[str, ...]:
+        """Names earlier raygrid versions recorded this cell under (raygrid.spec.names), other than `name`."""
+        former = legacy_cell_name(self.axis_values)
+        former = f"{self.stage}/{former}" if self.stage else former
+        return (former,) if former != self.name else ()
+
+    def recorded(self, records: dict[str, Any]) -> Any:
+        """This cell's entry in `records` keyed by recorded cell name: under its name, else a former one; or None."""
+        return next((records[n] for n in (self.name, *self.former_names) if n in records), None)
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,7 @@ def describe(err: ValidationError) -> str:
     key = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = "unknown key" + did_you_mean(first["loc"][-1], known_keys(err.title, first["loc"]))
     elif first["type"] == "missing":
         msg = "required key is missing"
     got = first.get("input")
@@ -239,11 +249,6 @@ def combo_label(combo: dict[str, Any]) -> str:
     return ", ".join(f"{k}={short_value(v)}" for k, v in combo.items())
 
 
-def is_bundle(value: Any) -> bool:
-    """An axis value that sets several keys: {label: name, set: {dotted.key: value, ...}}."""
-    return isinstance(value, dict) and "set" in value and set(value) <= {"label", "set"} and isinstance(value["set"], dict)
-
-
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     """Set tree[a][b][c] for 'a.b.c'. Dict values merge into dicts, unless their `kind` differs."""
     *parents, leaf = dotted.split(".")
@@ -263,32 +268,6 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
 def merges(old: Any, new: Any) -> bool:
     """Whether a dict value merges into the dict already there: yes, unless it changes the `kind`."""
     return isinstance(new, dict) and isinstance(old, dict) and new.get("kind", old.get("kind")) == old.get("kind")
-
-
-def cell_name(combo: dict[str, Any]) -> str:
-    """Deterministic name from axis values only, e.g. `pooling=cls,n_freeze=1,seed=0`."""
-    if not combo:
-        return "base"
-    return ",".join(f"{key.split('.')[-1]}={short_value(value)}" for key, value in combo.items())
-
-
-def short_value(value: Any) -> str:
-    """Readable, filesystem-safe label of an axis value (dicts become `kind-k=v-...`)."""
-    if is_bundle(value) and "label" in value:
-        text = str(value["label"])
-    elif isinstance(value, dict):
-        parts = [str(value.get("kind", ""))] if "kind" in value else []
-        parts += [f"{k}={short_value(v)}" for k, v in value.items() if k != "kind"]
-        text = "-".join(p for p in parts if p)
-    elif isinstance(value, str) and value.startswith(_PATH_PREFIXES):
-        text = Path(value).name
-    else:
-        text = str(value)
-    text = re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)
-    if len(text) > 64:  # long values (paths, big dicts) stay unique through a hash suffix
-        digest = hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        text = f"{text[:55]}~{digest}"
-    return text
 
 
 def resolve_paths(value: Any, root: Path) -> Any:

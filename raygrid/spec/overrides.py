@@ -16,7 +16,8 @@ before anything starts. The rules a torchtune or Hydra user expects:
   own base) is refused, naming what sets it, rather than silently ignored.
 - A value is one YAML scalar or flow collection, read as in the file: `1e-4` is a float,
   `[0,1]` a list, `{kind: favor}` a mapping (merged into the section as axis values are), `null`
-  clears. Relative paths (`./x`, `../x`) are relative to the current folder, as on any command line.
+  clears. Hydra's sweep `optim.lr=1e-4,3e-4` is refused with the axis that does it
+  (`axes.optim.lr=[1e-4,3e-4]`); a string holding a comma is quoted (`key='a,b'`). Relative paths (`./x`, `../x`) are relative to the current folder, as on any command line.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from raygrid.spec.grid import GridError, resolve_paths, set_dotted
+from raygrid.spec.suggest import did_you_mean
 
 # Top-level keys of a grid file an override may address directly; any other key goes into `base`.
 PREFIXES = ("base", "axes", "resources", "stages")
@@ -59,8 +61,31 @@ def parse_overrides(items: list[str] | tuple[str, ...], grid_path: Path | str = 
         except yaml.YAMLError as err:
             raise GridError(f"{where}{_full_key(key)} (override): invalid YAML value {text!r} "
                             f"({getattr(err, 'problem', err)})") from None
+        if _is_sweep(text, value):
+            raise GridError(f"{where}{_full_key(key)} (override {item!r}): a comma list is Hydra's sweep, which "
+                            f"raygrid writes as an axis: {_as_axis(_full_key(key), text)}")
         parsed.append(Override(item, _full_key(key), resolve_paths(_floats(value), Path.cwd())))
     return parsed
+
+
+def _is_sweep(text: str, value: Any) -> bool:
+    """`lr=1e-4,3e-4` (Hydra's multirun sweep): a plain, unquoted comma list that YAML reads as one string."""
+    return isinstance(value, str) and "," in text and not text.strip().startswith(("'", '"'))
+
+
+def _as_axis(key: str, text: str) -> str:
+    """How to write a sweep of `key` over `text`'s values as an axis override."""
+    values = "[" + ",".join(part.strip() for part in text.split(",")) + "]"
+    head, _, rest = key.partition(".")
+    if head == "axes" or ".axes." in key:  # already an axis: its values are a YAML list
+        return f"{key}={values}"
+    if head == "base":
+        return f"axes.{rest}={values} (one cell per value)"
+    if head == "stages" and rest.count(".") >= 1:
+        name, _, inner = rest.partition(".")
+        inner = inner.removeprefix("base.")
+        return f"stages.{name}.axes.{inner}={values} (one cell per value)"
+    return f"an axis in the grid file (e.g. axes: {{KEY: {values}}}); {key} itself takes one value"
 
 
 def _floats(value: Any) -> Any:
@@ -115,9 +140,10 @@ def _apply_to_stage(tree: dict, override: Override, rest: str, grid_path) -> Non
     name, _, key = rest.partition(".")
     stages = [stage for stage in tree.get("stages") or [] if isinstance(stage, dict) and stage.get("name") == name]
     if not stages or not key:
-        known = ", ".join(str(stage.get("name")) for stage in tree.get("stages") or [] if isinstance(stage, dict))
+        known = [str(stage.get("name")) for stage in tree.get("stages") or [] if isinstance(stage, dict)]
+        hint = did_you_mean(name, known) if not stages else ""
         raise GridError(f"{grid_path}: {override.key} (override): no stage {name!r} with a key after it "
-                        f"(stages: {known or 'none'})")
+                        f"(stages: {', '.join(known) or 'none'}){hint}")
     stage = stages[0]
     if key.startswith("axes."):
         axes = stage.setdefault("axes", {})

@@ -111,15 +111,15 @@ def choose(cell: Cell, candidates: list[Cell], scores: dict[str, tuple[str, floa
     agreeing = [c for c in candidates if _agrees(cell, c, select.keys, where)]
     if not agreeing:
         raise GridError(f"{where}: no cell of grid {source} agrees with cell {cell.name} on its other axes")
-    missing = [c.name for c in agreeing if c.name not in scores]
+    missing = [c.name for c in agreeing if c.recorded(scores) is None]  # recorded under its name or a former one
     if missing:
         raise GridError(f"{where}: grid {source} has not finished cell {missing[0]} (metric {select.by}) at {uri}; "
                         f"{len(missing)} of the {len(agreeing)} cells cell {cell.name} selects from are missing")
     sign = 1 if select.mode == "max" else -1
-    best = max(agreeing, key=lambda c: sign * scores[c.name][1])  # max keeps the first of equals: source order
+    best = max(agreeing, key=lambda c: sign * c.recorded(scores)[1])  # max keeps the first of equals: source order
     config = best.config.model_dump(mode="json")
     values = {key: _get(config, key) for key in select.keys}
-    run_id, score = scores[best.name]
+    run_id, score = best.recorded(scores)
     return Choice(values, source, best.name, run_id, select.by, score)
 
 

@@ -156,9 +156,10 @@ class GridTracker:
         self.set_tags(self.parent_id, {**dict(best.tag() for best in bests), NOTE: note})
         return bests
 
-    def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None) -> str:
-        """New child run for a cell; earlier unfinished runs of the same cell are marked superseded."""
-        for old in self.cell_runs(name):
+    def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None,
+                   former: tuple[str, ...] = ()) -> str:
+        """New child run for a cell; earlier runs of the same cell (also under its `former` names) are marked superseded."""
+        for old in [run for cell in (name, *former) for run in self.cell_runs(cell)]:
             self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
         tags = {**self.context, **(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name,
                 TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values),

@@ -153,7 +153,7 @@ def test_every_stage_ran_in_order_and_each_cell_starts_from_its_parents_weights(
     runs = chain["runs"]
     assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs.values())
     for mask in ("true", "false"):
-        cell = f"attention=lsh-num_hashes=2-chunk_size=16-mask_within_chunks={mask.capitalize()}"
+        cell = f"attention=lsh(num_hashes=2,chunk_size=16,mask_within_chunks={mask.capitalize()})"
         wiki, tapt, ft = runs[f"wiki/{cell}"], runs[f"tapt/{cell}"], runs[f"ft/{cell}"]
         assert [r.data.tags["raygrid.stage"] for r in (wiki, tapt, ft)] == ["wiki", "tapt", "ft"]
         assert wiki.info.end_time <= tapt.info.start_time and tapt.info.end_time <= ft.info.start_time

@@ -111,7 +111,7 @@ def test_dict_axis_values_merge_unless_kind_changes():
 
 def test_names_are_readable_and_filesystem_safe():
     assert cell_name({"attention": {"kind": "lsh", "num_hashes": 2, "chunk_size": 64}}) == \
-        "attention=lsh-num_hashes=2-chunk_size=64"
+        "attention=lsh(num_hashes=2,chunk_size=64)"  # more in test_names.py
     long = short_value({"kind": "favor", "x" * 70: 1})
     assert len(long) <= 64 and "/" not in short_value("/a/b/c") and short_value("/a/b/c") == "c"
 
@@ -132,7 +132,7 @@ def test_axes_list_is_a_union_of_products_and_bundles_set_several_keys(tmp_path)
 """))
     assert [c.name for c in grid.cells] == ["pooling=cls,task=short", "pooling=cls,task=long",
                                             "pooling=mean,task=short", "pooling=mean,task=long",
-                                            "attention=favor-nb_features=64"]
+                                            "attention=favor(nb_features=64)"]
     short = grid.cells[0].config
     assert short.data.max_len == 128 and short.optim.epochs == 4 and short.optim.batch_size == 8
     assert grid.cells[1].config.data.max_len == 512 and grid.cells[1].config.optim.epochs == 3

@@ -182,8 +182,10 @@ def test_plan_no_cost_only_lists_cells(capsys):
     out = capsys.readouterr().out
     assert "total:" not in out and "PFLOP" not in out and "63 cells" in out
     cells = [line for line in out.splitlines() if line[:4].strip().isdigit()]
-    # header; per stage data (and, for the trained stage, optim, seeds, train); cells
-    assert len(cells) == 63 and len(out.strip().splitlines()) == 1 + 2 + 3 + 63
+    # header; per stage data (and, for the trained stage, optim, seeds, train); cells; which finished
+    # (none: this test's runs/ holds no store of it)
+    assert len(cells) == 63 and len(out.strip().splitlines()) == 1 + 2 + 3 + 63 + 1
+    assert out.strip().splitlines()[-1].startswith("MLflow")
 
 
 def test_a_tokenized_cache_entry_gives_exact_sizes(tmp_path, tiny_checkpoint, capsys):

@@ -18,7 +18,7 @@ class FakeTracker:
     def __init__(self):
         self.metrics, self.tags, self.ended = [], {}, {}
 
-    def start_cell(self, name, axis, config, tags=None):
+    def start_cell(self, name, axis, config, tags=None, former=()):
         self.tags[name] = dict(tags or {})
         return name
 
@@ -40,7 +40,7 @@ def trial(name, kind="mlm", storage="/runs/ray/train"):
 
 
 def callback(names):
-    cells = {n: SimpleNamespace(stage="tapt", name=n, tags={}) for n in names}
+    cells = {n: SimpleNamespace(stage="tapt", name=n, tags={}, former_names=()) for n in names}
     links = {"b": _ParentWeights("g", "wiki/x", "run-1", "/runs/ray/train/ckpt")}
     tracker, summary = FakeTracker(), RunSummary()
     return _MlflowCells(tracker, cells, links, summary), tracker, summary
@@ -170,7 +170,7 @@ def test_the_run_summary_is_logged_and_a_failing_report_only_warns(tmp_path, mon
     from raygrid.orchestration.launch import _summarize
     from raygrid.tracking.runs import GridTracker
 
-    def broken(uri, name):
+    def broken(uri, name, order=None):
         raise RuntimeError("no plots today")
 
     monkeypatch.setattr("raygrid.orchestration.launch.log_to_parent", broken)

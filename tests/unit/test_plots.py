@@ -3,6 +3,7 @@ over other text, checked on the Agg renderer's bounding boxes), with error bars 
 from itertools import combinations
 
 import matplotlib.pyplot as plt
+import pytest
 import pandas as pd
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
@@ -155,3 +156,89 @@ def test_pareto_nothing_to_draw(tmp_path):
     assert plot_pareto(no_host, "gpu_MiB", tmp_path / "m.png") is None
     assert plot_pareto(pareto_points([1.0] * 4).assign(test_f1=None), "epoch_s_mean", tmp_path / "t.png") is None
     assert not list(tmp_path.iterdir())
+
+
+def staged(frame, stage="ft"):
+    """attention_frame as a staged grid records it: the cell name starts with its stage."""
+    return frame.assign(stage=stage, cell=stage + "/" + frame["cell"])
+
+
+def test_a_staged_cell_is_labelled_with_its_stage_once():
+    from raygrid.report.publish import _histories
+
+    runs = staged(attention_frame())
+    labels = [t.get_text() for t in f1_bars_figure(runs).axes[0].get_yticklabels()]
+    assert len(labels) == 6 and all(label.startswith("ft/task=") and "ft/ft/" not in label for label in labels)
+    curves = _histories(lambda run_id, metric: [(0, 0.5)], runs.assign(run_id=range(len(runs))), "val_f1_macro")
+    assert set(curves) == {label.split(" [")[0] for label in labels}  # one curve per seed under each cell's label
+    assert all(len(seeds) == 3 for seeds in curves.values())
+    plt.close("all")
+
+
+def test_epochs_count_from_one_on_integer_ticks():
+    fig = curves_figure({"a": [(0, 0.5)], "b": [(0, 0.6)]}, "val_f1_macro")  # one epoch
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.5, 1.5) and list(ax.lines[0].get_xdata()) == [1]
+    plt.close(fig)
+    fig = curves_figure({"a": [(0, 0.5), (1, 0.6), (2, 0.7)]}, "train_loss")
+    assert list(fig.axes[0].get_xticks()) == [1, 2, 3] and fig.axes[0].get_xlabel() == "epoch"
+    plt.close(fig)
+    both = {"True": {"val_loss": [(0, 5.0)]}, "False": {"val_loss": [(0, 5.2)]}}
+    from raygrid.report.plots import ablation_figure
+
+    fig = ablation_figure(both, "mask_within_chunks", "LSH mask")
+    assert list(fig.axes[0].get_xticks()) == [1]
+    plt.close(fig)
+
+
+def test_seeds_are_drawn_as_their_mean_in_a_band_of_one_sd():
+    seeds = [[(0, 0.5), (1, 0.6)], [(0, 0.7), (1, 0.8)], [(0, 0.6), (1, 0.7)]]
+    fig = curves_figure({"ft/cell": seeds, "ft/single": [[(0, 0.4), (1, 0.45)]]}, "val_f1_macro")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["ft/cell", "ft/single"]  # one line per cell, not per seed
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([60.0, 70.0])  # the mean, in percent
+    bands = ax.collections
+    assert len(bands) == 1  # the single-seed cell has no band
+    low, high = bands[0].get_paths()[0].vertices[:, 1].min(), bands[0].get_paths()[0].vertices[:, 1].max()
+    assert (low, high) == pytest.approx((50.0, 80.0))  # 60 - 10 and 70 + 10: the sample sd of 0.5, 0.7, 0.6 is 0.1
+    assert "mean ± sd over n = 1–3 seeds" in ax.get_title()
+    plt.close(fig)
+
+
+def test_pareto_points_carry_x_error_bars_of_their_cost_over_seeds():
+    runs = attention_frame()
+    runs["metrics.epoch_time_mean_s"] += runs["params.seed"].astype(float)  # seeds 0, 1, 2: +0, +1, +2 s
+    frame = pareto_frame(runs)
+    assert frame["epoch_s_mean sd"].tolist() == pytest.approx([1.0] * 6)
+    fig = pareto_figure(frame, "epoch_s_mean")
+    bars = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 6 and all(c.has_xerr and c.has_yerr for c in bars)
+    x_bar = bars[0].lines[2][0].get_segments()[0]  # the horizontal bar: mean ± sd of the time per epoch
+    assert abs(x_bar[1][0] - x_bar[0][0]) == pytest.approx(2.0)
+    assert "mean ± sd over seeds" in fig.axes[0].get_xlabel()
+    plt.close(fig)
+
+
+def test_a_cell_at_the_majority_class_level_is_hatched_and_crossed():
+    runs = attention_frame()
+    favor = runs["params.attention.kind"] == "favor"
+    runs.loc[favor, "metrics.test_accuracy"] = 0.6
+    runs.loc[favor, "metrics.test_f1_macro"] = 0.6 / 1.6  # what always predicting a 60 % class scores
+    fig = f1_bars_figure(runs)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    flagged = [label for label in labels if label.endswith("[majority class]")]
+    assert len(flagged) == 2 and all("favor" in label for label in flagged)
+    test_bars = [c for c in ax.containers if c.get_label() == "test"][0]
+    assert sum(bool(bar.get_hatch()) for bar in test_bars) == 2
+    assert not any(bar.get_hatch() for c in ax.containers if c.get_label() == "best validation" for bar in c)
+    legend = ax.get_legend()
+    entries = {t.get_text(): handle for t, handle in zip(legend.get_texts(), legend.legend_handles)}
+    assert entries["majority class level (test)"].get_hatch() == "///" and not entries["test"].get_hatch()
+    plt.close(fig)
+    fig = pareto_figure(pareto_frame(runs), "epoch_s_mean")
+    crosses = [c.get_offsets()[0].tolist() for c in fig.axes[0].collections if c.get_gid() == "majority class"]
+    assert crosses == [pytest.approx([2.5, 37.5])] * 2  # the two favor points (imdb, hyperpartisan), crossed
+    assert "majority class level" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert overlapping_texts(fig) == []
+    plt.close(fig)

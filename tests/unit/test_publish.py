@@ -29,7 +29,7 @@ def store(tmp_path_factory):
     logged = {}
     for kind, delta, seconds in (("softmax", 0.0, 10.0), ("lsh", 0.05, 4.0)):
         for seed in (0, 1):
-            name = f"attention={kind},seed={seed}"
+            name = f"finetune/attention={kind},seed={seed}"  # a staged grid's cell names start with the stage
             run = tracker.start_cell(name, {"attention": kind, "seed": str(seed)}, finetune_config(kind, seed))
             tracker.client.set_tag(run, TAG_STAGE, "finetune")
             for epoch in (0, 1):
@@ -41,14 +41,14 @@ def store(tmp_path_factory):
             tracker.end_cell(run)
     for mask, loss in ((True, 4.0), (False, 5.0)):
         for seed in (0, 1):
-            run = tracker.start_cell(f"mask={mask},seed={seed}", {"attention.mask_within_chunks": str(mask),
+            run = tracker.start_cell(f"mlm/mask={mask},seed={seed}", {"attention.mask_within_chunks": str(mask),
                                                                   "seed": str(seed)}, mlm_config(mask, seed))
             tracker.client.set_tag(run, TAG_STAGE, "mlm")
             for epoch in (0, 1, 2):
                 tracker.log_metrics(run, {"train_loss": loss - epoch + seed, "val_loss": loss - epoch + 0.5}, epoch)
             tracker.log_metrics(run, {"final_val_loss": loss - 1.5, "epoch_time_mean_s": 3.0}, 3)
             tracker.end_cell(run)
-    failed = tracker.start_cell("attention=favor,seed=0", {"attention": "favor", "seed": "0"},
+    failed = tracker.start_cell("finetune/attention=favor,seed=0", {"attention": "favor", "seed": "0"},
                                 finetune_config("favor", 0))
     tracker.end_cell(failed, error="CUDA out of memory")
     return uri, tracker.parent_id, logged
@@ -69,9 +69,9 @@ def test_publish_saves_every_table_and_figure(store, tmp_path):
     assert "### attention vs softmax" in md
     # the attention table as a researcher pastes it: F1 in %, seconds to 0.1, MiB as integers, numbers right
     assert "|  test_f1 (%) | final_val_loss | epoch_s_mean | gpu_MiB | host_MiB | cells |" in md
-    assert "| softmax                      | hyperpartisan | 65.00 ± 7.07 |                |         10.0 |       0 " \
+    assert "| softmax                       | hyperpartisan | 65.00 ± 7.07 |                |         10.0 |       0 " \
            "|    1,000 |     2 |" in md
-    assert "| lsh-mask_within_chunks=True  | wikitext      |              |          2.500 |          3.0 |" in md
+    assert "| lsh(mask_within_chunks=True)  | wikitext      |              |          2.500 |          3.0 |" in md
     assert r"\caption{seeds (mean over seeds, Student-t 95 \% CI of the mean)}" in (tmp_path / f"{GRID}.tex").read_text()
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(parent, "plots")}
     assert {f"plots/{f}" for f in figures} <= artifacts
@@ -81,17 +81,18 @@ def test_saved_csv_numbers_are_the_logged_metrics(store, tmp_path):
     uri, _, logged = store
     publish(uri, GRID, "md", save=tmp_path)
     cells = pd.read_csv(tmp_path / f"{GRID}.cells.csv").set_index("cell")
-    assert cells.loc["attention=favor,seed=0", "error"] == "CUDA out of memory"
+    assert cells.loc["finetune/attention=favor,seed=0", "error"] == "CUDA out of memory"
     for name, score in logged.items():
         assert cells.loc[name, "test_f1"] == pytest.approx(score)
-    assert cells.loc["mask=True,seed=0", "final_val_loss"] == pytest.approx(2.5)
+    assert cells.loc["mlm/mask=True,seed=0", "final_val_loss"] == pytest.approx(2.5)
+    assert {"val_f1", "best_val_f1", "epoch_s_mean", "gpu_MiB"} <= set(cells.columns)  # the CSV keeps every column logged
     paired = pd.read_csv(tmp_path / f"{GRID}.attention_vs_softmax.csv").set_index("attention")
     assert paired.loc["lsh", "pairs"] == 2 and paired.loc["lsh", "mean_diff"] == pytest.approx(0.05)
     assert paired.loc["lsh", ["ci95_low", "ci95_high"]].tolist() == pytest.approx([0.05, 0.05])
     assert paired.loc["lsh", "epoch_time_ratio"] == pytest.approx(0.4)
     assert pd.isna(paired.loc["lsh", "gpu_mem_ratio"]) and paired.loc["lsh", "host_mem_ratio"] == pytest.approx(0.4)
     attention = pd.read_csv(tmp_path / f"{GRID}.attention_variants.csv").set_index(["stage", "attention"])
-    assert attention.loc[("mlm", "lsh-mask_within_chunks=True"), "final_val_loss"] == pytest.approx(2.5)
+    assert attention.loc[("mlm", "lsh(mask_within_chunks=True)"), "final_val_loss"] == pytest.approx(2.5)
     assert attention.loc[("finetune", "lsh"), "epoch_s_mean"] == pytest.approx(4.0)
     seeds = pd.read_csv(tmp_path / f"{GRID}.seeds.csv")
     softmax = seeds[(seeds["attention"] == "softmax") & (seeds["metric"] == "test_f1")].iloc[0]
@@ -117,7 +118,7 @@ def test_publish_without_save_writes_nothing(store, tmp_path, monkeypatch):
     uri, _, _ = store
     monkeypatch.chdir(tmp_path)
     result = publish(uri, GRID, "csv")
-    assert result.files == [] and result.text.startswith("# cells\ncell,status,stage,")
+    assert result.files == [] and result.text.startswith("# cells\ncell,status,")
     assert not list(tmp_path.iterdir())
 
 

@@ -50,10 +50,10 @@ def test_column_formats_are_declared_by_name_and_pattern():
 def test_markdown_right_aligns_numbers_and_pads_columns():
     md = to_markdown(f1_table(runs_frame()), F1_TITLE)
     rows = markdown_rows(md)
-    assert [c.strip() for c in rows[0]] == ["pooling", "N_freeze", "P_drop", "hyperpartisan (%)", "imdb (%)"]
-    assert rows[1] == ["---------", "---------:", "-------:", "------------------:", "-------------:"]
+    assert [c.strip() for c in rows[0]] == ["pooling", "N_freeze", "P_drop", "imdb (%)", "hyperpartisan (%)"]
+    assert rows[1] == ["---------", "---------:", "-------:", "-------------:", "------------------:"]
     mean_row = next(r for r in rows if r[0].strip() == "mean" and r[1].strip() == "1")
-    assert mean_row[4] == " 71.50 ± 0.71 " and mean_row[1] == "        1 " and mean_row[0] == " mean    "  # numbers right, text left
+    assert mean_row[3] == " 71.50 ± 0.71 " and mean_row[1] == "        1 " and mean_row[0] == " mean    "  # numbers right, text left
     assert len({len("|".join(r)) for r in rows}) == 1  # every line as wide: readable as plain text too
     assert "± sd: sample standard deviation over seeds" in md
 
@@ -68,7 +68,7 @@ def test_one_seed_shows_no_spread_and_no_interval():
     rows = {(r[0].strip(), r[1].strip()): [c.strip() for c in r] for r in seeds[2:]}
     assert rows[("imdb", "softmax")][3:] == ["1", "80.00", "", ""]
     assert rows[("imdb", "lsh-num_hashes=2")][2:] == ["test_f1 (%)", "3", "86.00", "1.00", "83.52 – 88.48"]
-    f1 = {r[3].strip(): r[5].strip() for r in markdown_rows(to_markdown(tables[F1_TITLE], F1_TITLE))[2:]}
+    f1 = {r[3].strip(): r[4].strip() for r in markdown_rows(to_markdown(tables[F1_TITLE], F1_TITLE))[2:]}
     assert f1["softmax"] == "80.00" and f1["lsh-num_hashes=2"] == "86.00 ± 1.00"
 
 
@@ -89,8 +89,8 @@ def test_paired_table_prints_differences_in_points_and_p_in_scientific_notation(
 def test_csv_keeps_full_precision_and_separate_columns():
     csv = render({F1_TITLE: f1_table(runs_frame())}, "csv")
     lines = csv.splitlines()
-    assert lines[1] == "pooling,N_freeze,P_drop,hyperpartisan,hyperpartisan sd,imdb,imdb sd"
-    assert "mean,1,0.1,0.8150000000000001,0.007071067811865481,0.715,0.007071067811865481" in lines and "±" not in csv
+    assert lines[1] == "pooling,N_freeze,P_drop,imdb,imdb sd,hyperpartisan,hyperpartisan sd"  # datasets as they come
+    assert "mean,1,0.1,0.715,0.007071067811865481,0.8150000000000001,0.007071067811865481" in lines and "±" not in csv
 
 
 def test_tex_escapes_special_characters_and_renders_symbols_as_math():
@@ -109,8 +109,8 @@ def test_latex_tables_are_booktabs_with_captions_and_right_aligned_numbers():
     lines = table.splitlines()
     assert lines[:3] == [r"\begin{table}[ht]", r"\centering", r"\caption{test F1-macro}"]
     assert lines[4] == r"\begin{tabular}{lrrrr}" and lines[5] == r"\toprule" and lines[7] == r"\midrule"
-    assert lines[6] == r"pooling & N\_freeze & P\_drop & hyperpartisan (\%) & imdb (\%) \\"
-    assert r"mean & 1 & 0.1 & 81.50 $\pm$ 0.71 & 71.50 $\pm$ 0.71 \\" in table
+    assert lines[6] == r"pooling & N\_freeze & P\_drop & imdb (\%) & hyperpartisan (\%) \\"
+    assert r"mean & 1 & 0.1 & 71.50 $\pm$ 0.71 & 81.50 $\pm$ 0.71 \\" in table
     body = lines[8:lines.index(r"\bottomrule")]
     assert len(body) == 4 and all(row.count(" & ") == 4 and row.endswith(r" \\") for row in body)
     assert r"{\footnotesize $\pm$ sd: sample standard deviation" in table

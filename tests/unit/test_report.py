@@ -30,8 +30,9 @@ def runs_frame():
 
 def test_f1_table_rows_are_hparams_columns_are_datasets_with_seed_spread():
     table = f1_table(runs_frame())
-    assert list(table.columns) == ["pooling", "N_freeze", "P_drop", "hyperpartisan", "hyperpartisan sd", "imdb",
-                                   "imdb sd"]
+    # rows and dataset columns in the order the runs come (grid order), not alphabetical
+    assert list(table.columns) == ["pooling", "N_freeze", "P_drop", "imdb", "imdb sd", "hyperpartisan",
+                                   "hyperpartisan sd"]
     assert len(table) == 4  # failed run excluded, seeds averaged
     row = table[(table.pooling == "mean") & (table.N_freeze == "1")].iloc[0]
     # numbers stay numbers (formatting is the renderer's job): the mean and the sample sd of 0.71 and 0.72
@@ -224,8 +225,8 @@ def test_pareto_frame_pools_seeds_labels_by_attention_and_skips_the_baseline():
     runs = attention_frame()
     runs.loc[0, "params.kind"] = "tfidf"  # imdb softmax seed 0
     frame = pareto_frame(runs)
-    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "test_f1 sd", "epoch_s_mean", "gpu_MiB",
-                                   "host_MiB", "n"]
+    assert list(frame.columns) == ["stage", "label", "dataset", "test_f1", "test_f1 sd", "epoch_s_mean",
+                                   "epoch_s_mean sd", "gpu_MiB", "gpu_MiB sd", "host_MiB", "host_MiB sd", "n", "majority"]
     assert len(frame) == 6 and set(frame["label"]) == {"softmax", "lsh-num_hashes=2", "favor-nb_features=64"}
     points = frame.set_index(["dataset", "label"])
     assert points.loc[("imdb", "lsh-num_hashes=2"), ["test_f1", "test_f1 sd", "n"]].tolist() == \
@@ -247,4 +248,6 @@ def test_bars_frame_pools_the_seeds_of_each_cell():
         [pytest.approx(0.81), pytest.approx(0.01)]
     assert without_seed("seed=2,pooling=cls") == "pooling=cls" and without_seed("a=1,seed=0,b=2") == "a=1,b=2"
     assert without_seed("seed=0") == "seed=0" and without_seed("pooling=cls,seeds=5") == "pooling=cls,seeds=5"
+    # a staged cell keeps its stage once; a dict value's commas are not parts
+    assert without_seed("ft/seed=1,attention=favor(a=1,b=2)") == "ft/attention=favor(a=1,b=2)"
     assert bars_frame(pd.DataFrame()).empty

@@ -52,10 +52,10 @@ def test_stages_run_parents_first_and_each_cell_finds_its_one_parent(tmp_path):
     assert grid.stage_order == ["wiki", "tapt", "ft"]  # written ft, wiki, tapt: sorted by init
     assert [len(grid.stage_cells(s)) for s in grid.stage_order] == [2, 4, 4]
     by_name = {c.name: c for c in grid.cells}
-    tapt = by_name["tapt/task=hp,attention=lsh-num_hashes=2-chunk_size=64"]
+    tapt = by_name["tapt/task=hp,attention=lsh(num_hashes=2,chunk_size=64)"]
     # chunk_size 64 is the default, so this equals the wiki cell that left it implicit
-    assert tapt.parent.name == "wiki/attention=lsh-num_hashes=2" and tapt.parent_grid == "chain"
-    assert tapt.config.model.checkpoint == "stage:chain/wiki/attention=lsh-num_hashes=2"
+    assert tapt.parent.name == "wiki/attention=lsh(num_hashes=2)" and tapt.parent_grid == "chain"
+    assert tapt.config.model.checkpoint == "stage:chain/wiki/attention=lsh(num_hashes=2)"
     assert tapt.config.model.from_scratch is False and tapt.config.model.tokenizer == "/tmp/tok"
     # the fine-tuning stage fixes softmax in its base: it matches the softmax TAPT cell of its task
     ft = by_name["ft/task=imdb,pooling=mean"]
@@ -76,7 +76,7 @@ def test_a_cell_without_a_matching_parent_is_refused(tmp_path):
     text = STAGED.replace("attention: [{kind: softmax}, {kind: lsh, num_hashes: 2, chunk_size: 64}]",
                           "attention: [{kind: softmax}, {kind: favor, nb_features: 64}]")
     message = error_of(write(tmp_path, text))
-    assert "stages.tapt.init: no cell of stage wiki matches cell (task=hp, attention=favor-nb_features=64)" in message
+    assert "stages.tapt.init: no cell of stage wiki matches cell (task=hp, attention=favor(nb_features=64))" in message
 
 
 def test_a_child_that_does_not_vary_a_bundle_axis_of_its_parent_is_refused(tmp_path):
@@ -130,7 +130,7 @@ stages:
 """)
     grid = load_grid(child)
     (cell,) = grid.cells
-    assert cell.parent.name == "tapt/task=hp,attention=lsh-num_hashes=2-chunk_size=64" and cell.parent_grid == "chain"
+    assert cell.parent.name == "tapt/task=hp,attention=lsh(num_hashes=2,chunk_size=64)" and cell.parent_grid == "chain"
     assert grid.external_parents() == [cell]
     missing = write(tmp_path, child.read_text().replace("stage: tapt", "stage: nope"), "bad.yaml")
     assert "grid pretrain.yaml has no stage 'nope'" in error_of(missing)
