@@ -24,9 +24,9 @@ import pyarrow as pa
 from raygrid.spec.config import DataConfig
 from raygrid.data import builds, storage
 from raygrid.data.cache_writer import DOCUMENT_SCHEMA, SplitFiles, length_stats, rows_per_group
-from raygrid.data.documents import DocumentSource, Scan, scan, stream
+from raygrid.data.documents import DocumentSource, Scan, check_classes_of, scan, stream
 from raygrid.data.raw import DataError
-from raygrid.data.sources import check_classes_of, opened, resolve
+from raygrid.data.sources import opened, resolve
 from raygrid.data.splits import SPLIT_IDS, SPLITS, Routing, duplicate_counts, route
 from raygrid.data.tokenize import Tokenize, TokenizeSpec, in_process, load_tokenizer
 from raygrid.data.verify import entry_problem, file_digests

@@ -23,6 +23,7 @@ from raygrid.data.raw import DataError, RawSplits
 from raygrid.data.splits import UNUSED, Routing
 
 BATCH_ROWS = 256  # documents per batch handed on (to the tokenizer): bounded memory at any document length
+READ_ROWS = 1024  # rows per batch read from a file
 # Text preparations a source may apply to every text as it is read (data.text_rule: study).
 TEXT_RULES: dict[str, Callable[[pa.Array], pa.Array]] = {
     # The study's IMDB notebook: df["text"].str.replace(r"<br\s*/?>", "", regex=True)
@@ -135,8 +136,6 @@ def validated_batches(source: DocumentSource, part: Part, check: bool = True
     With `check`, a bad row (empty or missing text, missing label) raises naming its file and row,
     unless the source skips bad rows; whole-file problems (missing column, wrong type) always raise.
     """
-    from raygrid.data.sources import read_batches  # file formats live with the adapters
-
     offset = 0
     for path in part.files:
         file_row = 0
@@ -147,6 +146,56 @@ def validated_batches(source: DocumentSource, part: Part, check: bool = True
                 _refuse(path, file_row, empty, missing)
             yield offset, batch, empty | missing
             offset, file_row = offset + batch.num_rows, file_row + batch.num_rows
+
+
+def read_batches(path: Path, columns: tuple[str, ...] | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of a Parquet/CSV/JSONL file (only `columns`, in that order), read as they are needed."""
+    if path.suffix not in (".parquet", ".csv", ".jsonl", ".json"):
+        raise DataError(f"{path}: unsupported file type (use .parquet, .csv, .jsonl, .json)")
+    try:
+        for batch in _file_batches(path):
+            if columns is not None:
+                missing = [c for c in columns if c not in batch.schema.names]
+                if missing:
+                    raise DataError(f"{path}: missing column {missing[0]!r} (has {', '.join(batch.schema.names)})")
+                batch = batch.select(list(columns))
+            yield batch
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: unreadable ({str(err).splitlines()[0]})") from None
+
+
+def _file_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS)
+    elif path.suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        yield from pcsv.open_csv(path)
+    else:
+        import pyarrow.json as pjson
+
+        yield from pjson.open_json(path)
+
+
+def check_classes_of(labels: np.ndarray, where: str, column: str) -> None:
+    """A training split with fewer than two classes cannot train a classifier, yet would score a "perfect" F1."""
+    classes = np.unique(labels).tolist()
+    if len(classes) < 2:
+        raise DataError(f"{where}: column {column!r}: the training split holds {len(classes)} class(es) "
+                        f"{classes[:2]}; a classifier needs at least two")
+
+
+def fingerprint_files(paths) -> str:
+    """Content hash of files (names included), streamed."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _typed(batch: pa.RecordBatch, path: str, source: DocumentSource) -> pa.RecordBatch:
@@ -188,8 +237,6 @@ def _check_label_range(source: DocumentSource, found: Scan) -> dict[str, np.ndar
 
     Returns part -> mask over its kept rows of those dropped (updating `found` in place).
     """
-    from raygrid.data.sources import check_classes_of
-
     train = source.parts[0] if source.parts else None
     if train is not None and train.name == "train":  # before label ids: a one-class train is the clearer error
         check_classes_of(found.labels["train"], train.origin, source.label_column)

@@ -8,24 +8,22 @@ XML archives (hub, or a local folder of them) are converted to Parquet once per 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import pyarrow as pa
 
 from raygrid.data import hyperpartisan_hub as hp
-from raygrid.data.documents import DocumentSource, Part, read_all, with_parts
+from raygrid.data.documents import (DocumentSource, Part, check_classes_of, fingerprint_files, read_all,
+                                    read_batches, with_parts)
 from raygrid.data.raw import DataError, RawSplits
 from raygrid.spec.config import DataConfig
 from raygrid.spec.paths import resolve_location
 
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "dev"), "test": ("test",)}
 EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
-READ_ROWS = 1024  # rows per batch read from a file
 
 
 @dataclass(frozen=True)
@@ -79,56 +77,6 @@ def find_file(folder: Path, stem: str) -> Path | None:
 def read_table(path: Path) -> pa.Table:
     """Read one Parquet/CSV/JSONL file into a pyarrow table."""
     return pa.Table.from_batches(list(read_batches(path)))
-
-
-def read_batches(path: Path, columns: tuple[str, ...] | None = None) -> Iterator[pa.RecordBatch]:
-    """Record batches of a Parquet/CSV/JSONL file (only `columns`, in that order), read as they are needed."""
-    if path.suffix not in (".parquet", ".csv", ".jsonl", ".json"):
-        raise DataError(f"{path}: unsupported file type (use {', '.join(EXTENSIONS)})")
-    try:
-        for batch in _file_batches(path):
-            if columns is not None:
-                missing = [c for c in columns if c not in batch.schema.names]
-                if missing:
-                    raise DataError(f"{path}: missing column {missing[0]!r} (has {', '.join(batch.schema.names)})")
-                batch = batch.select(list(columns))
-            yield batch
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: unreadable ({str(err).splitlines()[0]})") from None
-
-
-def _file_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        yield from pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS)
-    elif path.suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        yield from pcsv.open_csv(path)
-    else:
-        import pyarrow.json as pjson
-
-        yield from pjson.open_json(path)
-
-
-def check_classes_of(labels: np.ndarray, where: str, column: str) -> None:
-    """A training split with fewer than two classes cannot train a classifier, yet would score a "perfect" F1."""
-    classes = np.unique(labels).tolist()
-    if len(classes) < 2:
-        raise DataError(f"{where}: column {column!r}: the training split holds {len(classes)} class(es) "
-                        f"{classes[:2]}; a classifier needs at least two")
-
-
-def fingerprint_files(paths) -> str:
-    """Content hash of files (names included), streamed."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _files_source(cfg: DataConfig, files: dict[str, list[Path]], origin: dict[str, str],

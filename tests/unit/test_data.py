@@ -133,14 +133,14 @@ def test_cache_tokenizes_once_and_keys_on_content(tmp_path, tiny_checkpoint):
 def test_each_file_is_read_once_and_the_key_follows_content_not_path(tmp_path, monkeypatch):
     import shutil
 
-    from raygrid.data import sources
+    from raygrid.data import documents
     from raygrid.data.cache import cache_key
 
     write_split(tmp_path / "a", "train", *docs(20))
     write_split(tmp_path / "a", "test", *docs(6, 1))
     reads = []
-    read_batches = sources.read_batches
-    monkeypatch.setattr(sources, "read_batches", lambda path, columns=None: reads.append(path.name)
+    read_batches = documents.read_batches
+    monkeypatch.setattr(documents, "read_batches", lambda path, columns=None: reads.append(path.name)
                         or read_batches(path, columns))
     cfg = DataConfig(dataset="local", path=str(tmp_path / "a"))
     raw = load_raw(cfg)  # label names come from train, read once with the rest
