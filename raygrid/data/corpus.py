@@ -105,7 +105,7 @@ def local_files(path: str, pattern: str = "*.parquet") -> list[Path]:
 def rows(source: CorpusSource) -> Iterator[tuple[int, str | None]]:
     """(shard index, text) of every row, shard after shard; a shard is opened only when reached."""
     for index in range(len(source.shards)):
-        parquet = pq.ParquetFile(source.shard_path(index))
+        parquet = pq.ParquetFile(source.shard_path(index), pre_buffer=False)  # else it keeps what it read
         if source.column not in parquet.schema_arrow.names:
             raise ValueError(f"{source.shards[index]}: no column {source.column!r} (data.text_column)")
         for batch in parquet.iter_batches(columns=[source.column], batch_size=READ_ROWS):

@@ -23,7 +23,8 @@ from raygrid.data.raw import DataError, RawSplits
 from raygrid.data.splits import UNUSED, Routing
 
 BATCH_ROWS = 256  # documents per batch handed on (to the tokenizer): bounded memory at any document length
-READ_ROWS = 1024  # rows per batch read from a file
+READ_ROWS = 1024  # rows per batch read from a file, at most ...
+READ_BYTES = 4 << 20  # ... and about this many bytes of (uncompressed) Parquet data: long documents, fewer rows
 # Text preparations a source may apply to every text as it is read (data.text_rule: study).
 TEXT_RULES: dict[str, Callable[[pa.Array], pa.Array]] = {
     # The study's IMDB notebook: df["text"].str.replace(r"<br\s*/?>", "", regex=True)
@@ -168,7 +169,10 @@ def _file_batches(path: Path) -> Iterator[pa.RecordBatch]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS)
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every row group read so far
+        meta = parquet.metadata
+        row_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / max(meta.num_rows, 1)
+        yield from parquet.iter_batches(batch_size=int(min(READ_ROWS, max(16, READ_BYTES // max(row_bytes, 1)))))
     elif path.suffix == ".csv":
         import pyarrow.csv as pcsv
 

@@ -18,10 +18,13 @@ the ground truth like `<article id="0000001" hyperpartisan="true" url="..." labe
 Both are read with `iterparse` and each article is dropped once converted, so the 600k by-publisher
 archive streams (straight out of the zip) instead of loading at once.
 
-Text = the article's text content (`ET.tostring(article, method="text")`: all text nodes in
-document order, tags dropped) passed through `clean_text`, which behaves like `clean_txt` of
-allenai/longformer `scripts/hp_preprocess.py`. The result equals the rows of
-`shared/data/hyperpartisan_*.parquet` (and Longformer's train/dev/test.jsonl).
+Text (`text_rule` "source") = the article's text content (`ET.tostring(article, method="text")`:
+all text nodes in document order, tags dropped) passed through `clean_text`, which behaves like
+`clean_txt` of allenai/longformer `scripts/hp_preprocess.py`. The result equals the rows of
+`shared/data/hyperpartisan_*.parquet` (and Longformer's train/dev/test.jsonl). `text_rule` "study"
+= the study's paragraph text (`study_text`), on which its 7,000-character filter was taken.
+Parsed archives are written to Parquet batch by batch (`convert_subset`), so the 600k-article
+by-publisher file is never held in memory; the split rules then read labels only.
 """
 from __future__ import annotations
 

@@ -56,19 +56,51 @@ def in_process(batches: Batches, spec: TokenizeSpec) -> Iterator[pa.Table]:
 
 
 def tokenize_table(table: pa.Table, tokenizer, max_len: int | None) -> pa.Table:
-    """table(text, ...) -> table(input_ids, n_tokens[, truncated], ...): the other columns carried along."""
+    """table(text, ...) -> table(input_ids, n_tokens[, truncated], ...): the other columns carried along.
+
+    The tokenizer is called on runs of documents of at most CALL_CHARS characters: its encodings
+    (ids, offsets, overflow windows) are large, and a batch of 256 long documents would hold them all.
+    """
     texts = table["text"].to_pylist()
-    if not texts:
-        ids, truncated = [], ([] if max_len is not None else None)
-    elif max_len is None:
-        ids, truncated = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"], None
-    else:
-        ids, truncated = _truncated_ids(texts, tokenizer, max_len)
-    columns = {"input_ids": list_array(ids), "n_tokens": pa.array([len(x) for x in ids], pa.int32())}
-    if truncated is not None:
-        columns["truncated"] = pa.array(truncated, pa.bool_())
+    pieces = []
+    for start, stop in _runs(texts):
+        ids, truncated = _encode(texts[start:stop], tokenizer, max_len)
+        columns = {"input_ids": list_array(ids), "n_tokens": pa.array([len(x) for x in ids], pa.int32())}
+        if max_len is not None:
+            columns["truncated"] = pa.array(truncated, pa.bool_())
+        pieces.append(pa.table(columns))
+    tokens = pa.concat_tables(pieces) if pieces else _empty(max_len)
     carried = {name: table[name] for name in table.column_names if name != "text"}
-    return pa.table({**columns, **carried})
+    return pa.table({**{name: tokens[name] for name in tokens.column_names}, **carried})
+
+
+CALL_CHARS = 1 << 18  # characters per tokenizer call (~60k tokens): bounds its encodings' memory
+
+
+def _runs(texts: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive texts holding at most CALL_CHARS characters (at least one text each)."""
+    start, size = 0, 0
+    for index, text in enumerate(texts):
+        if index > start and size + len(text) > CALL_CHARS:
+            yield start, index
+            start, size = index, 0
+        size += len(text)
+    if start < len(texts):
+        yield start, len(texts)
+
+
+def _encode(texts: list[str], tokenizer, max_len: int | None):
+    if max_len is None:
+        return tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                         return_token_type_ids=False)["input_ids"], None
+    return _truncated_ids(texts, tokenizer, max_len)
+
+
+def _empty(max_len: int | None) -> pa.Table:
+    columns = {"input_ids": pa.array([], IDS), "n_tokens": pa.array([], pa.int32())}
+    if max_len is not None:
+        columns["truncated"] = pa.array([], pa.bool_())
+    return pa.table(columns)
 
 
 def _truncated_ids(texts: list[str], tokenizer, max_len: int) -> tuple[list[list[int]], list[bool]]:
@@ -78,7 +110,7 @@ def _truncated_ids(texts: list[str], tokenizer, max_len: int) -> tuple[list[list
     the kept one), whatever the tokenizer's special-token template.
     """
     enc = tokenizer(texts, truncation=True, max_length=max_len, return_overflowing_tokens=True,
-                    return_attention_mask=False)
+                    return_attention_mask=False, return_token_type_ids=False)
     owner = np.asarray(enc["overflow_to_sample_mapping"])
     first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, int)
     counts = np.diff(np.r_[first, len(owner)])

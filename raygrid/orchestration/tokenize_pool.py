@@ -8,6 +8,7 @@ Data's backpressure bounds what is in flight, so memory stays bounded on every n
 """
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 import pyarrow as pa
@@ -18,6 +19,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raygrid.data.tokenize import Batches, TokenizeSpec, cutting_tokenizer, tokenize_table
 from raygrid.orchestration.cluster import init_ray
+
+# The read holds no CPU of its own: N actors on N CPUs must not starve it (it runs beside this process,
+# reading files and applying the corpus rule). A different CPU request than the actors' also keeps Ray
+# Data from fusing the read into them (fused, one actor would read and tokenize everything, on this node).
+READ_CPUS = 0
 
 
 class _Documents(Datasource):
@@ -39,6 +45,8 @@ class _TokenizeBatch:
     """Ray Data actor: loads the tokenizer once, then tokenizes pyarrow batches."""
 
     def __init__(self, spec: TokenizeSpec):
+        # One tokenizer thread per actor, as its one CPU: N actors then use N cores, not N x all cores.
+        os.environ.setdefault("RAYON_NUM_THREADS", "1")
         self.tokenizer, self.max_len = cutting_tokenizer(spec.tokenizer), spec.max_len
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -54,10 +62,11 @@ def ray_tokenize(actors: int = 2):
         init_ray()
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        documents = ray.data.read_datasource(_Documents(batches), override_num_blocks=1,
+        documents = ray.data.read_datasource(_Documents(batches), override_num_blocks=1, num_cpus=READ_CPUS,
                                              ray_remote_args={"scheduling_strategy": here})
         tokenized = documents.map_batches(_TokenizeBatch, fn_constructor_args=(spec,), batch_size=None,
-                                          batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
+                                          batch_format="pyarrow",
+                                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                                           num_cpus=1)
         for batch in tokenized.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield batch
