@@ -9,11 +9,12 @@ batch: the bench process never holds a corpus either.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from raygrid.data.mlm_text import chain_batches
 
 SHARD_ROWS = 5_000
 JOINED = 10  # articles per long document
@@ -24,7 +25,7 @@ def wikipedia_like(sample: list[Path], articles: int, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     texts = [t for f in sample for t in pq.read_table(f, columns=["text"])["text"].to_pylist() if t and t.strip()]
     rows = (_perturbed(texts[i % len(texts)], i // len(texts)) for i in range(articles))
-    for shard, chunk in enumerate(_chunks(rows, SHARD_ROWS)):
+    for shard, chunk in enumerate(chain_batches(rows, SHARD_ROWS)):
         pq.write_table(pa.table({"text": chunk}), folder / f"wiki_{shard:04d}.parquet", row_group_size=1024)
     return folder
 
@@ -48,20 +49,9 @@ def long_documents(articles_file: Path, documents: int, folder: Path, seed: int 
     for split, stop in cut.items():
         with pq.ParquetWriter(folder / f"{split}.parquet", pa.schema([("text", pa.string()), ("label", pa.int64())])) \
                 as writer:
-            for chunk in _chunks(range(start, stop), 500):
+            for chunk in chain_batches(range(start, stop), 500):
                 picks = rng.integers(0, len(texts), (len(chunk), JOINED))
                 writer.write_table(pa.table({"text": ["\n\n".join(texts[i] for i in row) for row in picks],
                                              "label": pa.array(labels[picks[:, 0]], pa.int64())}))
         start = stop
     return folder
-
-
-def _chunks(items, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

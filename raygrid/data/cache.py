@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from raygrid.spec.config import DataConfig
 from raygrid.data import builds, storage
-from raygrid.data.cache_writer import DOCUMENT_SCHEMA, SplitFiles, length_stats, rows_per_group
+from raygrid.data.cache_writer import DOCUMENT_SCHEMA, SplitFiles, drain, length_stats, rows_per_group
 from raygrid.data.documents import DocumentSource, Scan, check_classes_of, scan, stream
 from raygrid.data.raw import DataError
 from raygrid.data.sources import opened, resolve
@@ -168,18 +168,14 @@ def _write(source, found, routing, spec: TokenizeSpec, folder: Path, tokenize: T
     hashes: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
     total = sum(int((ids != -1).sum()) for ids in routing.values())
     bar = tqdm(total=total, desc=f"tokenize {source.dataset}", unit="doc", disable=not progress)
-    try:
-        for table in tokenize(_Batches(source, found, routing), spec):
-            files.add_routed(table, SPLITS)
-            split_ids = table["split"].to_numpy()
-            for index, split in enumerate(SPLITS):
-                hashes[split].append(table["text_hash"].to_numpy()[split_ids == index])
-            bar.update(table.num_rows)
-    except BaseException:
-        files.abort()
-        raise
-    finally:
-        bar.close()
+
+    def take(table: pa.Table) -> None:
+        files.add_routed(table, SPLITS)
+        split_ids = table["split"].to_numpy()
+        for index, split in enumerate(SPLITS):
+            hashes[split].append(table["text_hash"].to_numpy()[split_ids == index])
+
+    drain(tokenize(_Batches(source, found, routing), spec), files, take, bar)
     stats = files.close()
     leaks = duplicate_counts({split: np.concatenate(parts) for split, parts in hashes.items()})
     return stats, {pair: n for pair, n in leaks.items() if n}

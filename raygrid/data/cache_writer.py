@@ -79,6 +79,19 @@ class SplitFiles:
             writer.close()
 
 
+def drain(tables: Iterable[pa.Table], files: SplitFiles, take: Callable[[pa.Table], None], bar) -> None:
+    """Hand every tokenized table to `take`, ticking the progress `bar`; on any failure the files are closed."""
+    try:
+        for table in tables:
+            take(table)
+            bar.update(table.num_rows)
+    except BaseException:
+        files.abort()
+        raise
+    finally:
+        bar.close()
+
+
 def _empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table().select([c for c in KEPT if c in schema.names])
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from raygrid.data import builds, storage
 from raygrid.data.cache import CACHE_VERSION, PreparedData, cache_key, find_entry, publish_entry
-from raygrid.data.cache_writer import MLM_SCHEMA, SplitFiles, rows_per_group
+from raygrid.data.cache_writer import MLM_SCHEMA, SplitFiles, drain, rows_per_group
 from raygrid.data.corpus import (CorpusSource, first_words, hub_corpus, local_corpus, rows, study_selects,
                                  wikitext_articles)
 from raygrid.data.mlm_sinks import DocumentSink, PackedSink
@@ -88,18 +88,14 @@ def _write(batches, cfg: DataConfig, location: str, tokenizer, folder: Path, tok
     bar = tqdm(total=cfg.limit.train if cfg.dataset in CORPORA else None, desc=f"mlm {cfg.dataset}", unit="doc",
                disable=not progress)
     last = {}
-    try:
-        for table in tokenize(batches, spec):
-            sink.add(table)
-            if "source_row" in table.column_names and table.num_rows:
-                last = {"source_rows_read": int(table["source_row"][-1].as_py()) + 1,
-                        "source_shards_read": int(table["shard"][-1].as_py()) + 1}
-            bar.update(table.num_rows)
-    except BaseException:
-        files.abort()
-        raise
-    finally:
-        bar.close()
+
+    def take(table: pa.Table) -> None:
+        sink.add(table)
+        if "source_row" in table.column_names and table.num_rows:  # how far into the source reading went
+            last.update(source_rows_read=int(table["source_row"][-1].as_py()) + 1,
+                        source_shards_read=int(table["shard"][-1].as_py()) + 1)
+
+    drain(tokenize(batches, spec), files, take, bar)
     stats = sink.close()
     if cfg.dataset not in CORPORA and stats["validation"]["rows"] == 0:  # a task without validation documents
         (folder / "validation.parquet").unlink()

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 
 from raygrid.data import hyperpartisan_hub as hp
-from raygrid.data.documents import (DocumentSource, Part, check_classes_of, fingerprint_files, read_all,
+from raygrid.data.documents import (DocumentSource, Part, fingerprint_files, read_all,
                                     read_batches, with_parts)
 from raygrid.data.raw import DataError, RawSplits
 from raygrid.spec.config import DataConfig
