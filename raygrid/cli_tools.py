@@ -44,7 +44,8 @@ def cmd_data_stats(args) -> int:
     from raygrid.data.stats import dataset_stats, format_stats
 
     try:
-        cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split)
+        text_rule = args.text_rule or ("study" if args.split == "study" else "source")  # study: its documents
+        cfg = DataConfig(dataset=args.name, path=args.path, subset=args.subset, split=args.split, text_rule=text_rule)
     except ValidationError as err:  # one line naming the setting, as for grid files
         raise GridError(f"data stats: {describe(err)}") from None
     raw = load_raw(cfg)
@@ -72,7 +73,10 @@ def add_data(sub) -> None:
     stats.add_argument("name", help="dataset adapter: imdb, hyperpartisan, arxiv, local")
     stats.add_argument("--path", help="local folder instead of the HF hub")
     stats.add_argument("--subset", help="dataset variant (e.g. byarticle_semeval, no_ref)")
-    stats.add_argument("--split", choices=("standard", "study"), default="standard")
+    stats.add_argument("--split", choices=("standard", "study", "resplit"), default="standard",
+                       help="standard: published splits; study: the study's exact rule; resplit: merged 80/10/10")
+    stats.add_argument("--text-rule", choices=("source", "study"),
+                       help="text preparation (default: study with --split study, else source)")
     stats.add_argument("--tokenizer", help="tokenizer (folder, pkg://, hub id) for token lengths")
     stats.add_argument("--max-len", type=int, help="report the share of documents truncated at this length")
     stats.set_defaults(func=cmd_data_stats)
@@ -84,6 +88,7 @@ BENCHES = {
     "attention": ("raygrid.bench.attention", "attention kernels: time, memory and error vs sequence length"),
     "padding": ("raygrid.bench.padding", "padded / real tokens of training batches, random vs length-grouped"),
     "loop": ("raygrid.bench.loop", "one cell's training loop bare vs through raygrid: tokens/s, overhead"),
+    "data": ("raygrid.bench.data_prepare", "data path: peak memory of `data prepare` at 1x and 10x, tokenizer scaling"),
 }
 GRID_BENCHES = ("loop",)  # benches that read a grid file: they take key=value overrides too
 

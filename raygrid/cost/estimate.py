@@ -188,13 +188,13 @@ def cell_cost(cell, resources: Resources, cache_dir: str | Path | None = None) -
     except Exception as err:  # the plan is advice: a cell it cannot price is "?", never a crash
         reason = err if isinstance(err, CostUnknown) else f"{type(err).__name__}: {err}"
         return CellCost(unknown=str(reason))
-    train, val, test = size.splits["train"], size.splits["validation"], size.splits.get("test")
+    train, val, test = size.splits["train"], size.splits.get("validation"), size.splits.get("test")
     epochs = cfg.optim.epochs
     frozen_epochs = epochs // 2 if cfg.model.n_freeze else 0
     flops = train.tokens * (frozen_epochs * train_flops_per_token(cfg, shape, train.length, cfg.model.n_freeze)
                             + (epochs - frozen_epochs) * train_flops_per_token(cfg, shape, train.length))
     head = head_flops_per_token(cfg, shape)
-    evals = [(val, epochs)] + ([(test, 1)] if test else [])
+    evals = ([(val, epochs)] if val else []) + ([(test, 1)] if test else [])  # val_fraction 0: no validation
     flops += sum(k * s.tokens * (forward_flops(shape, cfg.attention, s.length) + head) for s, k in evals)
     eval_tokens = sum(k * s.tokens for s, k in evals)
     model = (f"{shape.layers} layers x {shape.hidden} (FFN {shape.intermediate}, {shape.heads} heads, "

@@ -4,32 +4,39 @@ The root is a local folder or a URI on shared storage (raygrid.data.storage).
 Layout: `<root>/tokenized/<dataset>-<key>/{train,validation,test}.parquet` + `meta.json`, where
 `key` hashes the source files' content, every DataConfig field that changes the rows, and the
 tokenizer files. Rows hold unpadded `input_ids` (padding happens per batch, see batching.py).
-Ray Data reads these files in every trial; nothing is tokenized inside a trial.
+Building streams: labels are scanned and routed to splits first, then texts are read, tokenized
+(here or on a Ray Data actor pool) and written in row groups batch by batch, so memory does not
+grow with the dataset (raygrid.data.documents, raygrid.data.tokenize, raygrid.data.cache_writer).
+Nothing is tokenized inside a trial.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raygrid.spec.config import DataConfig
-from raygrid.data import storage
-from raygrid.data.sources import DataError, check_classes, load_raw
-from raygrid.data.splits import SPLITS, apply_split_policy, cross_split_duplicates
-from raygrid.data.stats import length_summary
+from raygrid.data import builds, storage
+from raygrid.data.cache_writer import DOCUMENT_SCHEMA, SplitFiles, drain, length_stats, rows_per_group
+from raygrid.data.documents import DocumentSource, Scan, check_classes_of, scan, stream
+from raygrid.data.raw import DataError
+from raygrid.data.sources import opened, resolve
+from raygrid.data.splits import SPLIT_IDS, SPLITS, Routing, duplicate_counts, route
+from raygrid.data.tokenize import Tokenize, TokenizeSpec, in_process, load_tokenizer
 from raygrid.data.verify import entry_problem, file_digests
 from raygrid.spec.paths import is_local, resolve_location
 
-CACHE_VERSION = 1  # bump when the cached row format changes
+__all__ = ["CACHE_VERSION", "PreparedData", "cache_key", "cache_root", "find_entry", "length_stats",
+           "load_tokenizer", "prepare", "publish_entry", "tokenizer_location"]
+
+# 2: `split: study` is the study's exact rule (before: a merged 80/10/10 re-split, now `resplit`).
+CACHE_VERSION = 2  # bump when the cached rows of an unchanged config change
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -86,16 +93,9 @@ def find_entry(root: str | Path, name: str) -> tuple[str, PreparedData | None]:
     return folder, None
 
 
-def new_entry_dir(folder: str) -> Path:
-    """A local temporary folder to build an entry in (beside it when local, so publishing is a rename)."""
-    if storage.is_uri(folder):
-        return Path(tempfile.mkdtemp(prefix="raygrid-entry-"))
-    Path(folder).parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{Path(folder).name}-", dir=Path(folder).parent))
-
-
 def publish_entry(tmp: Path, folder: str, meta: dict) -> PreparedData:
     """Write meta.json (the completion marker, with every file's row count and hash) and make the entry visible."""
+    builds.unmark(tmp)
     meta = {**meta, "files": file_digests(tmp)}
     (tmp / storage.META).write_text(json.dumps(meta, indent=2))
     # mkdtemp makes the folder 0700; a cache shared by a group must stay readable by it (umask decides).
@@ -107,46 +107,78 @@ def publish_entry(tmp: Path, folder: str, meta: dict) -> PreparedData:
 
 
 def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress: bool = True,
-            tokenize: Callable[[pa.Table, str, int], pa.Table] | None = None) -> PreparedData:
+            tokenize: Tokenize | None = None) -> PreparedData:
     """Return the cache entry for `cfg`, tokenizing (once) if it does not exist yet.
 
-    `tokenize(table, tokenizer_location, max_len)` replaces the in-process tokenizer, e.g. with
-    a Ray Data actor pool (raygrid.orchestration.launch.ray_tokenize); the rows it returns must be identical.
+    `tokenize` replaces the in-process tokenizer (raygrid.data.tokenize.in_process), e.g. with a
+    Ray Data actor pool (raygrid.orchestration.tokenize_pool.ray_tokenize): same rows, same files.
     """
-    raw = load_raw(cfg)
-    check_classes(raw.tables["train"], raw.origin.get("train", "train"), cfg.label_column)
-    key = cache_key(cfg, raw.fingerprint, tokenizer_location)
+    resolved = resolve(cfg)  # files and their fingerprint: a cache hit reads no document
+    key = cache_key(cfg, resolved.source.fingerprint, tokenizer_location)
     folder, entry = find_entry(root, f"{cfg.dataset}-{key}")
     if entry is not None:
         return entry
-    tokenizer = load_tokenizer(tokenizer_location)
-    splits = apply_split_policy(raw, cfg)
-    check_classes(splits["train"], f"{raw.origin.get('train', 'train')} (after data.split/limit)", cfg.label_column)
-    if raw.skipped:
-        warnings.warn(f"{cfg.dataset}: skipped {sum(raw.skipped.values())} bad rows {raw.skipped} "
-                      f"(data.bad_rows: skip)", stacklevel=2)
-    leaks = {pair: n for pair, n in cross_split_duplicates(splits).items() if n}
-    if leaks:
-        warnings.warn(f"{cfg.dataset}: documents shared between splits {leaks}; scores on the later split are "
-                      f"optimistic (for Hyperpartisan, subset: byarticle_semeval "
-                      f"shares 2 documents instead of 58)", stacklevel=2)
-    # Build in a temporary folder and publish it whole, so a crash never leaves a half-written
-    # entry that a later run would mistake for a finished one.
-    tmp = new_entry_dir(folder)
-    stats = {}
-    for split in SPLITS:
-        if tokenize is None:
-            table = tokenize_table(splits[split], tokenizer, cfg.max_len, desc=f"tokenize {cfg.dataset}/{split}",
-                                   progress=progress)
-        else:
-            table = tokenize(splits[split], tokenizer_location, cfg.max_len)
-        pq.write_table(table, tmp / f"{split}.parquet")
-        stats[split] = length_stats(table, cfg.max_len)
-    meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": raw.label_names,
-            "pad_token_id": tokenizer.pad_token_id, "max_len": cfg.max_len, "splits": stats, "leaks": leaks,
-            "skipped_rows": raw.skipped,
-            "data": cfg.rows_fields(), "tokenizer": tokenizer_location, "source": raw.origin}
-    return publish_entry(tmp, folder, meta)
+    with opened(resolved) as source:
+        found = scan(source)
+        routing = route(found.labels, cfg)
+        _check_routed(cfg, source, found, routing)
+        with builds.build_dir(folder, storage.is_uri(folder)) as tmp:
+            stats, leaks = _write(source, found, routing, TokenizeSpec(tokenizer_location, cfg.max_len), tmp,
+                                  tokenize or in_process, progress)
+            if found.skipped:
+                warnings.warn(f"{cfg.dataset}: skipped {sum(found.skipped.values())} bad rows {found.skipped} "
+                              f"(data.bad_rows: skip)", stacklevel=2)
+            if leaks:
+                warnings.warn(f"{cfg.dataset}: documents shared between splits {leaks}; scores on the later split "
+                              f"are optimistic (for Hyperpartisan, subset: byarticle_semeval shares 2 documents "
+                              f"instead of 58)", stacklevel=2)
+            meta = {"version": CACHE_VERSION, "dataset": cfg.dataset, "key": key, "label_names": found.label_names,
+                    "pad_token_id": load_tokenizer(tokenizer_location).pad_token_id, "max_len": cfg.max_len,
+                    "splits": stats, "leaks": leaks, "skipped_rows": found.skipped, "data": cfg.rows_fields(),
+                    "tokenizer": tokenizer_location, "source": {p.name: p.origin for p in source.parts}}
+            return publish_entry(tmp, folder, meta)
+
+
+def _check_routed(cfg: DataConfig, source: DocumentSource, found: Scan, routing: Routing) -> None:
+    """Refuse, before tokenizing, a training split of one class or an empty validation split."""
+    train = np.concatenate([found.labels[part][ids == SPLIT_IDS["train"]] for part, ids in routing.items()])
+    where = f"{source.parts[0].origin if source.parts else cfg.dataset} (after data.split/limit)"
+    check_classes_of(train, where, cfg.label_column)
+    if not any((ids == SPLIT_IDS["validation"]).any() for ids in routing.values()):
+        raise DataError(f"data.val_fraction: {cfg.dataset} has no validation rows (val_fraction "
+                        f"{cfg.val_fraction}); fine-tuning picks its best epoch on validation")
+
+
+class _Batches:
+    """The routed documents as text batches: picklable, so a Ray read task can stream them too."""
+
+    def __init__(self, source: DocumentSource, found: Scan, routing: Routing):
+        self.source, self.found, self.routing = source, found, routing
+
+    def __call__(self):
+        return stream(self.source, self.found, self.routing)
+
+
+def _write(source, found, routing, spec: TokenizeSpec, folder: Path, tokenize: Tokenize, progress: bool):
+    """Tokenize the routed documents into the split files; (per-split statistics, cross-split duplicates)."""
+    from tqdm.auto import tqdm
+
+    files = SplitFiles(folder, SPLITS, DOCUMENT_SCHEMA, rows_per_group(spec.max_len),
+                       on_group=lambda: builds.touch(folder))
+    hashes: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    total = sum(int((ids != -1).sum()) for ids in routing.values())
+    bar = tqdm(total=total, desc=f"tokenize {source.dataset}", unit="doc", disable=not progress)
+
+    def take(table: pa.Table) -> None:
+        files.add_routed(table, SPLITS)
+        split_ids = table["split"].to_numpy()
+        for index, split in enumerate(SPLITS):
+            hashes[split].append(table["text_hash"].to_numpy()[split_ids == index])
+
+    drain(tokenize(_Batches(source, found, routing), spec), files, take, bar)
+    stats = files.close()
+    leaks = duplicate_counts({split: np.concatenate(parts) for split, parts in hashes.items()})
+    return stats, {pair: n for pair, n in leaks.items() if n}
 
 
 def tokenizer_location(model) -> str:
@@ -174,50 +206,3 @@ def tokenizer_fingerprint(location: str) -> str:
         if (folder / name).is_file():
             digest.update(name.encode() + (folder / name).read_bytes())
     return digest.hexdigest()[:16]
-
-
-def load_tokenizer(location: str):
-    """A fast HF tokenizer from a local folder, pkg:// folder, or hub id."""
-    from transformers import AutoTokenizer  # late import: keeps `raygrid plan` light
-
-    return AutoTokenizer.from_pretrained(resolve_location(location), use_fast=True)
-
-
-def tokenize_table(table: pa.Table, tokenizer, max_len: int, desc: str = "", progress: bool = True,
-                   batch_rows: int = 256) -> pa.Table:
-    """table(text, label) -> table(input_ids: list<int32>, label, n_tokens, truncated)."""
-    from tqdm.auto import tqdm
-
-    texts = table["text"].to_pylist()
-    ids, truncated = [], []
-    for start in tqdm(range(0, len(texts), batch_rows), desc=desc, disable=not progress, unit="batch"):
-        # Overflow windows tell, exactly, which documents lost tokens to max_len; keep window 0.
-        enc = tokenizer(texts[start:start + batch_rows], truncation=True, max_length=max_len,
-                        return_overflowing_tokens=True, return_attention_mask=False)
-        owner = np.asarray(enc["overflow_to_sample_mapping"])
-        first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        counts = np.diff(np.r_[first, len(owner)])
-        ids += [enc["input_ids"][i] for i in first]
-        truncated += (counts > 1).tolist()
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
-    return pa.table({
-        "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
-        "label": table["label"],
-        "n_tokens": pa.array(lengths),
-        "truncated": pa.array(truncated, type=pa.bool_()),
-    })
-
-
-def length_stats(table: pa.Table, max_len: int) -> dict:
-    lengths = table["n_tokens"].to_numpy()
-    labels = table["label"].to_numpy()
-    if len(lengths) == 0:
-        return {"rows": 0}
-    summary = length_summary(lengths)
-    return {
-        "rows": int(len(lengths)),
-        "tokens": int(lengths.sum()),
-        **{f"{name}_len": value for name, value in summary.items()},  # mean_len, median_len, p95_len, max_len
-        "share_truncated": float(table["truncated"].to_numpy().mean()),
-        "label_counts": {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
-    }

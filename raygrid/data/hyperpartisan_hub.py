@@ -18,26 +18,27 @@ the ground truth like `<article id="0000001" hyperpartisan="true" url="..." labe
 Both are read with `iterparse` and each article is dropped once converted, so the 600k by-publisher
 archive streams (straight out of the zip) instead of loading at once.
 
-Text = the article's text content (`ET.tostring(article, method="text")`: all text nodes in
-document order, tags dropped) passed through `clean_text`, which behaves like `clean_txt` of
-allenai/longformer `scripts/hp_preprocess.py`. The result equals the rows of
-`shared/data/hyperpartisan_*.parquet` (and Longformer's train/dev/test.jsonl).
+Text (`text_rule` "source") = the article's text content (`ET.tostring(article, method="text")`:
+all text nodes in document order, tags dropped) passed through `clean_text`, which behaves like
+`clean_txt` of allenai/longformer `scripts/hp_preprocess.py`. The result equals the rows of
+`shared/data/hyperpartisan_*.parquet` (and Longformer's train/dev/test.jsonl). `text_rule` "study"
+= the study's paragraph text (`study_text`), on which its 7,000-character filter was taken.
+Parsed archives are written to Parquet batch by batch (`convert_subset`), so the 600k-article
+by-publisher file is never held in memory; the split rules then read labels only.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import zipfile
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Mapping, Union
+from typing import IO, Iterable, Iterator, Union
 from xml.etree import ElementTree as ET
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from raygrid.data.raw import DataError
-from raygrid.data.splits import stratified_split
 
 REPO_ID = "SemEvalWorkshop/hyperpartisan_news_detection"
 # Commit of the hub repo that added the data files (the loading script reads them from `data/`).
@@ -115,6 +116,23 @@ def article_text(article: ET.Element) -> str:
     return "".join(article.itertext())
 
 
+def study_text(article: ET.Element) -> str:
+    """The study's text of an `<article>`: its `<p>` children's own text, stripped, joined by single spaces.
+
+    As the study's notebook (`convert_xml_to_csv_streamed`): only direct `<p>` children, and of
+    each only `.text`, the text before its first inner tag (a paragraph that starts with a link
+    contributes nothing); a paragraph whose `.text` is whitespace adds an empty piece. No cleaning.
+    """
+    return " ".join(child.text.strip() for child in article if _local_tag(child.tag) == "p" and child.text)
+
+
+def _local_tag(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]  # the study drops any {namespace} prefix
+
+
+TEXT_RULES = {"source": lambda article: clean_text(article_text(article)), "study": study_text}
+
+
 # --- streaming XML ------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -172,22 +190,35 @@ def read_ground_truth(source: Source) -> dict[str, tuple[int, str]]:
     return truth
 
 
-def parse_articles(articles_xml: Source, ground_truth_xml: Source, min_chars: int = 0) -> pa.Table:
+def parse_articles(articles_xml: Source, ground_truth_xml: Source, min_chars: int = 0,
+                   text_rule: str = "source") -> pa.Table:
     """Articles joined to their labels by id: table(text, label, id, title, url), in file order.
 
-    `min_chars` keeps articles whose cleaned text has at least that many characters (the study's
-    by-publisher set uses 7000). Each argument is an .xml path, a .zip holding one .xml, or a
-    binary file object.
+    `min_chars` keeps articles whose text has at least that many characters (the study's
+    by-publisher set uses 7000). `text_rule`: source = Longformer's cleaning of the whole text;
+    study = the study's paragraph text (`study_text`). Each XML argument is an .xml path, a .zip
+    holding one .xml, or a binary file object.
     """
-    truth = read_ground_truth(ground_truth_xml)
-    batches, rows = [], {name: [] for name in SCHEMA.names}
+    return pa.Table.from_batches(list(iter_article_batches(articles_xml, ground_truth_xml, min_chars, text_rule)),
+                                 schema=SCHEMA)
 
-    def flush():
-        if rows["text"]:
-            batches.append(pa.RecordBatch.from_pydict(rows, schema=SCHEMA))
-            for column in rows.values():
-                column.clear()
 
+def write_articles(articles_xml: Source, ground_truth_xml: Source, target: Path, min_chars: int = 0,
+                   text_rule: str = "source") -> int:
+    """`parse_articles` streamed into a Parquet file batch by batch (bounded memory); returns the rows kept."""
+    rows = 0
+    with pq.ParquetWriter(target, SCHEMA) as writer:
+        for batch in iter_article_batches(articles_xml, ground_truth_xml, min_chars, text_rule):
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+def iter_article_batches(articles_xml: Source, ground_truth_xml: Source, min_chars: int = 0,
+                         text_rule: str = "source") -> Iterator[pa.RecordBatch]:
+    """The kept articles as record batches of up to 10,000 rows, in file order."""
+    truth, to_text = read_ground_truth(ground_truth_xml), TEXT_RULES[text_rule]
+    rows: dict[str, list] = {name: [] for name in SCHEMA.names}
     seen = 0
     for article in iter_articles(articles_xml):
         seen += 1
@@ -195,18 +226,19 @@ def parse_articles(articles_xml: Source, ground_truth_xml: Source, min_chars: in
         if article_id not in truth:
             raise _error(f"{_source_name(articles_xml)}: article {article_id!r} has no entry in "
                          f"{_source_name(ground_truth_xml)}")
-        text = clean_text(article_text(article))
+        text = to_text(article)
         if len(text) < min_chars:
             continue
         label, url = truth[article_id]
         for column, value in zip(SCHEMA.names, (text, label, article_id, article.get("title", ""), url)):
             rows[column].append(value)
         if len(rows["text"]) >= _BATCH_ROWS:
-            flush()
-    flush()
+            yield pa.RecordBatch.from_pydict(rows, schema=SCHEMA)
+            rows = {name: [] for name in SCHEMA.names}
+    if rows["text"]:
+        yield pa.RecordBatch.from_pydict(rows, schema=SCHEMA)
     if seen != len(truth):
         raise _error(f"{_source_name(articles_xml)}: {seen} articles but {len(truth)} ground-truth entries")
-    return pa.Table.from_batches(batches, schema=SCHEMA)
 
 
 # --- local archives -----------------------------------------------------------------------------
@@ -258,14 +290,30 @@ def load_bypublisher_from_xml(*paths: str | Path, min_chars: int = 7000) -> dict
 
 def _load_subset(subset: str, paths: tuple[str | Path, ...], min_chars: int) -> dict[str, pa.Table]:
     """Parse every part of `subset` found under `paths` into its output split; train is required."""
+    return {split: parse_articles(pair["articles"], pair["ground_truth"], min_chars)
+            for split, pair in subset_archives(subset, paths).items()}
+
+
+def subset_archives(subset: str, paths: Iterable[str | Path]) -> dict[str, dict[str, Path]]:
+    """Output split -> {"articles", "ground_truth"} files of `subset` found under `paths`; train is required."""
+    paths = tuple(paths)
     archives = find_archives(*paths)
     part_split = BYARTICLE_PART_SPLIT if subset == "byarticle" else PART_SPLIT
-    tables = {split: parse_articles(pair["articles"], pair["ground_truth"], min_chars)
-              for part, split in part_split.items() if (pair := archives.get((subset, part)))}
-    if "train" not in tables:
+    found = {split: pair for part, split in part_split.items() if (pair := archives.get((subset, part)))}
+    if "train" not in found:
         raise _error(f"no articles-training-{subset}-*.xml/.zip (with its ground-truth) in "
                      f"{', '.join(map(str, paths))}")
-    return tables
+    return found
+
+
+def convert_subset(archives: dict[str, dict[str, Path]], folder: Path, min_chars: int,
+                   text_rule: str = "source") -> dict[str, Path]:
+    """Each split's archives (`subset_archives`) -> `<folder>/<split>.parquet`, streamed (one pass over the XML)."""
+    out = {}
+    for split, pair in archives.items():
+        out[split] = folder / f"{split}.parquet"
+        write_articles(pair["articles"], pair["ground_truth"], out[split], min_chars, text_rule)
+    return out
 
 
 # --- hub / Zenodo downloads (network; not exercised by the tests) -------------------------------
@@ -329,82 +377,9 @@ def load_hub(subset: str = "byarticle", *, test_paths: Iterable[str | Path] = ()
     return load(*paths) if min_chars is None else load(*paths, min_chars=min_chars)
 
 
-# --- splits -------------------------------------------------------------------------------------
-
-def _int_id(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise _error(f"hyperpartisan: article id {value!r} is not a number") from None
-
-
-def _ids_of(split) -> list[int]:
-    if isinstance(split, (pa.Table, pa.RecordBatch)):
-        if "id" not in split.column_names:
-            raise _error("hyperpartisan: table has no 'id' column")
-        split = split["id"].to_pylist()
-    return [_int_id(v) for v in split]
-
-
-def longformer_split(table: pa.Table, split_json: str | Path | Mapping[str, Iterable]) -> dict[str, pa.Table]:
-    """Longformer's train/dev/test (scripts/hp-splits.json: lists of integer ids) -> train/validation/test.
-
-    Rows follow the order of the id lists. Reproduced verbatim, leaks included: see `split_overlaps`.
-    `split_json` is the file's path or its parsed dict.
-    """
-    if not isinstance(split_json, Mapping):
-        split_json = json.loads(Path(split_json).read_text())
-    names = {"train": "train", "dev": "validation", "validation": "validation", "test": "test"}
-    unknown = set(split_json) - set(names)
-    if unknown:
-        raise _error(f"hyperpartisan split file: unknown keys {sorted(unknown)} (expected train/dev/test)")
-    row_of = {article_id: row for row, article_id in enumerate(_ids_of(table))}
-    splits = {}
-    for key, ids in split_json.items():
-        ids = [_int_id(i) for i in ids]
-        missing = [i for i in ids if i not in row_of]
-        if missing:
-            raise _error(f"hyperpartisan split {key!r}: {len(missing)} ids not in the table, e.g. {missing[:5]}")
-        splits[names[key]] = table.take(pa.array([row_of[i] for i in ids], pa.int64()))
-    return {name: splits[name] for name in ("train", "validation", "test") if name in splits}
-
-
-def split_overlaps(splits: Mapping[str, object]) -> dict[str, list[int]]:
-    """Ids shared by each pair of splits: {"a&b": sorted ids}, names in alphabetical order.
-
-    Values are tables with an `id` column or lists of ids. On Longformer's split this gives
-    51 ids in "test&train" and 7 in "test&validation" (named "dev&test" when the keys are train/dev/test).
-    """
-    ids = {name: set(_ids_of(value)) for name, value in splits.items()}
-    names = sorted(ids)
-    return {f"{a}&{b}": sorted(ids[a] & ids[b]) for i, a in enumerate(names) for b in names[i + 1:]}
-
-
-def ids_in_no_split(table: pa.Table, splits: Mapping[str, object]) -> list[int]:
-    """Ids of `table` that no split uses (58 for Longformer's split of the 645 articles)."""
-    used = set().union(*(_ids_of(value) for value in splits.values()))
-    return sorted(set(_ids_of(table)) - used)
-
-
-def leak_free_split(table: pa.Table, seed: int = 0) -> dict[str, pa.Table]:
-    """Stratified 80/10/10 train/validation/test over unique article ids, seeded.
-
-    Duplicate ids (e.g. Longformer's splits concatenated) are kept once, first occurrence. Uses
-    the same stratified splitter, in the same order, as the `study` split policy; on the 645
-    articles it gives 516/65/64.
-    """
-    ids = _ids_of(table)
-    first = sorted({article_id: row for row, article_id in reversed(list(enumerate(ids)))}.values())
-    unique = table.take(pa.array(first, pa.int64())) if len(first) < len(ids) else table
-    rng = np.random.default_rng(seed)
-    train, rest = stratified_split(unique, 0.2, rng)
-    validation, test = stratified_split(rest, 0.5, rng)
-    return {"train": train, "validation": validation, "test": test}
-
-
 __all__ = [
     "REPO_ID", "HUB_DATA_COMMIT", "HUB_FILES", "ZENODO_FILES", "LABEL_NAMES", "clean_text", "article_text",
-    "open_xml", "iter_articles", "read_ground_truth", "parse_articles", "find_archives",
+    "study_text", "open_xml", "iter_articles", "read_ground_truth", "parse_articles", "write_articles",
+    "iter_article_batches", "find_archives", "subset_archives", "convert_subset",
     "load_byarticle_from_xml", "load_bypublisher_from_xml", "fetch_hub", "fetch_zenodo", "load_hub",
-    "longformer_split", "split_overlaps", "ids_in_no_split", "leak_free_split",
 ]

@@ -1,9 +1,8 @@
-"""Unlabelled text for MLM: Wikipedia / WikiText streamed document by document, cut into token blocks.
+"""MLM token blocks: documents concatenated (separated by [SEP]) and cut into fixed-length blocks.
 
-Sources are read lazily (Parquet row groups one at a time, hub files one at a time), so the
-600k-article Wikipedia dump never has to fit in memory. `mlm_blocks` concatenates documents
-(separated by [SEP]) and cuts the token stream into fixed `block_len` blocks framed as
-[CLS] ... [SEP], the usual BERT pretraining layout.
+`BlockPacker` frames each block as [CLS] ... [SEP], the usual BERT pretraining layout
+(`data.mlm_layout: packed`); `mlm_blocks` applies it to a stream of texts. Reading corpora lives
+in raygrid.data.corpus.
 """
 from __future__ import annotations
 
@@ -13,38 +12,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
-from raygrid.spec.paths import resolve_location
-
-# HF hub sources (the real default; CI and tests use local copies laid out the same way).
-HUB_SOURCES = {
-    "wikipedia": ("wikimedia/wikipedia", "20231101.en/*.parquet"),
-    "wikitext": ("Salesforce/wikitext", "wikitext-103-raw-v1/train-*.parquet"),
-}
-
-
-def local_files(path: str, pattern: str = "*.parquet") -> list[Path]:
-    """Parquet files of a folder (sorted: a stable document order), a glob like `dir/wiki_*.parquet`, or a file."""
-    location = Path(resolve_location(path)).expanduser()
-    if "*" in location.name:
-        location, pattern = location.parent, location.name
-    files = sorted(location.glob(pattern)) if location.is_dir() else [location]
-    if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"data.path: no Parquet files matching {pattern} at {location}")
-    return files
-
-
-def hub_files(name: str) -> list[Path]:
-    """Download (or find in the HF cache) the Parquet files of a hub text corpus."""
-    from huggingface_hub import snapshot_download
-
-    repo_id, pattern = HUB_SOURCES[name]
-    root = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=[pattern]))
-    return sorted(root.glob(pattern))
-
 
 def iter_texts(files: Iterable[Path], column: str = "text", limit: int | None = None,
                min_chars: int = 1) -> Iterator[str]:
-    """Documents one by one, skipping empty ones (the enwiki sample has 4); stop after `limit`."""
+    """Documents of local Parquet files one by one, skipping empty ones; stop after `limit`."""
     count = 0
     for file in files:
         for batch in pq.ParquetFile(file).iter_batches(columns=[column], batch_size=256):
@@ -55,24 +26,6 @@ def iter_texts(files: Iterable[Path], column: str = "text", limit: int | None = 
                 count += 1
                 if limit is not None and count >= limit:
                     return
-
-
-def wikitext_articles(lines: Iterable[str]) -> Iterator[str]:
-    """WikiText rows are lines; rejoin them into articles, which start at a ` = Title = ` line.
-
-    Section headings (` = = Section = = `) stay inside their article, so a document boundary
-    ([SEP] in the token stream) falls only between articles, as in the Wikipedia corpus.
-    """
-    article: list[str] = []
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("= ") and stripped.endswith(" =") and not stripped.startswith("= ="):
-            if article:
-                yield "".join(article)
-            article = []
-        article.append(line if line.endswith("\n") else line + "\n")
-    if article:
-        yield "".join(article)
 
 
 class BlockPacker:

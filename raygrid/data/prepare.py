@@ -15,7 +15,8 @@ from raygrid.data.mlm_data import prepare_mlm
 def prepare_cells(cells, root: str | Path, progress: bool = True, tokenize=None) -> dict[str, PreparedData]:
     """Tokenize once per distinct (kind, data config, tokenizer) among model cells; cell name -> entry.
 
-    `mlm` cells get fixed-length token blocks (raygrid.data.mlm_data), the others documents.
+    `mlm` cells get MLM sequences (raygrid.data.mlm_data), the others documents. `tokenize`
+    (raygrid.data.tokenize.Tokenize; None = in this process) serves both.
     """
     entries: dict[str, PreparedData] = {}
     by_cell = {}
@@ -26,7 +27,7 @@ def prepare_cells(cells, root: str | Path, progress: bool = True, tokenize=None)
         key = cell.config.kind + json.dumps(cell.config.data.rows_fields(), sort_keys=True) + location
         if key not in entries:
             if cell.config.kind == "mlm":
-                entries[key] = prepare_mlm(cell.config.data, location, root, progress)
+                entries[key] = prepare_mlm(cell.config.data, location, root, progress, tokenize)
             else:
                 entries[key] = prepare(cell.config.data, location, root, progress, tokenize)
         by_cell[cell.name] = entries[key]

@@ -1,19 +1,23 @@
-"""Dataset adapters: a name -> the raw labelled splits as pyarrow tables with `text` and `label`.
+"""Dataset adapters: a name -> where its labelled documents are (raygrid.data.documents.DocumentSource).
 
 Each adapter reads its default source (the HF hub) or, when `data.path` is set, local files laid
 out as `<folder>/<split>.<ext>` or `<folder>/<dataset>_<split>.<ext>` (Parquet, CSV or JSONL).
-The same validation runs on both, so a bad row fails with its file and row number.
+The same checks run on both, so a bad row fails with its file and row number. Hyperpartisan's
+XML archives (hub, or a local folder of them) are converted to Parquet once per use, streamed.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from raygrid.data.hyperpartisan_hub import load_hub
+from raygrid.data import hyperpartisan_hub as hp
+from raygrid.data.documents import (DocumentSource, Part, fingerprint_files, read_all,
+                                    read_batches, with_parts)
 from raygrid.data.raw import DataError, RawSplits
 from raygrid.spec.config import DataConfig
 from raygrid.spec.paths import resolve_location
@@ -22,27 +26,39 @@ SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "dev")
 EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
 
 
-def load_raw(cfg: DataConfig) -> RawSplits:
-    """Dispatch to the adapter named by `cfg.dataset`."""
+@dataclass(frozen=True)
+class Resolved:
+    """A dataset's source, and for XML archives how to convert them to Parquet first (into a folder)."""
+
+    source: DocumentSource
+    convert: Callable[[Path], dict[str, Path]] | None = None
+
+
+def resolve(cfg: DataConfig) -> Resolved:
+    """Dispatch to the adapter named by `cfg.dataset` (downloads hub files; converts nothing yet)."""
     if cfg.dataset not in ADAPTERS:
         raise DataError(f"data.dataset: {cfg.dataset} is an unlabelled corpus (read by raygrid.data.mlm_data), "
                         f"not a labelled dataset")
     return ADAPTERS[cfg.dataset](cfg)
 
 
-def load_local(cfg: DataConfig, prefix: str | None = None, label_names: list[str] | None = None) -> RawSplits:
-    """Read `<path>/<split>.<ext>` (or `<prefix>_<split>.<ext>`) files and validate them."""
-    if cfg.path is None:
-        raise DataError(f"data.path: dataset {cfg.dataset!r} needs a local folder (data.path)")
-    folder = Path(resolve_location(cfg.path)).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"data.path: {folder} is not a folder")
-    files = {split: f for split in SPLIT_ALIASES if (f := find_split_file(folder, split, prefix))}
-    if "train" not in files:
-        names = ", ".join(f"{p}train{e}" for p in ([f"{prefix}_"] if prefix else []) + [""] for e in EXTENSIONS[:3])
-        raise DataError(f"data.path: no train file in {folder} (looked for {names})")
-    return _from_files(cfg, files, label_names)
+@contextlib.contextmanager
+def opened(resolved: Resolved) -> Iterator[DocumentSource]:
+    """The source ready to read: XML archives converted into a temporary folder, removed afterwards."""
+    if resolved.convert is None:
+        yield resolved.source
+        return
+    with tempfile.TemporaryDirectory(prefix="raygrid-source-") as folder:
+        yield with_parts(resolved.source, resolved.convert(Path(folder)))
 
+
+def load_raw(cfg: DataConfig) -> RawSplits:
+    """Every shipped split in memory (TF-IDF, `data stats`); tokenization streams instead (raygrid.data.cache)."""
+    with opened(resolve(cfg)) as source:
+        return read_all(source)
+
+
+# --- files ------------------------------------------------------------------------------------
 
 def find_split_file(folder: Path, split: str, prefix: str | None) -> Path | None:
     """The file of `split` in `folder` under one of its aliases (`<prefix>_<alias>` before `<alias>`), or None."""
@@ -60,191 +76,122 @@ def find_file(folder: Path, stem: str) -> Path | None:
 
 def read_table(path: Path) -> pa.Table:
     """Read one Parquet/CSV/JSONL file into a pyarrow table."""
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-            return pq.read_table(path)
-        if path.suffix == ".csv":
-            import pyarrow.csv as pcsv
-            return pcsv.read_csv(path)
-        if path.suffix in (".jsonl", ".json"):
-            import pyarrow.json as pjson
-            return pjson.read_json(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: unreadable ({str(err).splitlines()[0]})") from None
-    raise DataError(f"{path}: unsupported file type (use {', '.join(EXTENSIONS)})")
+    return pa.Table.from_batches(list(read_batches(path)))
 
 
-def read_labelled_counted(path: Path, text_column: str = "text", label_column: str = "label",
-                          skip_bad: bool = False) -> tuple[pa.Table, int]:
-    """(table(text, label), rows dropped): bad rows (empty text, no label) raise, or are dropped when skip_bad.
-
-    Whole-file problems (unreadable, missing column, wrong column type) always raise.
-    """
-    table = read_table(path)
-    for column in (text_column, label_column):
-        if column not in table.column_names:
-            raise DataError(f"{path}: missing column {column!r} (has {', '.join(table.column_names)})")
-    text, label = table[text_column], table[label_column]
-    if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
-        raise DataError(f"{path}: column {text_column!r} must hold text, not {text.type}")
-    if not pa.types.is_integer(label.type):
-        raise DataError(f"{path}: column {label_column!r} must hold integer class ids, not {label.type}")
-    out = pa.table({"text": text.cast(pa.string()), "label": label.cast(pa.int64())})
-    bad = _bad_rows(path, text, label, raise_first=not skip_bad)
-    if bad is None:
-        return out, 0
-    return out.filter(pc.invert(bad)), pc.sum(bad).as_py()
+def _files_source(cfg: DataConfig, files: dict[str, list[Path]], origin: dict[str, str],
+                  label_names: list[str] | None, text_rule: str | None = None) -> Resolved:
+    parts = tuple(Part(split, tuple(str(f) for f in files[split]), origin[split])
+                  for split in ("train", "validation", "test") if split in files)
+    every_file = [f for parts_files in files.values() for f in parts_files]
+    source = DocumentSource(cfg.dataset, parts, tuple(label_names) if label_names else None,
+                            fingerprint_files(every_file), cfg.text_column, cfg.label_column, text_rule,
+                            skip_bad=cfg.bad_rows == "skip")
+    return Resolved(source)
 
 
-def _bad_rows(path: Path, text: pa.ChunkedArray, label: pa.ChunkedArray, raise_first: bool):
-    """Boolean mask of rows with empty/missing text or a missing label (None if there are none)."""
-    empty = pc.fill_null(pc.or_(pc.is_null(text), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)), True)
-    missing = pc.is_null(label)
-    if raise_first:
-        bad = pc.indices_nonzero(empty)
-        if len(bad):
-            raise DataError(f"{path}: row {bad[0].as_py()}: empty or missing text ({len(bad)} such rows; "
-                            f"data.bad_rows: skip drops them)")
-        unlabelled = pc.indices_nonzero(missing)
-        if len(unlabelled):
-            raise DataError(f"{path}: row {unlabelled[0].as_py()}: missing label (data.bad_rows: skip drops such rows)")
-        return None
-    bad = pc.or_(empty, missing)
-    return bad if pc.any(bad).as_py() else None
+def local_source(cfg: DataConfig, prefix: str | None = None, label_names: list[str] | None = None,
+                 text_rule: str | None = None) -> Resolved:
+    """`<path>/<split>.<ext>` (or `<prefix>_<split>.<ext>`) files."""
+    folder = _folder(cfg)
+    files = {split: f for split in SPLIT_ALIASES if (f := find_split_file(folder, split, prefix))}
+    if "train" not in files:
+        names = ", ".join(f"{p}train{e}" for p in ([f"{prefix}_"] if prefix else []) + [""] for e in EXTENSIONS[:3])
+        raise DataError(f"data.path: no train file in {folder} (looked for {names})")
+    return _files_source(cfg, {s: [f] for s, f in files.items()}, {s: str(f) for s, f in files.items()},
+                         label_names, text_rule)
 
 
-def check_labels(raw: RawSplits, skip_bad: bool = False) -> None:
-    """Every split's labels must be class ids 0..len(label_names)-1 (or, with skip_bad, such rows are dropped)."""
-    allowed = pa.array(range(len(raw.label_names)), pa.int64())
-    for split, table in raw.tables.items():
-        inside = pc.is_in(table["label"], value_set=allowed)
-        outside = pc.indices_nonzero(pc.invert(inside))
-        if len(outside) and skip_bad:
-            raw.tables[split] = table.filter(inside)
-            raw.skipped[split] = raw.skipped.get(split, 0) + len(outside)
-        elif len(outside):
-            row = outside[0].as_py()
-            raise DataError(
-                f"{raw.origin.get(split, split)}: row {row}: label {table['label'][row].as_py()} "
-                f"is not one of 0..{len(raw.label_names) - 1} ({', '.join(raw.label_names)})"
-            )
-
-
-def check_classes(train: pa.Table, where: str, column: str) -> None:
-    """A training split with fewer than two classes cannot train a classifier, yet would score a "perfect" F1."""
-    classes = pc.unique(train["label"]).to_pylist()
-    if len(classes) < 2:
-        raise DataError(f"{where}: column {column!r}: the training split holds {len(classes)} class(es) "
-                        f"{classes[:2]}; a classifier needs at least two")
-
-
-def _fingerprint_files(paths) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+def _folder(cfg: DataConfig) -> Path:
+    if cfg.path is None:
+        raise DataError(f"data.path: dataset {cfg.dataset!r} needs a local folder (data.path)")
+    folder = Path(resolve_location(cfg.path)).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.path: {folder} is not a folder")
+    return folder
 
 
 # --- adapters -------------------------------------------------------------------------------
 
-def load_imdb(cfg: DataConfig) -> RawSplits:
+def load_imdb(cfg: DataConfig) -> Resolved:
     """IMDB 25k/25k (`stanfordnlp/imdb`); validation is carved from train by the split policy."""
+    names, rule = ["neg", "pos"], "imdb-study" if cfg.text_rule == "study" else None
     if cfg.path is not None:
-        return load_local(cfg, prefix="imdb", label_names=["neg", "pos"])
-    return _load_hub_parquet(cfg, "stanfordnlp/imdb", {"train": "plain_text/train-*.parquet",
-                                                       "test": "plain_text/test-*.parquet"}, ["neg", "pos"])
+        return local_source(cfg, prefix="imdb", label_names=names, text_rule=rule)
+    return _hub_parquet(cfg, "stanfordnlp/imdb", {"train": "plain_text/train-*.parquet",
+                                                  "test": "plain_text/test-*.parquet"}, names, text_rule=rule)
 
 
 ARXIV_LABELS = ["math.AC", "cs.CV", "cs.AI", "cs.SY", "math.GR", "cs.CE", "cs.PL", "cs.IT", "cs.DS", "cs.NE",
                 "math.ST"]
 
 
-def load_arxiv(cfg: DataConfig) -> RawSplits:
+def load_arxiv(cfg: DataConfig) -> Resolved:
     """ArXiv-11 long documents (`ccdv/arxiv-classification`, configs `default` | `no_ref`)."""
     if cfg.path is not None:
-        return load_local(cfg, prefix="arxiv", label_names=ARXIV_LABELS)
+        return local_source(cfg, prefix="arxiv", label_names=ARXIV_LABELS)
     subset = cfg.subset or "default"
     if subset not in ("default", "no_ref"):
         raise DataError(f"data.subset: arxiv has subsets default and no_ref, not {subset!r}")
     # The hub's Parquet conversion lives on the refs/convert/parquet branch as <config>/<split>/*.parquet.
     patterns = {split: f"{subset}/{split}/*.parquet" for split in ("train", "validation", "test")}
-    return _load_hub_parquet(cfg, "ccdv/arxiv-classification", patterns, ARXIV_LABELS,
-                             revision="refs/convert/parquet")
+    return _hub_parquet(cfg, "ccdv/arxiv-classification", patterns, ARXIV_LABELS, revision="refs/convert/parquet")
 
 
-def load_hyperpartisan(cfg: DataConfig) -> RawSplits:
+def load_hyperpartisan(cfg: DataConfig) -> Resolved:
     """Hyperpartisan News Detection (SemEval-2019 Task 4).
 
-    Local folder (`data.path`): subset `byarticle` (default) reads the Longformer 516/64/65 split
+    Local Parquet (`data.path`): subset `byarticle` (default) reads the Longformer 516/64/65 split
     (`hyperpartisan_{train,validation,test}.*`), whose test shares articles with train (a warning
     says so at tokenization); `byarticle_semeval` trains on all 645 by-article articles and tests
-    on the official 628-article test set (`hyperpartisan_byarticle_all.*`,
-    `hyperpartisan_semeval_test.*`). From the hub: `byarticle` (645 + the official test from
-    Zenodo) or `bypublisher` (articles of >= 7,000 characters, as in the study).
+    on the official 628-article test set. Subset `bypublisher` reads the original XML archives
+    (`articles-training-bypublisher-*.zip|xml` and their ground truth) from the hub, or from a
+    local folder of them; articles of >= 7,000 characters. Hub `byarticle`: 645 + the official test.
     """
-    names = ["false", "true"]
     subset = cfg.subset or "byarticle"
-    if cfg.path is not None and subset == "byarticle_semeval":
-        folder = Path(resolve_location(cfg.path)).expanduser()
+    if subset == "bypublisher" or cfg.path is None:
+        return _hyperpartisan_xml(cfg, subset)
+    if cfg.text_rule == "study":
+        raise DataError("data.text_rule: study takes Hyperpartisan's paragraph texts from the XML archives; "
+                        f"{cfg.path} holds Parquet")
+    names = hp.LABEL_NAMES
+    if subset == "byarticle_semeval":
+        folder = _folder(cfg)
         files = {"train": find_file(folder, "hyperpartisan_byarticle_all"),
                  "test": find_file(folder, "hyperpartisan_semeval_test")}
         if None in files.values():
             raise DataError(f"data.path: {folder} lacks hyperpartisan_byarticle_all.* or hyperpartisan_semeval_test.*")
-        return _from_files(cfg, files, names)
-    if cfg.path is not None:
-        if subset != "byarticle":  # silently reading the Longformer split instead would mislabel the cell
-            raise DataError(f"data.subset: a local hyperpartisan folder holds byarticle or byarticle_semeval, "
-                            f"not {subset!r} (bypublisher comes from the hub: drop data.path)")
-        return load_local(cfg, prefix="hyperpartisan", label_names=names)
+        return _files_source(cfg, {s: [f] for s, f in files.items()}, {s: str(f) for s, f in files.items()}, names)
+    if subset != "byarticle":  # silently reading the Longformer split instead would mislabel the cell
+        raise DataError(f"data.subset: a local hyperpartisan Parquet folder holds byarticle or byarticle_semeval, "
+                        f"not {subset!r}")
+    return local_source(cfg, prefix="hyperpartisan", label_names=names)
+
+
+def _hyperpartisan_xml(cfg: DataConfig, subset: str) -> Resolved:
+    """The XML archives (hub or local folder) -> a source converted to Parquet when opened."""
     if subset not in ("byarticle", "bypublisher"):
         raise DataError(f"data.subset: hyperpartisan from the hub is byarticle or bypublisher, not {subset!r}")
-    tables = load_hub(subset, zenodo_test=True)
-    tables = {("test" if k == "semeval_test" else k): t.select(["text", "label"]) for k, t in tables.items()}
-    raw = RawSplits(tables, names, {k: f"SemEvalWorkshop/hyperpartisan_news_detection:{subset}" for k in tables},
-                    fingerprint=_fingerprint_tables(tables))
-    check_labels(raw, cfg.bad_rows == "skip")
-    return raw
+    study = cfg.split == "study"  # the study reads the training and validation files only
+    if cfg.path is not None:
+        paths = [_folder(cfg)]
+    else:
+        paths = hp.fetch_hub(subset) + ([] if study else hp.fetch_zenodo(subset))
+    archives = hp.subset_archives(subset, paths)
+    archives = {("test" if split == "semeval_test" else split): pair for split, pair in archives.items()
+                if not (study and split == "test")}
+    min_chars = 7000 if subset == "bypublisher" else 0
+    files = [path for pair in archives.values() for path in pair.values()]
+    where = cfg.path or f"{hp.REPO_ID}:{subset}"
+    parts = tuple(Part(split, (), f"{where} ({pair['articles'].name})") for split, pair in archives.items())
+    source = DocumentSource(cfg.dataset, parts, tuple(hp.LABEL_NAMES), fingerprint_files(files),
+                            skip_bad=cfg.bad_rows == "skip")
+    return Resolved(source, lambda folder: hp.convert_subset(archives, folder, min_chars, cfg.text_rule))
 
 
-def _from_files(cfg: DataConfig, files: dict[str, Path], label_names: list[str] | None = None) -> RawSplits:
-    return _read_splits(cfg, {split: [f] for split, f in files.items()}, label_names,
-                        {split: str(f) for split, f in files.items()})
-
-
-def _read_splits(cfg: DataConfig, files: dict[str, list[Path]], label_names: list[str] | None,
-                 origin: dict[str, str]) -> RawSplits:
-    """Read and validate each split's files once; label names default to train's sorted label values."""
-    skip = cfg.bad_rows == "skip"
-    tables, skipped = {}, {}
-    for split, parts in files.items():
-        read = [read_labelled_counted(p, cfg.text_column, cfg.label_column, skip) for p in parts]
-        tables[split] = pa.concat_tables([table for table, _ in read])
-        if dropped := sum(n for _, n in read):
-            skipped[split] = dropped
-    if label_names is None:
-        label_names = [str(v) for v in sorted(pc.unique(tables["train"]["label"]).to_pylist())]
-    every_file = [path for parts in files.values() for path in parts]
-    raw = RawSplits(tables, label_names, origin, fingerprint=_fingerprint_files(every_file), skipped=skipped)
-    check_classes(tables["train"], origin.get("train", "train"), cfg.label_column)  # before label ids: clearer
-    check_labels(raw, skip)
-    return raw
-
-
-def _fingerprint_tables(tables: dict[str, pa.Table]) -> str:
-    digest = hashlib.sha256()
-    for split in sorted(tables):
-        for text in tables[split]["text"].to_pylist():
-            digest.update(text.encode())
-    return digest.hexdigest()[:16]
-
-
-def _load_hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], label_names,
-                      revision: str | None = None) -> RawSplits:
-    """Fetch a hub dataset's Parquet files (cached by huggingface_hub) and read them."""
+def _hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], label_names,
+                 revision: str | None = None, text_rule: str | None = None) -> Resolved:
+    """Fetch a hub dataset's Parquet files (cached by huggingface_hub)."""
     from huggingface_hub import snapshot_download  # imported late: only hub runs need it
 
     root = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
@@ -253,15 +200,15 @@ def _load_hub_parquet(cfg: DataConfig, repo_id: str, patterns: dict[str, str], l
     for split, parts in files.items():
         if not parts:
             raise DataError(f"{repo_id}: no files match {patterns[split]}")
-    return _read_splits(cfg, files, label_names, {s: f"{repo_id}:{p}" for s, p in patterns.items()})
+    return _files_source(cfg, files, {s: f"{repo_id}:{p}" for s, p in patterns.items()}, label_names, text_rule)
 
 
-def load_generic(cfg: DataConfig) -> RawSplits:
+def load_generic(cfg: DataConfig) -> Resolved:
     """Any local labelled files (`dataset: local`)."""
-    return load_local(cfg)
+    return local_source(cfg)
 
 
-ADAPTERS: dict[str, Callable[[DataConfig], RawSplits]] = {
+ADAPTERS: dict[str, Callable[[DataConfig], Resolved]] = {
     "imdb": load_imdb,
     "hyperpartisan": load_hyperpartisan,
     "arxiv": load_arxiv,

@@ -38,6 +38,13 @@ class SplitLimits(Strict):
     test: int | None = Field(None, gt=0)
 
 
+class StudySizes(Strict):
+    """Rows the Hyperpartisan by-publisher study rule resizes to (raygrid.data.study_splits); even numbers."""
+
+    train: int = Field(52_000, gt=0, multiple_of=2, description="the balanced training file, resized")
+    heldout: int = Field(13_000, gt=0, multiple_of=2, description="the balanced validation file, resized, then halved")
+
+
 class DataConfig(Strict):
     """Which documents a cell trains and is scored on, and how they are tokenized."""
 
@@ -50,9 +57,29 @@ class DataConfig(Strict):
     # For corpora (wikipedia, wikitext), `limit.train` caps the number of documents read and
     # `val_fraction` of them (chosen by split_seed) is held out for the MLM validation loss.
     subset: str | None = None
-    split: Literal["standard", "study"] = "standard"
+    # standard = the published splits (validation carved from train when missing); study = the
+    # study's exact rule per dataset (research_design.md; raygrid.data.study_splits); resplit = all
+    # published splits merged and re-split 80/10/10, stratified, seeded by split_seed.
+    split: Literal["standard", "study", "resplit"] = "standard"
     split_seed: int = 0
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="carved from train when a dataset has no validation split")
+    # Carved from train when a dataset has no validation split; for corpora the share of documents
+    # held out. 0 = no validation split at all (corpora only: the cache entry then has only `train`).
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    # Hyperpartisan by-publisher `split: study` only: None = the study's 52,000 / 13,000.
+    study_sizes: StudySizes | None = None
+    # source = texts as the source gives them; study = the study's own text preparation
+    # (IMDB: `<br />` tags removed; Hyperpartisan XML: the `<p>` paragraph texts joined by spaces).
+    text_rule: Literal["source", "study"] = "source"
+    # MLM cells only. corpus_rule: study = the study's Wikipedia selection (articles with >= 3
+    # distinct keywords, cut to their first 600 words; limit.train counts kept articles).
+    corpus_rule: Literal["none", "study"] = "none"
+    # packed = documents concatenated and cut into full max_len blocks; document = one sequence per
+    # document, [CLS] ... [SEP] truncated at max_len (the study's Wikipedia and task-MLM layout).
+    mlm_layout: Literal["packed", "document"] = "packed"
+    # document layout: the first `short_rows` training sequences are cut to `short_len` tokens (the
+    # last one [SEP]); the study: 450,000 x 128, then 150,000 at 512.
+    short_rows: int | None = Field(None, ge=0)
+    short_len: int = Field(128, ge=3)
     limit: SplitLimits = SplitLimits()
     max_len: int = Field(512, ge=8)
     text_column: str = "text"
@@ -65,9 +92,27 @@ class DataConfig(Strict):
     # false = plain random batches. Changes batching only, never the cached rows.
     group_by_length: bool = True
 
+    @model_validator(mode="after")
+    def _rules(self) -> "DataConfig":
+        if self.corpus_rule != "none" and self.dataset not in CORPORA:
+            raise ValueError(f"corpus_rule: {self.corpus_rule} selects corpus articles; {self.dataset} is a task "
+                             f"dataset (use corpus_rule: none)")
+        if self.short_rows and self.mlm_layout != "document":
+            raise ValueError("short_rows: cutting the first sequences needs mlm_layout: document")
+        if self.short_rows and self.short_len >= self.max_len:
+            raise ValueError(f"short_len: {self.short_len} must be below max_len {self.max_len}")
+        if self.study_sizes is not None and not (self.dataset == "hyperpartisan" and self.split == "study"):
+            raise ValueError("study_sizes: only the Hyperpartisan by-publisher study split resizes (split: study)")
+        return self
+
     def rows_fields(self) -> dict:
         """The fields the tokenized rows depend on (cache identity): all but the batching ones."""
         return self.model_dump(exclude={"group_by_length"})
+
+    @property
+    def mlm_rules(self) -> bool:
+        """True when the data settings only an `mlm` cell can use differ from their defaults."""
+        return self.corpus_rule != "none" or self.mlm_layout != "packed" or bool(self.short_rows)
 
 
 ConfigValue = bool | int | float | str
@@ -196,6 +241,9 @@ class CellConfig(Strict):
             raise ValueError(f"model: a {self.kind} cell needs a model (checkpoint: ...)")
         if self.kind != "mlm" and self.data.dataset in CORPORA:
             raise ValueError(f"data.dataset: {self.data.dataset} is an unlabelled corpus; only kind: mlm can use it")
+        if self.kind != "mlm" and self.data.mlm_rules:
+            raise ValueError("data.mlm_layout: corpus_rule, mlm_layout and short_rows shape MLM sequences; "
+                             f"a {self.kind} cell reads whole documents (leave them at their defaults)")
         if self.kind == "mlm" and self.model and self.model.n_freeze:
             raise ValueError("model.n_freeze: an mlm cell trains every layer (its embeddings are tied to the MLM head)")
         if self.model and self.model.n_freeze and self.optim.epochs < 2:

@@ -20,11 +20,22 @@ def dataset_label(cell) -> str:
 
 
 def data_summary(cell) -> str:
-    """`hyperpartisan/bypublisher split=study max_len=4096` (corpora: no split policy; TF-IDF: no max_len)."""
+    """`hyperpartisan/bypublisher split=study text=study max_len=4096` (TF-IDF: no max_len); a corpus shows
+    its rule and layout instead of a split: `wikipedia corpus=study layout=document short=450000x128 no-validation`."""
     data = cell.config.data
-    split = "" if data.dataset in ("wikipedia", "wikitext") else f" split={data.split}"
-    length = "" if cell.config.kind == "tfidf" else f" max_len={data.max_len}"  # TF-IDF reads whole texts
-    return f"{dataset_label(cell)}{split}{length}"
+    parts = [dataset_label(cell)]
+    if data.dataset in ("wikipedia", "wikitext"):
+        parts += [f"corpus={data.corpus_rule}"] * (data.corpus_rule != "none")
+        parts += ["no-validation"] * (data.val_fraction == 0)
+    else:
+        parts.append(f"split={data.split}")
+    parts += [f"text={data.text_rule}"] * (data.text_rule != "source")
+    if cell.config.kind == "mlm":
+        parts.append(f"layout={data.mlm_layout}")
+        parts += [f"short={data.short_rows}x{data.short_len}"] * bool(data.short_rows)
+    if cell.config.kind != "tfidf":  # TF-IDF reads whole texts
+        parts.append(f"max_len={data.max_len}")
+    return " ".join(parts)
 
 
 def _joined(values: list) -> str:

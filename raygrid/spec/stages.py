@@ -22,7 +22,7 @@ from raygrid.spec.grid import (Cell, Grid, GridError, blocks_of, cell_resources,
 # Keys the link to the parent stage decides; a chained stage may not set them itself.
 LINK_KEYS = ("model.checkpoint", "model.from_scratch")
 # The data settings that decide which documents land in the test split.
-SPLIT_KEYS = ("dataset", "path", "subset", "split", "split_seed", "val_fraction")
+SPLIT_KEYS = ("dataset", "path", "subset", "split", "split_seed", "val_fraction", "study_sizes", "text_rule")
 
 
 def stage_order(path: Path, stages: list[StageConfig]) -> list[StageConfig]:

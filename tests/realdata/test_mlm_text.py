@@ -4,7 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygrid.data.cache import load_tokenizer
-from raygrid.data.mlm_text import iter_texts, local_files, mlm_blocks
+from raygrid.data.corpus import local_files
+from raygrid.data.mlm_text import iter_texts, mlm_blocks
 
 pytestmark = pytest.mark.realdata
 

@@ -14,6 +14,7 @@ import pytest
 from raygrid.training.baseline import tfidf_lr
 from raygrid.spec.config import DataConfig
 from raygrid.data import hyperpartisan_hub as hp
+from raygrid.data import hyperpartisan_splits as hps
 from raygrid.data.sources import load_raw
 from raygrid.data.splits import apply_split_policy
 from raygrid.data.stats import dataset_stats, format_stats
@@ -86,29 +87,29 @@ def test_hyperpartisan_files_match_load_raw(hyperpartisan, hp_files):
 
 def test_longformer_split_overlaps(hp_files, hp_sidecar):
     splits = {s: hp_files[s] for s in ("train", "validation", "test")}
-    overlaps = hp.split_overlaps(splits)
+    overlaps = hps.split_overlaps(splits)
     assert len(overlaps["test&train"]) == 51 and len(overlaps["test&validation"]) == 7
     assert overlaps["train&validation"] == []
     known = hp_sidecar["longformer_split_caveats"]
     assert overlaps["test&train"] == known["overlaps"]["test&train"]
     assert overlaps["test&validation"] == known["overlaps"]["dev&test"]
-    assert hp.ids_in_no_split(hp_files["all"], splits) == known["ids_in_no_split"]
+    assert hps.ids_in_no_split(hp_files["all"], splits) == known["ids_in_no_split"]
 
 
 def test_longformer_split_rebuilds_the_files_from_ids(hp_files):
     split_json = {"train": [int(i) for i in hp_files["train"]["id"].to_pylist()],
                   "dev": [int(i) for i in hp_files["validation"]["id"].to_pylist()],
                   "test": [int(i) for i in hp_files["test"]["id"].to_pylist()]}
-    rebuilt = hp.longformer_split(hp_files["all"], split_json)
+    rebuilt = hps.longformer_split(hp_files["all"], split_json)
     for split in ("train", "validation", "test"):
         assert rebuilt[split].equals(hp_files[split].select(rebuilt[split].column_names))
 
 
 def test_leak_free_split_of_the_645_articles(hp_files):
-    splits = hp.leak_free_split(hp_files["all"], seed=0)
+    splits = hps.leak_free_split(hp_files["all"], seed=0)
     assert {s: t.num_rows for s, t in splits.items()} == {"train": 516, "validation": 65, "test": 64}
-    assert all(ids == [] for ids in hp.split_overlaps(splits).values())
-    assert hp.ids_in_no_split(hp_files["all"], splits) == []
+    assert all(ids == [] for ids in hps.split_overlaps(splits).values())
+    assert hps.ids_in_no_split(hp_files["all"], splits) == []
 
 
 def test_tfidf_baseline_on_the_longformer_split(hyperpartisan):

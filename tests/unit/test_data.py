@@ -106,12 +106,15 @@ def test_standard_split_carves_validation_deterministically(tmp_path):
     assert sum(first["validation"]["label"].to_pylist()) == 10  # stratified
 
 
-def test_study_split_is_80_10_10(tmp_path):
+def test_resplit_is_80_10_10_and_study_is_only_the_study_datasets_rule(tmp_path):
     write_split(tmp_path, "train", *docs(80))
     write_split(tmp_path, "test", *docs(20, 1))
-    cfg = DataConfig(dataset="local", path=str(tmp_path), split="study")
+    cfg = DataConfig(dataset="local", path=str(tmp_path), split="resplit")
     splits = apply_split_policy(load_raw(cfg), cfg)
     assert [splits[s].num_rows for s in ("train", "validation", "test")] == [80, 10, 10]
+    study = cfg.model_copy(update={"split": "study"})
+    with pytest.raises(DataError, match="study is the study's rule for imdb, arxiv and hyperpartisan"):
+        apply_split_policy(load_raw(study), study)
 
 
 def test_cache_tokenizes_once_and_keys_on_content(tmp_path, tiny_checkpoint):
@@ -130,14 +133,15 @@ def test_cache_tokenizes_once_and_keys_on_content(tmp_path, tiny_checkpoint):
 def test_each_file_is_read_once_and_the_key_follows_content_not_path(tmp_path, monkeypatch):
     import shutil
 
-    from raygrid.data import sources
+    from raygrid.data import documents
     from raygrid.data.cache import cache_key
 
     write_split(tmp_path / "a", "train", *docs(20))
     write_split(tmp_path / "a", "test", *docs(6, 1))
     reads = []
-    read_table = sources.read_table
-    monkeypatch.setattr(sources, "read_table", lambda path: reads.append(path.name) or read_table(path))
+    read_batches = documents.read_batches
+    monkeypatch.setattr(documents, "read_batches", lambda path, columns=None: reads.append(path.name)
+                        or read_batches(path, columns))
     cfg = DataConfig(dataset="local", path=str(tmp_path / "a"))
     raw = load_raw(cfg)  # label names come from train, read once with the rest
     assert sorted(reads) == ["test.parquet", "train.parquet"] and raw.label_names == ["0", "1"]
@@ -209,6 +213,10 @@ def test_pad_batch_pads_to_longest_row():
 
 
 def test_a_local_hyperpartisan_folder_refuses_subsets_it_does_not_hold():
-    with pytest.raises(DataError, match="data.subset: a local hyperpartisan folder holds byarticle or "
-                                        "byarticle_semeval, not 'bypublisher'"):
+    with pytest.raises(DataError, match="data.subset: a local hyperpartisan Parquet folder holds byarticle or "
+                                        "byarticle_semeval, not 'other'"):
+        load_raw(DataConfig(dataset="hyperpartisan", path=str(SAMPLE), subset="other"))
+    with pytest.raises(DataError, match="no articles-training-bypublisher-.*xml/.zip"):  # by-publisher = XML archives
         load_raw(DataConfig(dataset="hyperpartisan", path=str(SAMPLE), subset="bypublisher"))
+    with pytest.raises(DataError, match="text_rule: study takes Hyperpartisan's paragraph texts from the XML"):
+        load_raw(DataConfig(dataset="hyperpartisan", path=str(SAMPLE), text_rule="study"))

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from raygrid.data import hyperpartisan_hub as hp
+from raygrid.data import hyperpartisan_splits as hps
 from raygrid.data.sources import DataError
 
 ARTICLES = """<?xml version="1.0" encoding="UTF-8"?><articles>
@@ -201,30 +202,30 @@ def corpus(n=20):
 def test_longformer_split_keeps_order_and_reports_overlaps(tmp_path):
     split_file = tmp_path / "hp-splits.json"
     split_file.write_text(json.dumps({"train": [5, 1, 2, 3, 4], "dev": [6, 7], "test": [2, 7, 8, 9]}))
-    splits = hp.longformer_split(corpus(), split_file)
+    splits = hps.longformer_split(corpus(), split_file)
     assert list(splits) == ["train", "validation", "test"]
     assert splits["train"]["id"].to_pylist() == ["0000005", "0000001", "0000002", "0000003", "0000004"]
     assert splits["test"]["text"].to_pylist() == ["doc 2", "doc 7", "doc 8", "doc 9"]
-    assert hp.split_overlaps(splits) == {"test&train": [2], "test&validation": [7], "train&validation": []}
+    assert hps.split_overlaps(splits) == {"test&train": [2], "test&validation": [7], "train&validation": []}
     raw_names = json.loads(split_file.read_text())
-    assert hp.split_overlaps(raw_names) == {"dev&test": [7], "dev&train": [], "test&train": [2]}
-    assert hp.ids_in_no_split(corpus(), splits) == [0] + list(range(10, 20))
+    assert hps.split_overlaps(raw_names) == {"dev&test": [7], "dev&train": [], "test&train": [2]}
+    assert hps.ids_in_no_split(corpus(), splits) == [0] + list(range(10, 20))
     with pytest.raises(DataError, match="ids not in the table"):
-        hp.longformer_split(corpus(5), split_file)
+        hps.longformer_split(corpus(5), split_file)
 
 
 def test_leak_free_split_is_stratified_disjoint_and_seeded():
     table = pa.concat_tables([corpus(40), corpus(40).slice(0, 10)])  # 10 duplicated ids
-    splits = hp.leak_free_split(table, seed=3)
+    splits = hps.leak_free_split(table, seed=3)
     sizes = {name: t.num_rows for name, t in splits.items()}
     assert sizes == {"train": 32, "validation": 4, "test": 4}
-    assert all(not ids for ids in hp.split_overlaps(splits).values())
+    assert all(not ids for ids in hps.split_overlaps(splits).values())
     assert sorted(i for t in splits.values() for i in t["id"].to_pylist()) == [f"{i:07d}" for i in range(40)]
     for t in splits.values():
         assert t["label"].to_pylist().count(1) * 2 == t.num_rows  # balanced like the input
-    again = hp.leak_free_split(table, seed=3)
+    again = hps.leak_free_split(table, seed=3)
     assert all(again[s].equals(splits[s]) for s in splits)
-    assert not hp.leak_free_split(table, seed=4)["test"].equals(splits["test"])
+    assert not hps.leak_free_split(table, seed=4)["test"].equals(splits["test"])
 
 
 def test_load_hub_parses_the_fetched_files_with_each_subset_default(tmp_path, monkeypatch):

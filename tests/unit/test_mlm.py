@@ -110,12 +110,13 @@ def test_fixed_favor_features_carry_over_to_the_next_stage(tiny_checkpoint, tmp_
 @pytest.mark.parametrize("name, layout", [("wikipedia", "20231101.en/train-0000{}-of-00002.parquet"),
                                           ("wikitext", "wikitext-103-raw-v1/train-0000{}-of-00002.parquet")])
 def test_hub_corpora_read_the_hub_layout(tmp_path, monkeypatch, tiny_checkpoint, name, layout):
-    """The hub code path (snapshot_download of the corpus' Parquet shards), on local files laid out like the hub's."""
+    """The hub code path (list the corpus' shards, download each when reading reaches it), on local files
+    laid out like the hub's: a corpus complete after the first shard never downloads the second."""
     import huggingface_hub
     import pyarrow as pa
 
     from raygrid.spec.config import DataConfig
-    from raygrid.data.mlm_text import HUB_SOURCES
+    from raygrid.data.corpus import HUB_SOURCES
 
     body = "the news of the president said " * 20
     # WikiText rows are lines: a " = Title = " line, then the article's lines (rejoined into one document)
@@ -125,16 +126,30 @@ def test_hub_corpora_read_the_hub_layout(tmp_path, monkeypatch, tiny_checkpoint,
         path = tmp_path / "hub" / layout.format(shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table({"text": [line for doc in rows[shard * 20:(shard + 1) * 20] for line in doc]}), path)
-    requested = {}
+    downloaded = []
 
-    def fake_download(repo_id, repo_type, allow_patterns):
-        requested.update(repo_id=repo_id, repo_type=repo_type, patterns=allow_patterns)
-        return str(tmp_path / "hub")
+    class FakeApi:
+        def dataset_info(self, repo_id):
+            assert repo_id == HUB_SOURCES[name][0]
+            return type("Info", (), {"sha": "abc123"})()
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+        def list_repo_tree(self, repo_id, folder, repo_type, revision):
+            assert (repo_type, revision) == ("dataset", "abc123")
+            return [type("Entry", (), {"path": f"{folder}/{p.name}"})() for p in (tmp_path / "hub" / folder).iterdir()]
+
+    def fake_download(repo_id, filename, repo_type, revision):
+        downloaded.append(filename)
+        return str(tmp_path / "hub" / filename)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     data = prepare_mlm(DataConfig(dataset=name, max_len=32, val_fraction=0.25), str(tiny_checkpoint),
                        tmp_path / "cache", progress=False)
-    assert requested == {"repo_id": HUB_SOURCES[name][0], "repo_type": "dataset", "patterns": [HUB_SOURCES[name][1]]}
     documents = data.meta["splits"]["train"]["documents"] + data.meta["splits"]["validation"]["documents"]
     assert documents == 40 and data.meta["splits"]["validation"]["documents"] > 0  # both shards, every article
+    assert downloaded == [layout.format(0), layout.format(1)] and data.meta["source_shards_read"] == 2
     assert data.read_split("train").num_rows > 0
+    downloaded.clear()  # a corpus complete within the first shard reads (and downloads) no further
+    first = prepare_mlm(DataConfig(dataset=name, max_len=32, val_fraction=0.25, limit={"train": 10}),
+                        str(tiny_checkpoint), tmp_path / "cache", progress=False)
+    assert downloaded == [layout.format(0)] and first.meta["source_shards_read"] == 1
