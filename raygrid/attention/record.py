@@ -64,6 +64,9 @@ class Variant:
     plan_note: Callable[[Any], str] | None = None
     # Why `data.max_len` does not suit these params (checked before any trial starts), or None.
     length_check: Callable[[Any, int], str | None] | None = None
+    # The params the layers run with, settings that follow `data.max_len` fixed (LSH num_buckets: max_len);
+    # the cell keeps the unfixed value (so stages of other lengths still match). None = params as they are.
+    for_max_len: Callable[[Any, int | None], Any] | None = None
 
     def hook(self, name: str) -> Callable | None:
         """The torch-side function the record names under `name` (None when the variant has none)."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from raygrid.attention.variants.lsh import for_max_len
 from raygrid.spec.loader import load_grid
 
 GRIDS = Path(__file__).resolve().parents[2] / "grids"
@@ -15,9 +16,10 @@ STUDY_GRIDS = ("study_pretrain.yaml", "study_finetune.yaml", "study_attention.ya
 # Hyperpartisan is the by-publisher release (>= 7,000 characters). Wikipedia is a corpus (no split policy).
 DATASETS = {"imdb": (None, "study", 512), "hyperpartisan": ("bypublisher", "study", 4096),
             "arxiv": (None, "study", 16384), "wikipedia": (None, "standard", 512)}
-# research_design.md, "Attention grid": Reformer's rules; num_hashes {2, 4} x chunk_size {64, 128}, mask off.
+# research_design.md, "Attention grid": Reformer's rules; num_hashes {2, 4} x chunk_size {64, 128}, mask off;
+# "LSH bucket count": max_len / chunk_size, fixed per dataset (the study pads to max_len).
 STUDY_LSH = {"qk": "shared", "look_backward": 1, "look_forward": 1, "exclude_self": True, "round_combine": "mean",
-             "num_buckets": None}
+             "num_buckets": "max_len"}
 
 
 def cells():
@@ -43,6 +45,8 @@ def test_every_lsh_cell_runs_the_study_rules():
         if attention.kind != "lsh":
             continue
         assert {key: getattr(attention, key) for key in STUDY_LSH} == STUDY_LSH, cell.name
+        layers = for_max_len(attention, cell.config.data.max_len)  # what the model's layers run with
+        assert layers.num_buckets == cell.config.data.max_len // attention.chunk_size, cell.name
         grids.setdefault(name, set()).add((attention.num_hashes, attention.chunk_size, attention.mask_within_chunks))
     variants = {(r, c, False) for r in (2, 4) for c in (64, 128)}
     assert grids == {"study_pretrain.yaml": variants, "study_attention.yaml": variants,
@@ -76,4 +80,5 @@ def test_plan_shows_the_split_and_lsh_rules_of_each_stage(capsys):
     assert main(["plan", "grids/study_pretrain.yaml", "--no-cost"]) == 0
     out = capsys.readouterr().out
     assert "data     task_mlm: imdb split=study max_len=512 | hyperpartisan/bypublisher split=study max_len=4096" in out
-    assert "lsh      wiki_mlm: qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False (4 cells)" in out
+    assert ("lsh      wiki_mlm: qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False "
+            "buckets=max_len/chunk (4 cells)") in out
