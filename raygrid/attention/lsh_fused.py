@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import torch
 
@@ -178,7 +179,9 @@ def run_flex(q, k, v, score_mod, block_mask, scale: float, kernel_options: dict)
         return _call_flex(_compiled_flex(), q, k, v, score_mod, block_mask, scale, kernel_options)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return dense_flex(q, k, v, score_mod, block_mask.mask_mod, scale)  # flex has no CPU backward
-    return _call_flex(_flex_module().flex_attention, q, k, v, score_mod, block_mask, scale, None)
+    with warnings.catch_warnings():  # its advice (torch.compile) does not apply: no backward, no LSE on CPU
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        return _call_flex(_flex_module().flex_attention, q, k, v, score_mod, block_mask, scale, None)
 
 
 def dense_flex(q, k, v, score_mod, mask_mod, scale: float):
@@ -226,6 +229,16 @@ def _sorted_labels(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def _block_size(chunk: int) -> int:
     """BlockMask tile: 64 for chunks up to 64 (the Triton kernel's BLOCK_M/N then match it), else 128."""
     return _BLOCK if chunk <= _BLOCK else 2 * _BLOCK
+
+
+def allow_flex_recompiles(limit: int = 64) -> None:
+    """Raise dynamo's recompile limit (default 8) for processes that compile flex_attention for many
+    settings (benchmarks, the GPU check): past the limit it would quietly run flex's unfused path."""
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the newer name, and the older one where it differs
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(limit, getattr(torch._dynamo.config, name)))
 
 
 @functools.cache

@@ -273,12 +273,12 @@ def _cell(row: dict | None) -> str:
     return f"{row['time_ms']:.1f} / {row['peak_mib']:.0f}"
 
 
-def write_section(path: str | Path, body: str) -> None:
-    """Replace (or append) the text between the bench markers; every other section is kept."""
+def write_section(path: str | Path, body: str, start: str = START, end: str = END) -> None:
+    """Replace (or append) the text between the markers `start` and `end`; every other section is kept."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{START}\n{body}{END}"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), flags=re.DOTALL)
+    section = f"{start}\n{body}{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), flags=re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:
@@ -307,10 +307,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-public", action="store_true", help="skip performer_pytorch/reformer_pytorch/HF Reformer")
     parser.add_argument("--kinds", nargs="+", choices=registry.kinds(), default=None,
                         help="only these attention kinds' rows (default: every registered variant)")
+    from raygrid.bench import kernel_table  # imports this module: loaded here, not at the top
+
+    kernel_table.add_arguments(parser)
 
 
 def main(args) -> int:
     """Run the bench from parsed `add_arguments` options; print the section written."""
+    if getattr(args, "kernels", False):
+        from raygrid.bench import kernel_table
+
+        return kernel_table.main(args)
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
     kinds = getattr(args, "kinds", None)
     variants = [(label, p) for label, p in default_variants() if kinds is None or p.kind in kinds]

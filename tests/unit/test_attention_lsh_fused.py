@@ -7,8 +7,6 @@ checks that it never leaves out a block the window reaches (tests/gpu runs the c
 """
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 from pydantic import ValidationError
@@ -64,8 +62,7 @@ CASES = {
 def _run(params: LshParams, inputs, real, implementation: str, grad: bool, seed: int = 3):
     """(output, gradients of q, k, v) of one kernel; gradients of a fixed random projection of the output."""
     leaves = [t.clone().requires_grad_(grad) for t in inputs]
-    with torch.set_grad_enabled(grad), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # flex_attention's "called without torch.compile" notice
+    with torch.set_grad_enabled(grad):
         out = lsh_attention(*leaves, real, params=params.model_copy(update={"implementation": implementation}),
                             generator=_gen(seed))
     if not grad:

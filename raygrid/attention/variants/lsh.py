@@ -134,6 +134,8 @@ VARIANT = Variant(
     attach="attach_hashing",
     standalone="standalone",
     flops=flops,
+    study=("lsh study R=2 L=64", {"qk": "shared", "look_forward": 1, "num_hashes": 2, "chunk_size": 64,
+                                  "num_buckets": "max_len"}),
     bench=(*((f"lsh R={r} L={c}", {"num_hashes": r, "chunk_size": c}) for r in (2, 4) for c in (64, 128)),
            ("lsh R=2 L=64 mask", {"num_hashes": 2, "chunk_size": 64, "mask_within_chunks": True})),
     counts_forwards=True,
