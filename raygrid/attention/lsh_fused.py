@@ -4,7 +4,7 @@ After hashing and the stable (bucket, position) sort, the study's LSH is block-s
 query slot s, in chunk c = s // L, may attend the sorted key slots of chunks c-look_backward …
 c+look_forward. raygrid.attention.lsh (`_attend_sorted`) computes that with gathers and einsums and stays
 the reference; this module expresses it as one `flex_attention` call per layer, the R hash rounds being
-R extra heads, with a `BlockMask` that lists only the key blocks a query block can reach and a `mask_mod`
+R extra heads, with a `BlockMask` listing only the (128-slot) key blocks a query block can reach and a `mask_mod`
 / `score_mod` carrying the reference's rules exactly:
 
 - window: the kv chunk is within [c - look_backward, c + look_forward] (no wrap-around);
@@ -36,7 +36,10 @@ import torch
 
 from raygrid.attention.variants.lsh import SELF_LOGIT, LshParams
 
-_BLOCK = 64  # BlockMask tile for chunks up to 64; 128 for longer chunks (see _block_size)
+# BlockMask tile (query and key blocks). Not the chunk size: the Triton kernels' tiles must divide it, and
+# torch's default backward tiles for bf16 on H100/H200 are 128 keys wide (64 would leave no valid
+# kernel). So chunks of 64 are computed two at a time; the mask_mod still keeps each query's window exact.
+BLOCK = 128
 
 
 def fused_problem(device: torch.device, dropout_p: float) -> str | None:
@@ -82,12 +85,9 @@ def attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params:
     lengths = real.sum(dim=-1)  # (B,): real tokens, the first slots of every sorted order
     mask_mod = window_mask_mod(params, n_pad, lengths, q_buckets, k_buckets, q_order, k_order, real)
     score_mod = self_score_mod(params, q_order.reshape(flat), k_order.reshape(flat))
-    block = _block_size(params.chunk_size)
-    block_mask = window_block_mask(n_pad, params.chunk_size, params.look_backward, params.look_forward, block,
+    block_mask = window_block_mask(n_pad, params.chunk_size, params.look_backward, params.look_forward, BLOCK,
                                    mask_mod, q.device)
-    # 64-row tiles need matching Triton tiles (CUDA defaults may be 128); 128 is divisible by every default.
-    options = {"BLOCK_M": block, "BLOCK_N": block} if block == _BLOCK else None
-    out, lse = run_flex(q_s, k_s, v_s, score_mod, block_mask, scale, options)
+    out, lse = run_flex(q_s, k_s, v_s, score_mod, block_mask, scale)
     found = torch.arange(n_pad, device=q.device) < lengths[:, None]  # (B, Np)
     return {"out": out.view(batch, heads, rounds, n_pad, head_dim), "lse": lse.view(batch, heads, rounds, n_pad),
             "found": found[:, None, None, :].expand(batch, heads, rounds, n_pad)}
@@ -173,15 +173,17 @@ def window_block_mask(n_pad: int, chunk: int, back: int, fwd: int, block: int, m
                                     BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(n_pad, n_pad))
 
 
-def run_flex(q, k, v, score_mod, block_mask, scale: float, kernel_options: dict):
+def run_flex(q, k, v, score_mod, block_mask, scale: float):
     """(out, lse) of flex_attention: compiled on CUDA; on CPU flex's eager path, or `dense_flex` under autograd."""
     if q.device.type == "cuda":
-        return _call_flex(_compiled_flex(), q, k, v, score_mod, block_mask, scale, kernel_options)
+        # q, k, v already hold autocast's dtype; autocast off keeps it from re-casting inside the kernel.
+        with torch.autocast(device_type="cuda", enabled=False):
+            return _call_flex(_compiled_flex(), q, k.to(q.dtype), v.to(q.dtype), score_mod, block_mask, scale)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return dense_flex(q, k, v, score_mod, block_mask.mask_mod, scale)  # flex has no CPU backward
     with warnings.catch_warnings():  # its advice (torch.compile) does not apply: no backward, no LSE on CPU
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-        return _call_flex(_flex_module().flex_attention, q, k, v, score_mod, block_mask, scale, None)
+        return _call_flex(_flex_module().flex_attention, q, k, v, score_mod, block_mask, scale)
 
 
 def dense_flex(q, k, v, score_mod, mask_mod, scale: float):
@@ -205,10 +207,10 @@ def dense_flex(q, k, v, score_mod, mask_mod, scale: float):
     return out.to(q.dtype), lse.masked_fill(~rows, float("-inf"))
 
 
-def _call_flex(flex, q, k, v, score_mod, block_mask, scale, kernel_options):
+def _call_flex(flex, q, k, v, score_mod, block_mask, scale):
     """flex(...) returning (out, lse): `return_aux` where torch has it (>= 2.9), else `return_lse`."""
     aux_request = getattr(_flex_module(), "AuxRequest", None)
-    options = dict(score_mod=score_mod, block_mask=block_mask, scale=scale, kernel_options=kernel_options)
+    options = dict(score_mod=score_mod, block_mask=block_mask, scale=scale)
     if aux_request is None:
         return flex(q, k, v, return_lse=True, **options)
     out, aux = flex(q, k, v, return_aux=aux_request(lse=True), **options)
@@ -224,11 +226,6 @@ def _sorted(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def _sorted_labels(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Per-round labels x (B, H, R, Np) in each round's sorted order (B, H, R, Np)."""
     return x.gather(-1, order)
-
-
-def _block_size(chunk: int) -> int:
-    """BlockMask tile: 64 for chunks up to 64 (the Triton kernel's BLOCK_M/N then match it), else 128."""
-    return _BLOCK if chunk <= _BLOCK else 2 * _BLOCK
 
 
 def allow_flex_recompiles(limit: int = 64) -> None:
