@@ -27,13 +27,20 @@ test-unit: setup
 
 # GPU check (README "GPU check"): for a bare CUDA machine with no Ray, MLflow or pydantic and no
 # package registry. `make gpu-wheels` (online, once) fetches the missing wheels into .gpu-wheels/
-# (~2 MiB; carry it with the tree); `make gpu-check` installs them offline and fails without CUDA.
+# (~3 MiB; carry it with the tree); `make gpu-check` installs them offline and fails without CUDA.
+# GPU_PEERS: the kernel table's public peers (the `bench` extra) and their pure-Python dependencies,
+# pinned and fetched without resolution (it would pull a CUDA torch); tools/gpu_check.py's PEER_PACKAGES.
 GPU_PYTHON ?= python3
 GPU_WHEELS ?= .gpu-wheels
+GPU_PEERS := performer-pytorch==1.1.4 reformer-pytorch==1.4.4 einops==0.8.2 local-attention==1.11.2 \
+  axial-positional-embedding==0.3.12 product-key-memory==0.3.0 hyper-connections==0.4.11 \
+  colt5-attention==0.11.2 torch-einops-utils==0.2.0
+GPU_PIP_TARGET := --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any
 
 gpu-wheels: setup
-	$(BIN)/pip download -q --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
-	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d $(GPU_WHEELS) 'pydantic>=2.7,<3'
+	$(BIN)/pip download -q $(GPU_PIP_TARGET) -d $(GPU_WHEELS) 'pydantic>=2.7,<3'
+	$(BIN)/pip download -q --no-deps $(GPU_PIP_TARGET) -d $(GPU_WHEELS) $(GPU_PEERS)
 
 gpu-check:
 	$(GPU_PYTHON) tools/gpu_check.py --wheels $(GPU_WHEELS) $(if $(GPU_OUT),--copy-to $(GPU_OUT))

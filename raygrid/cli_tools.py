@@ -85,7 +85,7 @@ def add_data(sub) -> None:
 # `raygrid bench KIND`: each kind's options live in its module (raygrid.bench.*), which imports torch;
 # the module is imported only when that kind is chosen, not to build the parser.
 BENCHES = {
-    "attention": ("raygrid.bench.attention", "attention kernels: time, memory and error vs sequence length"),
+    "attention": ("raygrid.bench.attention_cli", "attention kernels: time, memory and error vs sequence length"),
     "padding": ("raygrid.bench.padding", "padded / real tokens of training batches, random vs length-grouped"),
     "loop": ("raygrid.bench.loop", "one cell's training loop bare vs through raygrid: tokens/s, overhead"),
     "data": ("raygrid.bench.data_prepare", "data path: peak memory of `data prepare` at 1x and 10x, tokenizer scaling"),

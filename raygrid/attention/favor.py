@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from raygrid.attention.favor_chunked import chunked_favor
 from raygrid.attention.layer_state import derive_seed, head_dim, key_padding_mask, layer_params, module_device
 from raygrid.attention.variants.favor import FavorParams
 
@@ -81,15 +82,40 @@ def favor_attention(
     params: FavorParams,
     projection: torch.Tensor,
     scaling: float | None = None,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Non-causal FAVOR+ attention; q, k, v (B, H, N, D) -> (B, H, N, D) in the input dtype.
 
+    The result of `favor_attention_dense` without its (B, H, N, M) feature tensors: features are built
+    over chunks of `chunk_rows` tokens and rebuilt in backward (raygrid.attention.favor_chunked).
     Computed in float32 with autocast off: the feature exponents ωᵀx - ‖x‖²/2 reach hundreds for
-    large-norm inputs, and bf16/fp16 keep only 2-3 significant digits of them.
+    large-norm inputs, and bf16/fp16 keep only 2-3 significant digits of them. The projection is state,
+    not a parameter: no gradient reaches it.
     """
     out_dtype = query.dtype
+    root = math.sqrt(query.shape[-1] ** -0.5 if scaling is None else scaling)  # split the scale over q and k
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        weights = projection.detach().to(device=query.device, dtype=torch.float32)
+        omegas = torch.cat([weights, -weights]) if params.feature_map == "hyperbolic" else weights  # (M, D)
+        real = None if key_padding_mask is None else key_padding_mask.to(device=query.device, dtype=torch.bool)
+        out = chunked_favor(query, key, value, real, omegas, root, params.stabilizer, chunk_rows)
+    return out.to(out_dtype)
+
+
+def favor_attention_dense(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    *,
+    params: FavorParams,
+    projection: torch.Tensor,
+    scaling: float | None = None,
+) -> torch.Tensor:
+    """The readable FAVOR+ formula with whole (B, H, N, M) features: the oracle `favor_attention` is tested against."""
+    out_dtype = query.dtype
     head_dim = query.shape[-1]
-    root = math.sqrt(head_dim**-0.5 if scaling is None else scaling)  # split the scale over q and k
+    root = math.sqrt(head_dim**-0.5 if scaling is None else scaling)
     with torch.autocast(device_type=query.device.type, enabled=False):
         weights = projection.to(device=query.device, dtype=torch.float32)
         log_q = log_features(query.float() * root, weights, params.feature_map)  # (B, H, N, M)
@@ -98,7 +124,7 @@ def favor_attention(
         if key_padding_mask is not None:
             real = key_padding_mask.to(torch.bool)[:, None, :, None]  # (B, 1, N, 1)
             log_k = log_k.masked_fill(~real, float("-inf"))  # padded keys: exp(-inf) = 0 below
-            v = v.masked_fill(~real, 0.0)  # keep 0 * (inf/nan in padded values) out of the sums
+            v = v.masked_fill(~real, 0.0)
         phi_q, phi_k = _stabilised_features(log_q, log_k, params.stabilizer)
         if key_padding_mask is not None:
             phi_k = phi_k * real  # padded keys contribute nothing, not even the eps

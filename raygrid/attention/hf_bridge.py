@@ -63,14 +63,20 @@ def implementation_name(params, rope: bool = False) -> str:
     return f"{ROPE_PREFIX if rope else PREFIX}{record.kind}"
 
 
-def attach_attention_state(model: nn.Module, params, seed: int, rope_base: float | None = None) -> None:
-    """Attach per-layer state (params, the variant's seeded state, rotary base, forward clock) to `model`."""
+def attach_attention_state(model: nn.Module, params, seed: int, rope_base: float | None = None,
+                           max_len: int | None = None) -> None:
+    """Attach per-layer state (params, the variant's seeded state, rotary base, forward clock) to `model`.
+
+    `max_len`: the cell's data.max_len, for settings that follow it (LSH num_buckets: max_len).
+    """
     params = validated(params)
     record = variant_of(params)
     modules = attention_modules(model)
     if not modules:
         raise ValueError(f"no attention modules found in {type(model).__name__} (looked for {_PROJECTION_NAMES})")
     _check_implementation(model, params, rope_base)
+    if record.for_max_len is not None:
+        params = record.for_max_len(params, max_len)
     attach = record.hook("attach")
     clock = ForwardClock()
     for layer, module in enumerate(modules):

@@ -34,6 +34,11 @@ Angular similarity ranks keys by cos, not by qᵀk (keys with large norms in oth
 Self is an ordinary key by default here (exact softmax is recovered when one window covers the
 sequence); exclude_self=True applies Reformer's rule.
 
+Kernels: this module's gather-and-einsum window step is the reference (and the one LshTrace reads);
+raygrid.attention.lsh_fused computes the same windows with flex_attention, chosen by `implementation`
+(auto: fused on CUDA without attention dropout). Hashing, sorting, unsorting and the round combination
+below are shared by both.
+
 Record: raygrid.attention.variants.lsh; the transformers side (hashing per training forward, the Q = K
 tie): raygrid.attention.lsh_layer.
 """
@@ -45,9 +50,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from raygrid.attention.variants.lsh import LshParams, num_buckets_for
-
-_SELF_LOGIT = -1e5  # Reformer's value: finite, so self is used only when no other key is allowed
+from raygrid.attention import lsh_fused
+from raygrid.attention.variants.lsh import SELF_LOGIT, LshParams, num_buckets_for
 
 
 class LshTrace(NamedTuple):
@@ -90,9 +94,13 @@ def lsh_attention(
 ) -> torch.Tensor:
     """LSH attention; q, k, v (B, H, N, D) -> (B, H, N, D). Give `rotations` or a seeded `generator`.
 
-    With params.qk == "shared" the keys are the queries and `key` is not read (None is fine).
+    With params.qk == "shared" the keys are the queries and `key` is not read (None is fine). The window
+    step runs on the fused or the reference kernel as `params.implementation` and the device decide
+    (raygrid.attention.lsh_fused.choose_kernel); both give the same result.
     """
-    out, _ = _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, dropout_p, False)
+    fused = lsh_fused.choose_kernel(params, query.device, dropout_p) == "fused"
+    out, _ = _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, dropout_p, False,
+                  fused)
     return out
 
 
@@ -107,12 +115,12 @@ def lsh_trace(
     generator: torch.Generator | None = None,
     scaling: float | None = None,
 ) -> tuple[torch.Tensor, LshTrace]:
-    """lsh_attention plus its dense per-round weights and buckets (O(N²) memory; tests only)."""
-    return _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, 0.0, True)
+    """lsh_attention on the reference kernel plus its dense per-round weights and buckets (O(N²); tests only)."""
+    return _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, 0.0, True, False)
 
 
-def _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, dropout_p, trace):
-    """Pad to whole chunks, hash, sort, attend per round, unsort, combine rounds; optionally trace."""
+def _lsh(query, key, value, key_padding_mask, params, rotations, generator, scaling, dropout_p, trace, fused):
+    """Pad to whole chunks, hash, sort, attend per round (fused or reference), unsort, combine; optionally trace."""
     batch, heads, n, head_dim = query.shape
     chunk = params.chunk_size
     n_pad = math.ceil(n / chunk) * chunk
@@ -134,7 +142,11 @@ def _lsh(query, key, value, key_padding_mask, params, rotations, generator, scal
     q_order = _sort_order(q_buckets, real, nb)
     k_order = q_order if shared else _sort_order(k_buckets, real, nb)
     scale = head_dim**-0.5 if scaling is None else scaling
-    rounds = _attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params, scale, dropout_p, trace)
+    if fused:
+        rounds = lsh_fused.attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params, scale)
+    else:
+        rounds = _attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params, scale, dropout_p,
+                                trace)
     inverse = _invert(q_order)  # sorted slot of each token, (B, H, R, Np)
     out_r = _gather(rounds["out"], inverse)  # (B, H, R, Np, D), token order
     lse_r, found_r = (_gather(rounds[name], inverse) for name in ("lse", "found"))  # (B, H, R, Np)
@@ -203,7 +215,7 @@ def _attend_sorted(q, k, v, real, q_buckets, k_buckets, q_order, k_order, params
     logits = torch.einsum("bhrcid,bhrcjd->bhrcij", q_s.float(), k_w.float()) * scale  # (..., L, W·L)
     allowed, fallback = _allowed_keys(params, real_w, q_real, q_buckets, k_buckets, q_order, k_order, shape)
     if params.exclude_self:
-        logits = logits.masked_fill(q_pos[..., :, None] == k_pos[..., None, :], _SELF_LOGIT)
+        logits = logits.masked_fill(q_pos[..., :, None] == k_pos[..., None, :], SELF_LOGIT)
     found = allowed.any(dim=-1) & q_real  # (B, H, R, C, L): a real query with a key this round
     # Masked keys get -inf; a row with no allowed key (padded queries) gets a dummy all-zero row
     # instead (its output is zeroed below), so softmax never sees an all -inf row (NaN in backward).

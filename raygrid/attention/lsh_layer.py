@@ -17,7 +17,7 @@ import torch
 from raygrid.attention.layer_state import derive_seed, key_padding_mask, layer_params
 from raygrid.attention.lsh import lsh_attention
 from raygrid.attention.qk_tying import tie_query_key
-from raygrid.attention.variants.lsh import LshParams
+from raygrid.attention.variants.lsh import LshParams, for_max_len
 
 
 def lsh_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -44,6 +44,9 @@ def attach_hashing(module, params: LshParams, seed: int, layer: int) -> None:
 
 
 def standalone(params: LshParams, head_dim: int, seed: int = 0):
-    """fn(q, k, v, key_padding_mask) hashing with one generator seeded by `seed` (bench)."""
+    """fn(q, k, v, key_padding_mask) hashing with one generator seeded by `seed` (bench).
+
+    num_buckets: max_len counts the input's length as max_len (a bench input is one padded batch).
+    """
     generator = torch.Generator().manual_seed(seed)
-    return lambda q, k, v, m: lsh_attention(q, k, v, m, params=params, generator=generator)
+    return lambda q, k, v, m: lsh_attention(q, k, v, m, params=for_max_len(params, q.shape[-2]), generator=generator)

@@ -45,6 +45,9 @@ class Variant:
     # Forward FLOPs per token of one block's attention matmuls in a sequence of n tokens (raygrid.cost).
     flops: Callable[[Any, float, int, int], float]  # (params, n, hidden, heads) -> FLOPs
     bench: tuple[tuple[str, dict], ...]  # `raygrid bench attention` rows: (label, params fields)
+    # (label, params fields) of the variant as the study runs it (research_design.md): the rows of the
+    # kernel table and the study-shaped cells of `make gpu-check`. None = the params' defaults.
+    study: tuple[str, dict] | None = None
     kernel: str = "attention"
     adapter: str = "hf_forward"
     attach: str | None = None
@@ -64,6 +67,9 @@ class Variant:
     plan_note: Callable[[Any], str] | None = None
     # Why `data.max_len` does not suit these params (checked before any trial starts), or None.
     length_check: Callable[[Any, int], str | None] | None = None
+    # The params the layers run with, settings that follow `data.max_len` fixed (LSH num_buckets: max_len);
+    # the cell keeps the unfixed value (so stages of other lengths still match). None = params as they are.
+    for_max_len: Callable[[Any, int | None], Any] | None = None
 
     def hook(self, name: str) -> Callable | None:
         """The torch-side function the record names under `name` (None when the variant has none)."""
@@ -76,6 +82,11 @@ class Variant:
         except AttributeError:
             raise AttributeError(f"attention variant {self.kind!r}: {self.kernel_module} has no {name} "
                                  f"function {attribute!r}") from None
+
+    def study_params(self) -> tuple[str, Any]:
+        """(label, params) of the study's setting of this variant (its defaults when the record names none)."""
+        label, fields = self.study or (self.kind, {})
+        return label, self.params.model_validate(fields)
 
     def standalone_kernel(self, params, head_dim: int, seed: int = 0) -> Callable:
         """fn(q, k, v, key_padding_mask) with the variant's state drawn from `seed` (bench, tests)."""

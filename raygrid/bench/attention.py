@@ -273,12 +273,12 @@ def _cell(row: dict | None) -> str:
     return f"{row['time_ms']:.1f} / {row['peak_mib']:.0f}"
 
 
-def write_section(path: str | Path, body: str) -> None:
-    """Replace (or append) the text between the bench markers; every other section is kept."""
+def write_section(path: str | Path, body: str, start: str = START, end: str = END) -> None:
+    """Replace (or append) the text between the markers `start` and `end`; every other section is kept."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{START}\n{body}{END}"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), flags=re.DOTALL)
+    section = f"{start}\n{body}{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), flags=re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:
@@ -292,30 +292,3 @@ def _progress(total: int, enabled: bool):
     except ImportError:  # tqdm is optional: a do-nothing bar
         return type("Silent", (), {"update": lambda self, n: None, "close": lambda self: None})()
     return tqdm(total=total, desc="bench attention", disable=not enabled)
-
-
-def add_arguments(parser) -> None:
-    """Options of `raygrid bench attention` (argparse)."""
-    parser.add_argument("--lengths", type=int, nargs="+", help="default 512…16384 on GPU, 512…4096 on CPU")
-    parser.add_argument("--shapes", nargs="+", default=["8x64", "12x64"], help="HEADSxHEAD_DIM")
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--error-length", type=int, default=None, help="sequence length of the error table")
-    parser.add_argument("--out", default="BENCHMARKS.md", help="Markdown file whose bench section is replaced")
-    parser.add_argument("--no-public", action="store_true", help="skip performer_pytorch/reformer_pytorch/HF Reformer")
-    parser.add_argument("--kinds", nargs="+", choices=registry.kinds(), default=None,
-                        help="only these attention kinds' rows (default: every registered variant)")
-
-
-def main(args) -> int:
-    """Run the bench from parsed `add_arguments` options; print the section written."""
-    shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
-    kinds = getattr(args, "kinds", None)
-    variants = [(label, p) for label, p in default_variants() if kinds is None or p.kind in kinds]
-    rows = run_attention_bench(args.lengths, shapes, args.device, args.dtype, args.out, args.repeats,
-                               not args.no_public, batch_size=args.batch_size, error_length=args.error_length,
-                               variants=variants)
-    print(f"{len(rows)} rows; section written to {args.out}")
-    return 0

@@ -149,7 +149,8 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
             # Table rows, not tokens: RoBERTa-family tables reserve their first rows (padding_idx + 1).
             extend_learned_positions(base, cfg.data.max_len + position_offset(base))
         check_max_len(base, cfg.data.max_len)
-    hf_bridge.attach_attention_state(base, cfg.attention, cfg.seed, rope_base=model_cfg.rope_base if rope else None)
+    hf_bridge.attach_attention_state(base, cfg.attention, cfg.seed, rope_base=model_cfg.rope_base if rope else None,
+                                     max_len=cfg.data.max_len)
     restore_attention_state(base, folder)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -11,6 +11,11 @@ import torch
 
 collect_ignore_glob = [] if os.environ.get("RAYGRID_GPU_CHECK") == "1" else ["test_*.py"]
 
+if not collect_ignore_glob:  # each LSH setting, dtype and grad mode compiles flex_attention anew
+    from raygrid.attention.lsh_fused import allow_flex_recompiles
+
+    allow_flex_recompiles()
+
 
 @pytest.fixture(scope="session")
 def cuda() -> torch.device:

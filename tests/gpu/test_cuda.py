@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from raygrid.attention import records
 from raygrid.spec.config import CellConfig
 from raygrid.training.metrics import peak_gpu_mem_mb
 from raygrid.model.encoder import build_classifier
@@ -15,8 +16,9 @@ from raygrid.training.train_loop import fit
 
 pytestmark = pytest.mark.gpu
 
-KINDS = {"softmax": {"kind": "softmax"}, "favor": {"kind": "favor", "nb_features": 64},
-         "lsh": {"kind": "lsh", "chunk_size": 64, "num_hashes": 2}, "linear": {"kind": "linear"}}
+# Every registered variant: its defaults (they suit a pretrained checkpoint) and its study setting.
+KINDS = {record.kind: record.params().model_dump() for record in records()}
+STUDY = {record.kind: record.study_params()[1].model_dump() for record in records()}
 
 
 def cell(checkpoint, attention: dict, max_len: int = 128, **model) -> CellConfig:
@@ -75,10 +77,10 @@ def test_attention_kinds_agree_between_cuda_and_cpu(cuda, tiny_checkpoint, kind)
 
 
 @pytest.mark.parametrize("length", [4096, 16384])
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", list(STUDY))
 def test_study_shaped_model_trains_a_step_at_long_lengths(cuda, tiny_checkpoint, kind, length):
-    """BERT_SMALL + RoPE forward/backward in bf16 at 4k and 16k tokens: finite loss and gradients."""
-    cfg = cell(tiny_checkpoint, KINDS[kind], max_len=length, from_scratch=True, positions="rope",
+    """BERT_SMALL + RoPE forward/backward in bf16 at 4k and 16k tokens, study settings: finite loss and gradients."""
+    cfg = cell(tiny_checkpoint, STUDY[kind], max_len=length, from_scratch=True, positions="rope",
                config_overrides={"num_hidden_layers": 4, "hidden_size": 512, "intermediate_size": 2048,
                                  "num_attention_heads": 8, "attention_probs_dropout_prob": 0.0})
     model = build_classifier(cfg, 2).to(cuda)

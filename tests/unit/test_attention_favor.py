@@ -1,13 +1,15 @@
-"""FAVOR+: unbiased features, variance ordering, convergence to softmax, stability, padding, grads."""
+"""FAVOR+: unbiased features, variance ordering, convergence to softmax, stability, padding, grads, chunking."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from raygrid.attention import FavorParams
-from raygrid.attention.favor import draw_projection, favor_attention
+from raygrid.attention.favor import draw_projection, favor_attention, favor_attention_dense
 from raygrid.attention.softmax import softmax_attention
 from raygrid.attention.favor import log_features, random_features
 
@@ -129,3 +131,59 @@ def test_gradients_flow_and_determinism():
     assert all(torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0 for t in (q, k, v))
     again = favor_attention(q, k, v, params=params, projection=draw_projection(32, 16, "hyperbolic", True, _gen(7)))
     assert torch.equal(out, again)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|: the acceptance measure of the kernel tests."""
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 4, 7])
+@pytest.mark.parametrize("feature_map", ["positive", "hyperbolic"])
+def test_chunked_kernel_equals_the_dense_formula_and_its_gradients(feature_map, chunk_rows):
+    q, k, v = _qkv(b=2, h=2, n=23, std=1.5, seed=4)
+    real = torch.ones(2, 23, dtype=torch.bool)
+    real[0, 5:9] = False  # a hole, not only right padding
+    real[1, 15:] = False
+    garbage = torch.where(real[:, None, :, None], 0.0, 1e4)  # padded keys/values must not matter
+    k, v = k + garbage, v + garbage
+    params = FavorParams(feature_map=feature_map, nb_features=32)
+    projection = draw_projection(32, 16, feature_map, True, _gen(1))
+    weights = torch.randn(2, 2, 23, 16, generator=_gen(9))
+    results = []
+    for kernel, extra in ((favor_attention, {"chunk_rows": chunk_rows}), (favor_attention_dense, {})):
+        inputs = [t.clone().requires_grad_(True) for t in (q, k, v)]
+        out = kernel(*inputs, real, params=params, projection=projection, **extra)
+        (out * weights).sum().backward()
+        results.append((out.detach(), *(t.grad for t in inputs)))
+    for chunked, dense in zip(*results):
+        assert _rel(chunked, dense) <= 1e-5
+
+
+class _LargestTensor(TorchDispatchMode):
+    """The largest number of elements of any tensor an op returns (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [t.numel() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        self.largest = max([self.largest, *sizes])
+        return out
+
+
+def test_no_tensor_of_feature_size_is_built_forward_or_backward():
+    b, h, n, d, m = 2, 2, 64, 16, 32
+    q, k, v = (t.requires_grad_(True) for t in _qkv(b=b, h=h, n=n, d=d))
+    params = FavorParams(nb_features=m)
+    projection = draw_projection(m, d, "hyperbolic", True, _gen())
+    sizes = {}
+    for name, kernel, extra in (("chunked", favor_attention, {"chunk_rows": 8}), ("dense", favor_attention_dense, {})):
+        with _LargestTensor() as probe:
+            kernel(q, k, v, params=params, projection=projection, **extra).sum().backward()
+        sizes[name] = probe.largest
+    assert sizes["dense"] >= b * h * n * m  # the probe sees the dense formula's (B, H, N, M) features
+    # chunked: inputs, outputs and their gradients (B, H, N, D), features one chunk at a time
+    assert sizes["chunked"] <= max(b * h * n * d, b * h * 8 * m) < b * h * n * m

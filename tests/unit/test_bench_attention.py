@@ -6,6 +6,7 @@ import argparse
 import torch
 
 from raygrid.bench import attention as bench_attention
+from raygrid.bench import attention_cli
 from raygrid.bench.attention import END, START, default_variants, run_attention_bench
 
 
@@ -42,20 +43,48 @@ def test_cpu_peak_probe_counts_live_storages_only():
 
 def test_cli_arguments_and_new_file(tmp_path):
     parser = argparse.ArgumentParser()
-    bench_attention.add_arguments(parser)
+    attention_cli.add_arguments(parser)
     out = tmp_path / "new.md"
     args = parser.parse_args(["--lengths", "32", "--shapes", "1x8", "--repeats", "1", "--no-public",
                               "--error-length", "32", "--out", str(out), "--device", "cpu"])
-    assert bench_attention.main(args) == 0
+    assert attention_cli.main(args) == 0
     assert out.read_text().count(START) == 1
 
 
 def test_cli_kinds_keeps_only_those_variants(tmp_path):
     parser = argparse.ArgumentParser()
-    bench_attention.add_arguments(parser)
+    attention_cli.add_arguments(parser)
     out = tmp_path / "kinds.md"
     args = parser.parse_args(["--lengths", "32", "--shapes", "1x8", "--repeats", "1", "--no-public", "--kinds",
                               "softmax", "linear", "--error-length", "32", "--out", str(out), "--device", "cpu"])
-    assert bench_attention.main(args) == 0
+    assert attention_cli.main(args) == 0
     text = out.read_text()
     assert "| softmax (SDPA) |" in text and "| linear elu+1 |" in text and "favor" not in text.split("###")[1]
+
+
+def test_kernel_table_fused_vs_reference_on_cpu_and_the_deadline(tmp_path):
+    from raygrid.bench import kernel_table
+
+    labels = [label for label, _ in kernel_table.study_rows()]
+    assert {"lsh study R=2 L=64 [fused]", "lsh study R=2 L=64 [reference]", "softmax (SDPA)"} <= set(labels)
+    results = kernel_table.run_kernel_table([64, 128], tokens=256, heads=2, head_dim=16, repeats=1,
+                                            include_public=False)
+    cells = {(r["variant"], r["length"]): r for r in results}
+    assert {r["batch"] for r in results} == {4, 2}  # tokens / N sequences per batch
+    assert all(r["time_ms"] > 0 and r["rel_error"] is not None for r in results)
+    assert cells[("lsh study R=2 L=64 [fused]", 128)]["rel_error"] < 1e-5  # same hashes as the reference
+    assert cells[("softmax (SDPA)", 64)]["rel_error"] < 1e-5 < cells[("favor φ* M=256", 64)]["rel_error"]
+    late = kernel_table.run_kernel_table([64], tokens=64, heads=2, head_dim=16, repeats=1, include_public=False,
+                                         deadline=0.0)
+    assert all(r["skipped"] == "time budget" for r in late)
+    text = kernel_table.render_markdown(results + late, "cpu", "float32", 256, 2, 16, note="a note")
+    assert "| lsh study R=2 L=64 [fused] |" in text and "a note" in text and "e-" in text
+
+    parser = argparse.ArgumentParser()
+    attention_cli.add_arguments(parser)
+    out = tmp_path / "kernels.md"
+    out.write_text("# Benchmarks\n")
+    args = parser.parse_args(["--kernels", "--lengths", "32", "--shapes", "1x8", "--tokens", "64", "--repeats", "1",
+                              "--no-public", "--out", str(out), "--device", "cpu"])
+    assert attention_cli.main(args) == 0
+    assert out.read_text().count(kernel_table.START) == 1 and "N=32" in out.read_text()

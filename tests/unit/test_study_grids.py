@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from raygrid.attention.variants.lsh import for_max_len
 from raygrid.spec.loader import load_grid
 
 GRIDS = Path(__file__).resolve().parents[2] / "grids"
@@ -18,9 +19,10 @@ DATASETS = {"imdb": (None, "study", 512), "hyperpartisan": ("bypublisher", "stud
 # "Wikipedia corpus (MLM)": 600,000 keyword-selected articles, one sequence each, 450,000 cut to 128, no validation.
 STUDY_WIKIPEDIA = {"corpus_rule": "study", "mlm_layout": "document", "short_rows": 450_000, "short_len": 128,
                    "val_fraction": 0.0, "path": None}
-# research_design.md, "Attention grid": Reformer's rules; num_hashes {2, 4} x chunk_size {64, 128}, mask off.
+# research_design.md, "Attention grid": Reformer's rules; num_hashes {2, 4} x chunk_size {64, 128}, mask off;
+# "LSH bucket count": max_len / chunk_size, fixed per dataset (the study pads to max_len).
 STUDY_LSH = {"qk": "shared", "look_backward": 1, "look_forward": 1, "exclude_self": True, "round_combine": "mean",
-             "num_buckets": None}
+             "num_buckets": "max_len"}
 
 
 # research_design.md, "Stages" (stage -> task -> epochs, lr, batch per step, grad accumulation): the effective
@@ -72,6 +74,8 @@ def test_every_lsh_cell_runs_the_study_rules():
         if attention.kind != "lsh":
             continue
         assert {key: getattr(attention, key) for key in STUDY_LSH} == STUDY_LSH, cell.name
+        layers = for_max_len(attention, cell.config.data.max_len)  # what the model's layers run with
+        assert layers.num_buckets == cell.config.data.max_len // attention.chunk_size, cell.name
         grids.setdefault(name, set()).add((attention.num_hashes, attention.chunk_size, attention.mask_within_chunks))
     variants = {(r, c, False) for r in (2, 4) for c in (64, 128)}
     assert grids == {"study_pretrain.yaml": variants, "study_attention.yaml": variants,
@@ -125,7 +129,8 @@ def test_plan_shows_the_split_and_lsh_rules_of_each_stage(capsys):
     assert ("data     task_mlm: imdb split=study text=study layout=document max_len=512 | hyperpartisan/bypublisher "
             "split=study text=study layout=document max_len=4096") in out
     assert "data     wiki_mlm: wikipedia corpus=study no-validation layout=document short=450000x128 max_len=512" in out
-    assert "lsh      wiki_mlm: qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False (4 cells)" in out
+    assert ("lsh      wiki_mlm: qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False "
+            "buckets=max_len/chunk (4 cells)") in out
     assert "optim    task_mlm: imdb epochs=15 lr=0.0002 batch=64 accum=1 | hyperpartisan/bypublisher epochs=6 " in out
     assert ("train    wiki_mlm: cosine warmup=0.1 min_lr_ratio=0.5 weight_decay=0.01 clip=1 precision=fp16 "
             "dropout=attention_probs:0,hidden:0.1 (9 cells)") in out

@@ -57,6 +57,7 @@ VARIANT = Variant(
     redraw="redraw_projection",
     standalone="standalone",
     flops=flops,
+    study=("favor φ* M=256", {"feature_map": "hyperbolic", "nb_features": 256}),
     bench=tuple((f"favor {fm} M={nb}", {"feature_map": fm, "nb_features": nb})
                 for fm in ("positive", "hyperbolic") for nb in (128, 256)),
     state_buffers=("favor_projection",),

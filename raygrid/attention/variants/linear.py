@@ -36,5 +36,6 @@ VARIANT = Variant(
     kernel="linear_attention",
     adapter="linear_forward",
     flops=flops,
+    study=("linear elu+1", {}),
     bench=(("linear elu+1", {}),),
 )

@@ -14,6 +14,9 @@ from pydantic import Field, field_validator, model_validator
 from raygrid.attention.record import Ablation, Variant
 from raygrid.attention.variants._strict import StrictParams
 
+SELF_LOGIT = -1e5  # Reformer's logit for a token's own key: finite, so used only when no other key is allowed
+MAX_LEN = "max_len"  # num_buckets from the cell's data.max_len (the study pads every sequence to it)
+
 
 class LshParams(StrictParams):
     """Reformer-style LSH attention (Kitaev et al. 2020)."""
@@ -27,11 +30,11 @@ class LshParams(StrictParams):
     qk: Literal["shared", "separate"] = "separate"
     num_hashes: int = Field(2, gt=0)
     chunk_size: int = Field(64, gt=0)
-    num_buckets: int | None = Field(
+    num_buckets: int | Literal["max_len"] | None = Field(
         None,
-        ge=1,
-        description="None = longest real length / chunk_size, rounded up to an even number >= 2; "
-        "1 = no hashing (every token in one bucket: a sliding window over the sequence, for ablations/tests)",
+        description="None = each batch's longest real length / chunk_size, rounded up to an even number "
+        ">= 2; max_len = the same from data.max_len, fixed per cell (the study pads every sequence to "
+        "max_len); 1 = no hashing (every token in one bucket: a sliding window, for ablations/tests)",
     )
     # true = inside the chunk window a query attends only keys of its own bucket (Reformer,
     # lucidrains attend_across_buckets=False); false = every key of the window (the study's "no mask").
@@ -48,6 +51,10 @@ class LshParams(StrictParams):
     # available. Default (when not given): masked for qk: shared, an ordinary key for separate Q/K
     # (as in softmax). The resolved value is what the cell records.
     exclude_self: bool = False
+    # Which kernel computes the windows (same semantics; raygrid.attention.lsh_fused.choose_kernel):
+    # auto = the fused flex_attention kernel on CUDA without attention dropout, else the reference;
+    # fused / reference force one (debugging, timing one against the other).
+    implementation: Literal["auto", "fused", "reference"] = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -58,33 +65,55 @@ class LshParams(StrictParams):
 
     @field_validator("num_buckets")
     @classmethod
-    def _even_buckets(cls, num_buckets: int | None) -> int | None:
+    def _even_buckets(cls, num_buckets: int | str | None) -> int | str | None:
         # Angular hashing argmax over [xR, -xR] yields an even number of buckets.
-        if num_buckets is not None and num_buckets > 1 and num_buckets % 2:
-            raise ValueError("must be 1 or even")
+        if isinstance(num_buckets, int) and (num_buckets < 1 or (num_buckets > 1 and num_buckets % 2)):
+            raise ValueError("must be 1, even, 'max_len' or unset")
         return num_buckets
 
 
 def num_buckets_for(params: LshParams, num_tokens: float) -> int:
-    """params.num_buckets, or num_tokens / chunk_size rounded up to an even number >= 2."""
+    """params.num_buckets, or num_tokens / chunk_size rounded up to an even number >= 2.
+
+    `max_len` must have been fixed by `for_max_len` first (the layers get the fixed params).
+    """
+    if params.num_buckets == MAX_LEN:
+        raise ValueError("attention.num_buckets: max_len is fixed from data.max_len when the model is built "
+                         "(hf_bridge.attach_attention_state(..., max_len=...)); a bare kernel call needs a number")
     if params.num_buckets is not None:
         return params.num_buckets
-    return max(2, 2 * math.ceil(num_tokens / (2 * params.chunk_size)))
+    return _even_count(num_tokens, params.chunk_size)
+
+
+def _even_count(num_tokens: float, chunk_size: int) -> int:
+    return max(2, 2 * math.ceil(num_tokens / (2 * chunk_size)))
+
+
+def for_max_len(params: LshParams, max_len: int | None) -> LshParams:
+    """`params` with num_buckets: max_len replaced by max_len / chunk_size (even, >= 2); others unchanged."""
+    if params.num_buckets != MAX_LEN:
+        return params
+    if max_len is None:
+        raise ValueError("attention.num_buckets: max_len needs the cell's data.max_len")
+    return params.model_copy(update={"num_buckets": _even_count(max_len, params.chunk_size)})
 
 
 def flops(params: LshParams, n: float, hidden: int, heads: int) -> float:
     """Each of R rounds: the W = min(chunk·(1 + back + forward), N) keys of the window as in softmax,
     plus hashing q and k with B/2 rotations. For short inputs R × softmax (every round sees everything)."""
     window = min(params.chunk_size * (1 + params.look_backward + params.look_forward), n)
-    buckets = num_buckets_for(params, n)  # the kernel's own rule (it accepts a mean length)
+    # The kernel's own rule (it accepts a mean length); max_len is not known here: n stands in for it.
+    buckets = _even_count(n, params.chunk_size) if params.num_buckets in (None, MAX_LEN) else params.num_buckets
     return params.num_hashes * (4 * hidden * window + 2 * hidden * buckets)
 
 
 def plan_note(params: LshParams) -> str:
-    """`qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False`."""
+    """`qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False buckets=max_len/chunk`."""
     self_rule = "masked" if params.exclude_self else "kept"
+    buckets = {None: "longest/chunk", MAX_LEN: "max_len/chunk"}.get(params.num_buckets, params.num_buckets)
+    kernel = "" if params.implementation == "auto" else f" kernel={params.implementation}"
     return (f"qk={params.qk} window=-{params.look_backward}..+{params.look_forward} self={self_rule} "
-            f"rounds={params.round_combine} mask_within_chunks={params.mask_within_chunks}")
+            f"rounds={params.round_combine} mask_within_chunks={params.mask_within_chunks} buckets={buckets}{kernel}")
 
 
 def length_check(params: LshParams, max_len: int) -> str | None:
@@ -105,10 +134,13 @@ VARIANT = Variant(
     attach="attach_hashing",
     standalone="standalone",
     flops=flops,
+    study=("lsh study R=2 L=64", {"qk": "shared", "look_forward": 1, "num_hashes": 2, "chunk_size": 64,
+                                  "num_buckets": "max_len"}),
     bench=(*((f"lsh R={r} L={c}", {"num_hashes": r, "chunk_size": c}) for r in (2, 4) for c in (64, 128)),
            ("lsh R=2 L=64 mask", {"num_hashes": 2, "chunk_size": 64, "mask_within_chunks": True})),
     counts_forwards=True,
     ablations=(Ablation("mask_within_chunks", "lsh_mask", "LSH attention: masking within chunks"),),
     plan_note=plan_note,
     length_check=length_check,
+    for_max_len=for_max_len,
 )

@@ -34,6 +34,7 @@ VARIANT = Variant(
     kernel="softmax_attention",
     adapter="softmax_forward",
     flops=flops,
+    study=("softmax (SDPA)", {}),
     bench=(("softmax (SDPA)", {}),),
     reference=True,
     builtin_implementation=lambda params: params.implementation,
