@@ -20,6 +20,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-public", action="store_true", help="skip performer_pytorch/reformer_pytorch/HF Reformer")
     parser.add_argument("--kinds", nargs="+", choices=registry.kinds(), default=None,
                         help="only these attention kinds' rows (default: every registered variant)")
+    parser.add_argument("--favor-memory", action="store_true",
+                        help="FAVOR+'s chunked kernel vs the dense formula: time, peak memory, output difference")
+    parser.add_argument("--favor-features", type=int, nargs="+", default=[128, 256, 512],
+                        help="--favor-memory: feature counts M")
     kernel_table.add_arguments(parser)
 
 
@@ -27,6 +31,10 @@ def main(args) -> int:
     """Run the bench from parsed `add_arguments` options; print the section written."""
     if getattr(args, "kernels", False):
         return kernel_table.main(args)
+    if getattr(args, "favor_memory", False):
+        from raygrid.bench import favor_memory
+
+        return favor_memory.main(args)
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes]
     kinds = getattr(args, "kinds", None)
     variants = [(label, p) for label, p in default_variants() if kinds is None or p.kind in kinds]
