@@ -25,8 +25,12 @@ def test_render_compares_tokens_per_s_and_splits_the_wall_time(tiny_checkpoint, 
     bare = {"tokens_per_s": 1000.0, "train_time_s": 50.0, "model_load_s": 2.0, "data_load_s": 1.0,
             "eval_time_s": 5.0, "checkpoint_time_s": 0.0, "wall_s": 60.0}
     ray = {**bare, "tokens_per_s": 960.0, "checkpoint_time_s": 3.0, "worker_start_s": 4.0, "ray_start_s": 6.0,
-           "wall_s": 80.0}
+           "store_open_s": 1.5, "before_trial_s": 2.5, "teardown_s": 1.0, "after_trial_s": 0.5, "wall_s": 80.0}
     text = render(cell, bare, ray, "cpu")
     assert "keeps 96.0% of the bare loop's tokens/s" in text and "| 960 (0.96x) |" in text
-    assert ray["rest_s"] == pytest.approx(80 - 50 - 2 - 1 - 5 - 3 - 4 - 6) and bare["rest_s"] == pytest.approx(2.0)
+    # Ray's start and the store's schema are once per run / store: outside the wall and the rest
+    assert ray["rest_s"] == pytest.approx(80 - 50 - 2 - 1 - 5 - 3 - 2.5 - 4 - 1 - 0.5) and bare["rest_s"] == pytest.approx(2.0)
     assert "| overhead = wall - training s | 10.0 | 30.0 |" in text
+    assert "| **overhead beyond the bare loop s** | | **20.0** |" in text
+    assert "| Ray teardown after the final report s | - | 1.0 |" in text
+    assert "Ray start s (not in wall) | - | 6.0 |" in text and "schema s (not in wall) | - | 1.5 |" in text
