@@ -6,7 +6,8 @@ stage, the child must have the same value (the same label for a bundle axis; the
 config value for a plain key, whether the child varies it or fixes it in its base). Refused before
 anything runs: no match or several, an unknown stage, a cycle, a parent stage that does not export
 weights (only `mlm` cells do), a child that names its own checkpoint, positions that differ along
-the chain, an LSH qk: shared child of a parent that trained separate keys, and a task-MLM parent
+the chain, an attention setting its variant refuses on its parent's weights (raygrid.attention's
+`cell_check`: LSH qk: shared after a parent that trained separate keys), and a task-MLM parent
 whose documents could include the child's test split.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import copy
 from pathlib import Path
 from typing import Any, Callable
 
+from raygrid.attention.registry import cell_problem
 from raygrid.spec.config import CORPORA, STAGE_SCHEME, InitRef, StageConfig
 from raygrid.spec.grid import (Cell, Grid, GridError, blocks_of, cell_resources, combo_label, expand, is_bundle,
                           make_cell, merges, resolve_paths)
@@ -144,9 +146,9 @@ def _check_link(path: Path, stage: StageConfig, cell, parent: Cell) -> None:
     if child.model.positions != mother.model.positions:
         raise GridError(f"{where}: model.positions {child.model.positions} differs from its parent stage's "
                         f"({mother.model.positions}) (cell {cell.name})")
-    if _shared_qk(child) and not _shared_qk(mother):
-        raise GridError(f"{where}: attention.qk: shared would replace the key weights its parent stage trained "
-                        f"(parent attention {mother.attention.kind}, not LSH qk: shared) (cell {cell.name})")
+    problem = cell_problem(child.attention, "stage", parent=mother.attention)  # the variant's own rules
+    if problem:
+        raise GridError(f"{where}: {problem} (cell {cell.name})")
     if mother.data.dataset not in CORPORA and mother.data.dataset == child.data.dataset:
         # The parent read this dataset's train + validation text: the child's test split must be
         # the same documents the parent never saw, i.e. the same split of the same files.
@@ -155,10 +157,6 @@ def _check_link(path: Path, stage: StageConfig, cell, parent: Cell) -> None:
                 raise GridError(f"{where}: data.{key} {getattr(child.data, key)!r} differs from its parent's "
                                 f"{getattr(mother.data, key)!r}: the parent's MLM text could include this cell's "
                                 f"test documents (cell {cell.name})")
-
-
-def _shared_qk(config) -> bool:
-    return getattr(config.attention, "qk", None) == "shared"
 
 
 def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, parents: list[Cell],

@@ -110,8 +110,7 @@ def train_cell(name: str, checkpoint, resume: dict | None = None, states: list |
             epochs[metrics["epoch"]] = metrics
             states.append(copy.deepcopy(state))
 
-    final = fit(cfg, model, loaders, objective, torch.device("cpu"), report, resume=resume,
-                on_step=_redraws_as_the_worker_does(model, cfg))
+    final = fit(cfg, model, loaders, objective, torch.device("cpu"), report, resume=resume)
     figures = {"train_loss_1": epochs[1]["train_loss"], "val_loss_1": epochs[1]["val_loss"]}
     if 0 in epochs:
         figures["train_loss_0"] = epochs[0]["train_loss"]
@@ -119,15 +118,6 @@ def train_cell(name: str, checkpoint, resume: dict | None = None, states: list |
         figures.update(test_loss=final["test_loss"], test_f1_macro=final["test_f1_macro"],
                        best_val_f1_macro=final["best_val_f1_macro"])
     return figures
-
-
-def _redraws_as_the_worker_does(model, cfg):
-    """FAVOR+ redraws, asked for as raygrid.orchestration.trial.train_worker asks for them."""
-    from raygrid.attention import hf_bridge
-
-    if not hf_bridge.redraws(cfg.attention):
-        return None
-    return lambda step: hf_bridge.maybe_redraw(model.encoder, cfg.attention, step)
 
 
 @pytest.mark.parametrize("name", list(CELLS))
