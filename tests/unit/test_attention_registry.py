@@ -160,3 +160,30 @@ def test_no_attention_kind_branches_outside_the_attention_package():
         found += [f"{path.relative_to(PACKAGE.parent)}: {line}"
                   for line in _kind_branches(path.read_text(), set(registry.kinds()), classes)]
     assert not found, "\n".join(found)
+
+
+def _variant_field_reads(text: str, fields: set[str]) -> list[str]:
+    """Lines reading a variant's own setting off a cell's attention (`cfg.attention.qk`, getattr(..., "qk"))."""
+    names = "|".join(sorted(fields))
+    read = re.compile(rf"""\.attention\.({names})\b|getattr\([^,]*attention[^,]*,\s*["']({names})["']""")
+    return [line.strip() for line in text.splitlines() if read.search(line)]
+
+
+def test_the_field_read_finder_finds_reads():
+    fields = {"qk", "nb_features"}
+    for line in ('if getattr(self.attention, "qk", None) == "shared":', "m = cfg.attention.nb_features"):
+        assert _variant_field_reads(line, fields) == [line], line
+    assert _variant_field_reads("cfg.attention.kind; attention.implementation", fields) == []
+
+
+def test_no_variant_setting_is_read_outside_the_attention_package():
+    """A variant's rules (LSH's Q = K, chunk and bucket rules; FAVOR+'s redraws) live in its record, so config,
+    stages, model and training ask the record (cell_check, length_check, for_max_len, bound.bind)."""
+    fields = {name for record in records() for name in record.params.model_fields} - {"kind"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] in _SKIPPED:
+            continue
+        found += [f"{path.relative_to(PACKAGE.parent)}: {line}"
+                  for line in _variant_field_reads(path.read_text(), fields)]
+    assert not found, "\n".join(found)
