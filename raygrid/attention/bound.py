@@ -9,8 +9,8 @@
 
 The object asks its record (raygrid.attention.record) every question once, here, so the training loop,
 the model and the exporter ask it instead of branching on a kind or walking modules for attributes.
-It holds the kind, not the record (records hold lambdas; a bound object deep-copies and pickles with
-its model). `attach` sets what the transformers adapters read on each layer (raygrid.attention.hf_bridge).
+It deep-copies with its model (a copy ticks and redraws its own layers) and pickles by its record's kind
+(records hold lambdas). `attach` sets what the transformers adapters read on each layer (raygrid.attention.hf_bridge).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from raygrid.attention.hf_bridge import attention_modules, check_implementation, implementation_name
+from raygrid.attention.hf_bridge import PREFIX, ROPE_PREFIX, attention_modules, record_implementation
 from raygrid.attention.layer_state import ForwardClock
 from raygrid.attention.record import Variant
 from raygrid.attention.registry import get, validated, variant_of
@@ -35,7 +35,8 @@ def bind(params, seed: int, *, max_len: int | None = None, rope_base: float | No
     record = variant_of(params)
     if record.for_max_len is not None:
         params = record.for_max_len(params, max_len)
-    return BoundAttention(record.kind, params, seed, None if rope_base is None else float(rope_base))
+    implementation = record_implementation(record, params, rope=rope_base is not None)
+    return BoundAttention(record, params, seed, implementation, None if rope_base is None else float(rope_base))
 
 
 def attach_attention_state(model: nn.Module, params, seed: int, rope_base: float | None = None,
@@ -46,28 +47,27 @@ def attach_attention_state(model: nn.Module, params, seed: int, rope_base: float
 
 @dataclass
 class BoundAttention:
-    kind: str
+    record: Variant
     params: Any  # the params the layers run with
     seed: int
+    implementation: str  # the `attn_implementation` the model must be built with
     rope_base: float | None = None
     layers: list[nn.Module] = field(default_factory=list, repr=False)  # set by attach
     clock: ForwardClock | None = field(default=None, repr=False)  # training forwards, if the record counts them
 
-    @property
-    def record(self) -> Variant:
-        return get(self.kind)
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "record": self.record.kind}  # records hold lambdas: pickle the kind
 
-    @property
-    def implementation(self) -> str:
-        """The `attn_implementation` the model must be built with."""
-        return implementation_name(self.params, rope=self.rope_base is not None)
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, record=get(state["record"]))
 
-    def attach(self, model: nn.Module) -> "BoundAttention":
-        """Per-layer state on every attention module of `model` (an HF model); returns self."""
+    def attach(self, model: nn.Module, saved: dict[str, torch.Tensor] | None = None) -> "BoundAttention":
+        """Per-layer state on every attention module of `model` (an HF model), then the buffers `saved` by an
+        earlier stage (see restore_layer_state); returns self."""
         layers = attention_modules(model)
         if not layers:
             raise ValueError(f"no attention modules found in {type(model).__name__}")
-        check_implementation(model, self.params, self.rope_base)
+        self._check_model(model)
         record, self.layers = self.record, layers
         attach = record.hook("attach")
         self.clock = ForwardClock() if record.counts_forwards else None
@@ -82,7 +82,26 @@ class BoundAttention:
             if self.clock is not None:
                 module.raygrid_forward_clock = self.clock
         _replace_clock_hook(model, self.clock)
+        if saved:
+            self.restore_layer_state(saved)
         return self
+
+    def _check_model(self, model: nn.Module) -> None:
+        """The model must run this implementation (rotary iff rope_base) where it runs one of raygrid's."""
+        rope_base = self.rope_base
+        if rope_base is not None and not rope_base > 0:
+            raise ValueError(f"rope_base must be positive, got {rope_base}")
+        implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        if implementation is None:  # not an HF model (e.g. a wrapper): nothing to compare against
+            return
+        uses_rope = implementation.startswith(ROPE_PREFIX)
+        if uses_rope and rope_base is None:
+            raise ValueError(f"{implementation} applies rotary positions: pass rope_base (e.g. 10000.0)")
+        if rope_base is not None and not uses_rope:
+            raise ValueError(f"rope_base={rope_base} given but the model runs {implementation!r}, which ignores it: "
+                             "build it with implementation_name(params, rope=True)")
+        if implementation.startswith(PREFIX) and implementation != self.implementation:
+            raise ValueError(f"the model runs {implementation} but the attention params need {self.implementation}")
 
     # --- training: redraws and counters ---------------------------------------------------------
 

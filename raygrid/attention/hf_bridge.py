@@ -39,19 +39,25 @@ import torch
 from torch import nn
 
 from raygrid.attention.layer_state import check_encoder, key_padding_mask
+from raygrid.attention.record import Variant
 from raygrid.attention.registry import records, validated, variant_of
 from raygrid.attention.rotary import apply_rotary
 
 PREFIX, ROPE_PREFIX = "raygrid_", "raygrid_rope_"
 # Child-module names that identify an attention module HF hands to the interface, per model family.
 _PROJECTION_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("Wqkv",))
-__all__ = ["attention_modules", "check_implementation", "implementation_name", "key_padding_mask", "padding_only_mask"]
+__all__ = ["ROPE_PREFIX", "attention_modules", "implementation_name", "key_padding_mask", "padding_only_mask",
+           "record_implementation"]
 
 
 def implementation_name(params, rope: bool = False) -> str:
     """The `attn_implementation` string for `params` (rotary variant if `rope`); registers raygrid's functions."""
     params = validated(params)
-    record = variant_of(params)
+    return record_implementation(variant_of(params), params, rope)
+
+
+def record_implementation(record: Variant, params, rope: bool = False) -> str:
+    """implementation_name for params already validated as `record`'s."""
     builtin = record.builtin_implementation(params) if record.builtin_implementation and not rope else None
     if builtin:
         return builtin
@@ -118,21 +124,3 @@ def _rope_base(module: nn.Module) -> float:
         raise RuntimeError(f"{type(module).__name__} has no raygrid_rope_base: call "
                            "raygrid.attention.bound.attach_attention_state(model, params, seed, rope_base=...) first")
     return base
-
-
-def check_implementation(model: nn.Module, params, rope_base: float | None) -> None:
-    """The model's raygrid implementation must match params, and rope_base be given iff it is a rope one."""
-    if rope_base is not None and not rope_base > 0:
-        raise ValueError(f"rope_base must be positive, got {rope_base}")
-    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    if implementation is None:  # not an HF model (e.g. a wrapper): nothing to compare against
-        return
-    uses_rope = implementation.startswith(ROPE_PREFIX)
-    if uses_rope and rope_base is None:
-        raise ValueError(f"{implementation} applies rotary positions: pass rope_base (e.g. 10000.0)")
-    if rope_base is not None and not uses_rope:
-        raise ValueError(f"rope_base={rope_base} given but the model runs {implementation!r}, which ignores it: "
-                         "build it with implementation_name(params, rope=True)")
-    expected = implementation_name(params, rope=uses_rope)
-    if implementation.startswith(PREFIX) and implementation != expected:
-        raise ValueError(f"the model runs {implementation} but the attention params need {expected}")

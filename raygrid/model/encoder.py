@@ -148,8 +148,7 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
         model = auto_class.from_pretrained(folder, config=config, attn_implementation=attention.implementation,
                                            **kwargs)
     base = model.base_model
-    attention.attach(base)
-    restore_attention_state(attention, folder)
+    attention.attach(base, saved_attention_state(folder))
     if rope:
         disable_learned_positions(base)
     else:
@@ -175,16 +174,14 @@ def check_max_len(encoder: nn.Module, max_len: int) -> None:
                          f"set model.extend_positions: true to copy the learned table (Longformer's recipe)")
 
 
-def restore_attention_state(attention: BoundAttention, folder: str) -> int:
-    """Copy per-layer attention state saved by an earlier stage (FAVOR+ projections) into its layers; returns how many.
+def saved_attention_state(folder: str) -> dict[str, torch.Tensor] | None:
+    """Per-layer attention state an earlier stage exported with its weights (FAVOR+ projections), or None.
 
     A stage trained with fixed (never redrawn) features learned weights for exactly those features,
-    so the next stage must keep them. Layers whose variant or shape differs keep their own.
+    so the next stage must keep them (BoundAttention.attach restores them where variant and shape match).
     """
     path = Path(folder) / ATTENTION_STATE_FILE
-    if not path.is_file():
-        return 0
-    return attention.restore_layer_state(torch.load(path, map_location="cpu", weights_only=True))
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -> Path:

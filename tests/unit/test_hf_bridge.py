@@ -270,3 +270,15 @@ def test_lsh_counter_ticks_per_training_forward_and_resumes():
     favor = _bound(FavorParams(nb_features=16))[1]
     favor.load_checkpoint_state({"attention_forwards": 3})
     assert favor.forward_count is None and favor.checkpoint_state() == {"attention_forwards": None}
+
+
+def test_a_bound_attention_pickles_with_its_model_by_its_records_kind():
+    import pickle
+
+    model, attention = _bound(LshParams(chunk_size=4, num_hashes=1), seed=3)
+    copy_model, copy_attention = pickle.loads(pickle.dumps((model, attention)))
+    assert copy_attention.record is attention.record and copy_attention.params == attention.params
+    assert copy_attention.layers == hf_bridge.attention_modules(copy_model)  # the copy's own layers
+    copy_model.train()
+    copy_model(torch.randint(1, 99, (1, 16)))
+    assert copy_attention.forward_count == 1 and attention.forward_count == 0
