@@ -17,10 +17,11 @@ import torch
 
 from raygrid.attention.layer_state import derive_seed, key_padding_mask, layer_params
 from raygrid.attention.lsh import lsh_attention
+from raygrid.attention.lsh_fused import allow_flex_recompiles
 from raygrid.attention.qk_tying import export_state_dict, tie_query_key
 from raygrid.attention.variants.lsh import LshParams, for_max_len
 
-__all__ = ["attach_hashing", "export_state_dict", "lsh_forward", "standalone"]
+__all__ = ["allow_flex_recompiles", "attach_hashing", "export_state_dict", "lsh_forward", "standalone"]
 
 
 def lsh_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

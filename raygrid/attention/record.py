@@ -13,6 +13,7 @@ Hooks the kernel module may define (names are the record's fields; None = the va
   redraw(module, params, step) -> bool       after optimizer step `step` (training only, at the steps the
                                              record's `redraw_every` names): refresh random state
   export_state(hf_model) -> state dict       the weights as save_pretrained must write them (LSH: tied Q = K)
+  bench_setup()                              prepare a process that compiles many settings (bench, gpu-check)
   standalone(params, head_dim, seed) -> fn(q, k, v, key_padding_mask)   the kernel with its state, for the bench
 """
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Variant:
     redraw: str | None = None
     standalone: str | None = None
     export_state: str | None = None
+    bench_setup: str | None = None
     # Optimizer steps between `redraw` calls for these params (0 = never: the loop gets no step hook).
     redraw_every: Callable[[Any], int] | None = None
     # Per-layer buffers that must travel with exported weights (HF drops unknown keys when loading).

@@ -144,8 +144,10 @@ def test_pretrained_folder_and_missing_state(tmp_path):
     assert torch.isfinite(model(torch.randint(1, 99, (1, 8))).last_hidden_state).all()
 
 
-@pytest.mark.parametrize("params", [FavorParams(nb_features=32), LshParams(chunk_size=64, num_hashes=2)],
-                         ids=["favor", "lsh"])
+LONG = [params.model_copy(update={"chunk_size": 64}) if params.kind == "lsh" else params for params in VARIANTS]
+
+
+@pytest.mark.parametrize("params", LONG, ids=[params.kind for params in LONG])
 def test_whole_model_4096_tokens_forward_backward(params):
     model = _model(params, max_len=4096).train()
     ids = torch.randint(1, 99, (1, 4096), generator=torch.Generator().manual_seed(0))
@@ -159,7 +161,7 @@ def test_whole_model_4096_tokens_forward_backward(params):
 
 # --- rotary positions ------------------------------------------------------------------------------
 
-ROPE_VARIANTS = [SoftmaxParams(), FavorParams(nb_features=64), LshParams(chunk_size=4, num_hashes=2)]
+ROPE_VARIANTS = [SoftmaxParams(), *VARIANTS]  # every registered variant behind rotary positions
 
 
 def _rope_model(checkpoint, params, seed=0):
@@ -174,7 +176,7 @@ def _rope_model(checkpoint, params, seed=0):
     return model
 
 
-@pytest.mark.parametrize("params", ROPE_VARIANTS, ids=["softmax", "favor", "lsh"])
+@pytest.mark.parametrize("params", ROPE_VARIANTS, ids=[params.kind for params in ROPE_VARIANTS])
 def test_rope_whole_model(tiny_checkpoint, params, monkeypatch):
     calls = _spy(monkeypatch, params.kind)
     model = _rope_model(tiny_checkpoint, params)

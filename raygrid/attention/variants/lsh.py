@@ -150,6 +150,7 @@ VARIANT = Variant(
     attach="attach_hashing",
     standalone="standalone",
     export_state="export_state_dict",
+    bench_setup="allow_flex_recompiles",
     flops=flops,
     study=("lsh study R=2 L=64", {"qk": "shared", "look_forward": 1, "num_hashes": 2, "chunk_size": 64,
                                   "num_buckets": "max_len"}),
