@@ -17,6 +17,7 @@ from torch import nn
 
 from raygrid.attention.bound import BoundAttention, bind
 from raygrid.spec.config import CellConfig
+from raygrid.spec.dotted import get_path
 from raygrid.spec.paths import resolve_location
 from raygrid.model.positions import disable_learned_positions, extend_learned_positions, position_offset
 
@@ -216,9 +217,7 @@ def weights_fingerprint(encoder: nn.Module) -> str:
 def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (BERT: encoder.layer; ModernBERT-like: layers)."""
     for path in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
-        node = encoder
-        for part in path.split("."):
-            node = getattr(node, part, None)
+        node = get_path(encoder, path)
         if isinstance(node, nn.ModuleList):
             return node
     raise ValueError(f"model.n_freeze: cannot find the block stack of {type(encoder).__name__}")

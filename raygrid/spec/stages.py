@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raygrid.attention.registry import cell_problem
+from raygrid.spec.dotted import all_paths, get_path
 from raygrid.spec.config import CORPORA, STAGE_SCHEME, InitRef, StageConfig
 from raygrid.spec.grid import (Cell, Grid, GridError, blocks_of, cell_resources, combo_label, expand, is_bundle,
                           make_cell, merges, resolve_paths)
@@ -91,7 +92,7 @@ def stage_cells(path: Path, grid_base: dict, stage: StageConfig, grid: Grid, loa
 
 def _refuse_own_link(path: Path, stage: StageConfig, ref: InitRef) -> None:
     """A chained stage takes checkpoint/from_scratch from its parent: setting them itself is an error."""
-    sections = {"base": _flat_keys(stage.base),
+    sections = {"base": all_paths(stage.base),
                 "axes": {k for block in blocks_of(stage.axes) for key, values in block.items() for value in values
                          for k in _keys_set(key, value)}}
     for key in LINK_KEYS:
@@ -104,18 +105,8 @@ def _refuse_own_link(path: Path, stage: StageConfig, ref: InitRef) -> None:
 def _keys_set(key: str, value: Any) -> set[str]:
     """Dotted keys one axis value sets: a bundle's `set` keys, else the axis key and those of a dict value."""
     if is_bundle(value):
-        return _flat_keys(value["set"])
-    return {key} | (_flat_keys(value, f"{key}.") if isinstance(value, dict) else set())
-
-
-def _flat_keys(tree: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        keys.add(dotted)
-        if isinstance(value, dict):
-            keys |= _flat_keys(value, f"{dotted}.")
-    return keys
+        return all_paths(value["set"])
+    return {key} | (all_paths(value, f"{key}.") if isinstance(value, dict) else set())
 
 
 def _parent_cells(path: Path, stage: StageConfig, ref: InitRef, grid: Grid, loading: tuple[Path, ...],
@@ -178,7 +169,7 @@ def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, paren
                                     f"(bundles); this stage must vary {key!r} too")
                 if mine.get("label") != value.get("label"):
                     break
-            elif get_dotted(child_config, key) != get_dotted(parent_config, key):
+            elif get_path(child_config, key) != get_path(parent_config, key):
                 break
         else:
             matches.append(parent)
@@ -190,15 +181,6 @@ def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, paren
         raise GridError(f"{path}: stages.{stage.name}.init: cell ({described}) matches {len(matches)} cells of stage "
                         f"{ref.stage} ({', '.join(p.name for p in matches[:3])}); vary the same axes to pick one")
     return matches[0]
-
-
-def get_dotted(tree: dict, dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def merge_trees(base: dict, over: dict) -> dict:
