@@ -44,7 +44,8 @@ def key_padding_mask(attention_mask: torch.Tensor | None, num_keys: int) -> torc
 def layer_params(module: nn.Module, attribute: str = "raygrid_attention_params"):
     """The attention params attached to `module`; a clear error if `attribute` was never attached."""
     if not hasattr(module, attribute):
-        raise RuntimeError(f"{type(module).__name__} has no {attribute}: call raygrid.attention.bound.attach_attention_state first")
+        raise RuntimeError(f"{type(module).__name__} has no {attribute}: "
+                           "call raygrid.attention.bound.attach_attention_state first")
     check_encoder(module)
     return module.raygrid_attention_params
 

@@ -94,7 +94,8 @@ def _f1_with_published(table, runs, reference, subsets):
 
 def _attention_with_published(table, runs, reference, subsets):
     scored = report.scored_cells(runs)
-    frame = report.cost_frame(scored).assign(kind=_kinds(scored).values, val=report.metric_column(scored, M.BEST_VAL_F1_MACRO))
+    frame = report.cost_frame(scored).assign(kind=_kinds(scored).values,
+                                             val=report.metric_column(scored, M.BEST_VAL_F1_MACRO))
     frame = frame[frame["metric"] == "test_f1"]
     keys = [key for key in ("stage", "attention", "dataset") if key in table.columns]
     rows = frame.groupby(keys, sort=True).agg(test=("score", "mean"), val=("val", "mean"), kind=("kind", "first"))
