@@ -75,9 +75,12 @@ def main(argv=None) -> int:
         return 1
     deadline = time.monotonic() + args.budget_s
     env = _offline_dependencies(Path(args.wheels))
-    from raygrid.attention.lsh_fused import allow_flex_recompiles
+    from raygrid.attention import records
 
-    allow_flex_recompiles()  # the kernel table and the loop compile flex_attention for many settings
+    for record in records():  # the kernel table and the loop compile many settings (LSH: flex_attention)
+        setup = record.hook("bench_setup")
+        if setup is not None:
+            setup()
     device = torch.cuda.get_device_name(0)
     runs = {"tests": lambda until: _unit_tests(env, until), "loop": lambda until: _loop_table(device, until),
             "kernels": lambda until: _kernel_table(args.kernel_lengths, until), "ray": lambda until: _ray_grid(env)}

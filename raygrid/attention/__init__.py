@@ -3,7 +3,8 @@
 Every consumer (config, model, training, trial, cost, bench, plan) looks a variant up here and never
 branches on its kind. Each variant is a torch-free record in `raygrid.attention.variants` plus a kernel
 module the record names and loads lazily, so importing this package (or the grid config) loads no torch.
-`raygrid.attention.hf_bridge` plugs the records into transformers (imported on demand).
+`raygrid.attention.hf_bridge` plugs the records into transformers and `raygrid.attention.bound` binds a
+cell's record to its params once, at model build (both torch; imported on demand).
 
     get("favor").params(nb_features=128)       a record and its params model
     variant_of(cell.config.attention).flops    the record of a params object

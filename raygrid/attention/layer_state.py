@@ -1,7 +1,7 @@
 """What every variant's transformers adapter shares: the padding mask, seeds, head width, layer checks.
 
 State lives on the attention module HF hands to the adapter (e.g. BertSelfAttention), set by
-raygrid.attention.hf_bridge.attach_attention_state: `raygrid_attention_params`, `raygrid_seed`,
+raygrid.attention.bound.BoundAttention.attach: `raygrid_attention_params`, `raygrid_seed`,
 `raygrid_layer`, optionally `raygrid_rope_base` and `raygrid_forward_clock`, plus what the variant's
 own `attach` hook adds. Kernels never create hidden global state.
 """
@@ -19,11 +19,10 @@ class ForwardClock:
     def __init__(self) -> None:
         self.count = 0
 
-
-def tick_forward_clock(model: nn.Module, args) -> None:
-    """Forward pre-hook: one tick per top-level training forward (checkpoint recomputes never reach it)."""
-    if model.training and hasattr(model, "raygrid_forward_clock"):
-        model.raygrid_forward_clock.count += 1
+    def tick(self, model: nn.Module, args) -> None:
+        """Forward pre-hook: one tick per top-level training forward (checkpoint recomputes never reach it)."""
+        if model.training:
+            self.count += 1
 
 
 def key_padding_mask(attention_mask: torch.Tensor | None, num_keys: int) -> torch.Tensor | None:
@@ -45,7 +44,8 @@ def key_padding_mask(attention_mask: torch.Tensor | None, num_keys: int) -> torc
 def layer_params(module: nn.Module, attribute: str = "raygrid_attention_params"):
     """The attention params attached to `module`; a clear error if `attribute` was never attached."""
     if not hasattr(module, attribute):
-        raise RuntimeError(f"{type(module).__name__} has no {attribute}: call hf_bridge.attach_attention_state first")
+        raise RuntimeError(f"{type(module).__name__} has no {attribute}: "
+                           "call raygrid.attention.bound.attach_attention_state first")
     check_encoder(module)
     return module.raygrid_attention_params
 

@@ -8,7 +8,8 @@ checkpointing re-runs during backward hashes exactly as in its forward. With che
 backward before the next training forward of the same model (the recompute reads the current count).
 
 qk: shared: `attach_hashing` ties each layer's key projection to its query projection
-(raygrid.attention.qk_tying), so q = k and the kernel reads q for both (Reformer's and the study's rule).
+(raygrid.attention.qk_tying), so q = k and the kernel reads q for both (Reformer's and the study's rule);
+exported weights hold the tied key projection as a copy (`export_state_dict`, the record's export hook).
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import torch
 
 from raygrid.attention.layer_state import derive_seed, key_padding_mask, layer_params
 from raygrid.attention.lsh import lsh_attention
-from raygrid.attention.qk_tying import tie_query_key
+from raygrid.attention.lsh_fused import allow_flex_recompiles
+from raygrid.attention.qk_tying import export_state_dict, tie_query_key
 from raygrid.attention.variants.lsh import LshParams, for_max_len
+
+__all__ = ["allow_flex_recompiles", "attach_hashing", "export_state_dict", "lsh_forward", "standalone"]
 
 
 def lsh_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

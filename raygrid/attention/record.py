@@ -10,7 +10,10 @@ Hooks the kernel module may define (names are the record's fields; None = the va
   adapter(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kw) -> (out (B, N, H, D), None)
       transformers' AttentionInterface calling convention (raygrid.attention.hf_bridge registers it)
   attach(module, params, seed, layer)        per-layer state on the HF attention module (buffers, seeds, ties)
-  redraw(module, params, step) -> bool       after optimizer step `step` (training only): refresh random state
+  redraw(module, params, step) -> bool       after optimizer step `step` (training only, at the steps the
+                                             record's `redraw_every` names): refresh random state
+  export_state(hf_model) -> state dict       the weights as save_pretrained must write them (LSH: tied Q = K)
+  bench_setup()                              prepare a process that compiles many settings (bench, gpu-check)
   standalone(params, head_dim, seed) -> fn(q, k, v, key_padding_mask)   the kernel with its state, for the bench
 """
 from __future__ import annotations
@@ -53,6 +56,10 @@ class Variant:
     attach: str | None = None
     redraw: str | None = None
     standalone: str | None = None
+    export_state: str | None = None
+    bench_setup: str | None = None
+    # Optimizer steps between `redraw` calls for these params (0 = never: the loop gets no step hook).
+    redraw_every: Callable[[Any], int] | None = None
     # Per-layer buffers that must travel with exported weights (HF drops unknown keys when loading).
     state_buffers: tuple[str, ...] = ()
     # True = its layers read a count of training forwards (hf_bridge keeps it, checkpoints save it).
@@ -67,6 +74,11 @@ class Variant:
     plan_note: Callable[[Any], str] | None = None
     # Why `data.max_len` does not suit these params (checked before any trial starts), or None.
     length_check: Callable[[Any, int], str | None] | None = None
+    # Why these params cannot start from the encoder weights a cell names, or None. `weights` is
+    # "scratch" (model.from_scratch), "checkpoint" (pretrained weights) or "stage" (an earlier stage's
+    # cell); `parent` is that stage cell's attention params where known (the grid's stage links), else None.
+    # The message names the key (`attention.qk: ...`); config and stage checks call it, never a kind.
+    cell_check: Callable[[Any, str, Any], str | None] | None = None
     # The params the layers run with, settings that follow `data.max_len` fixed (LSH num_buckets: max_len);
     # the cell keeps the unfixed value (so stages of other lengths still match). None = params as they are.
     for_max_len: Callable[[Any, int | None], Any] | None = None

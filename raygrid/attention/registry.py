@@ -82,6 +82,13 @@ def validated(params):
     return TypeAdapter(params_union()).validate_python(params)
 
 
+def cell_problem(params, weights: str, parent=None) -> str | None:
+    """Why `params` cannot start from `weights` ("scratch" | "checkpoint" | "stage", `parent`: that stage
+    cell's attention params if known), as the variant's record says; None when it can."""
+    check = variant_of(params).cell_check
+    return check(params, weights, parent) if check is not None else None
+
+
 def default_params():
     """The params of a cell that names no attention: exact softmax with its defaults."""
     return get(DEFAULT_KIND).params()

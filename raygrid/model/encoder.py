@@ -2,7 +2,9 @@
 
 The encoder is any HF encoder (pretrained from a folder / pkg:// / hub id, or the same config
 randomly initialised). The attention variant is chosen by name through transformers'
-AttentionInterface (raygrid.attention.hf_bridge), so no encoder code is copied per variant.
+AttentionInterface (raygrid.attention.hf_bridge), so no encoder code is copied per variant; the cell's
+variant is bound to its params once (raygrid.attention.bound) and the model carries it as `attention`,
+which the training loop and the exporter ask about redraws, counters and state.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from raygrid.attention import hf_bridge
-from raygrid.attention.qk_tying import export_state_dict
+from raygrid.attention.bound import BoundAttention, bind
 from raygrid.spec.config import CellConfig
+from raygrid.spec.dotted import get_path
 from raygrid.spec.paths import resolve_location
 from raygrid.model.positions import disable_learned_positions, extend_learned_positions, position_offset
 
@@ -44,10 +46,12 @@ class Classifier(nn.Module):
     from-scratch models (which never had one) and pretrained checkpoints follow one rule.
     """
 
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, p_drop: float, head: str = "linear"):
+    def __init__(self, encoder: nn.Module, attention: BoundAttention, num_labels: int, pooling: str, p_drop: float,
+                 head: str = "linear"):
         super().__init__()
         hidden = encoder.config.hidden_size
         self.encoder = encoder
+        self.attention = attention  # the encoder's attention variant, bound to its params (load_pretrained)
         self.pool = POOLERS[pooling]
         self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) if head == "pooler" else nn.Identity()
         self.dropout = nn.Dropout(p_drop)
@@ -71,8 +75,8 @@ def build_classifier(cfg: CellConfig, num_labels: int, location: str | None = No
     torch.manual_seed(cfg.seed)  # head init (and scratch encoders) depend on the cell's seed only
     from transformers import AutoModel
 
-    encoder = load_pretrained(cfg, AutoModel, location)
-    return Classifier(encoder, num_labels, cfg.model.pooling, cfg.model.p_drop, cfg.model.head)
+    encoder, attention = load_pretrained(cfg, AutoModel, location)
+    return Classifier(encoder, attention, num_labels, cfg.model.pooling, cfg.model.p_drop, cfg.model.head)
 
 
 class MaskedLM(nn.Module):
@@ -83,10 +87,11 @@ class MaskedLM(nn.Module):
     work exactly as for the classifier.
     """
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, attention: BoundAttention):
         super().__init__()
         self.lm = lm
         self._head = mlm_head(lm)
+        self.attention = attention  # as Classifier.attention
 
     @property
     def encoder(self) -> nn.Module:
@@ -115,15 +120,15 @@ def build_masked_lm(cfg: CellConfig, location: str | None = None) -> MaskedLM:
     torch.manual_seed(cfg.seed)
     from transformers import AutoModelForMaskedLM
 
-    return MaskedLM(load_pretrained(cfg, AutoModelForMaskedLM, location))
+    return MaskedLM(*load_pretrained(cfg, AutoModelForMaskedLM, location))
 
 
-def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) -> nn.Module:
+def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) -> tuple[nn.Module, BoundAttention]:
     """Load (or initialise) `auto_class` for the cell: attention variant, positions, checkpointing.
 
-    Order matters: HF builds the model with the attention implementation's name; positions are
-    switched off (rope) or extended (learned, longer inputs) on the base model; per-layer attention
-    state is attached last and, if an earlier stage saved some (FAVOR+ projections), restored from it.
+    Order matters: the cell's attention is bound to its params first (HF builds the model with its
+    implementation's name), its per-layer state attached to the new model and, if an earlier stage saved
+    some (FAVOR+ projections), restored; then positions are switched off (rope) or extended (learned).
     """
     from transformers import AutoConfig, AutoModel
 
@@ -134,14 +139,17 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
     if rope and hasattr(config, "max_position_embeddings"):
         # The learned table is switched off, but BERT still slices its position_ids buffer to the input length.
         config.max_position_embeddings = max(config.max_position_embeddings, cfg.data.max_len)
-    implementation = hf_bridge.implementation_name(cfg.attention, rope=rope)
+    rope_base = model_cfg.rope_base if rope else None
+    attention = bind(cfg.attention, cfg.seed, max_len=cfg.data.max_len, rope_base=rope_base)
     if model_cfg.from_scratch:
-        model = auto_class.from_config(config, attn_implementation=implementation)
+        model = auto_class.from_config(config, attn_implementation=attention.implementation)
     else:
         # add_pooling_layer=False: BERT's pretrained tanh pooler is unused (model.head: pooler makes a new one).
         kwargs = {"add_pooling_layer": False} if auto_class is AutoModel and config.model_type in _BERT_LIKE else {}
-        model = auto_class.from_pretrained(folder, config=config, attn_implementation=implementation, **kwargs)
+        model = auto_class.from_pretrained(folder, config=config, attn_implementation=attention.implementation,
+                                           **kwargs)
     base = model.base_model
+    attention.attach(base, saved_attention_state(folder))
     if rope:
         disable_learned_positions(base)
     else:
@@ -149,12 +157,9 @@ def load_pretrained(cfg: CellConfig, auto_class, location: str | None = None) ->
             # Table rows, not tokens: RoBERTa-family tables reserve their first rows (padding_idx + 1).
             extend_learned_positions(base, cfg.data.max_len + position_offset(base))
         check_max_len(base, cfg.data.max_len)
-    hf_bridge.attach_attention_state(base, cfg.attention, cfg.seed, rope_base=model_cfg.rope_base if rope else None,
-                                     max_len=cfg.data.max_len)
-    restore_attention_state(base, folder)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model
+    return model, attention
 
 
 _BERT_LIKE = ("bert", "roberta", "xlm-roberta", "electra")
@@ -170,16 +175,14 @@ def check_max_len(encoder: nn.Module, max_len: int) -> None:
                          f"set model.extend_positions: true to copy the learned table (Longformer's recipe)")
 
 
-def restore_attention_state(base: nn.Module, folder: str) -> int:
-    """Copy per-layer attention state saved by an earlier stage (FAVOR+ projections) into `base`; returns how many.
+def saved_attention_state(folder: str) -> dict[str, torch.Tensor] | None:
+    """Per-layer attention state an earlier stage exported with its weights (FAVOR+ projections), or None.
 
     A stage trained with fixed (never redrawn) features learned weights for exactly those features,
-    so the next stage must keep them. Layers whose variant or shape differs keep their own.
+    so the next stage must keep them (BoundAttention.attach restores them where variant and shape match).
     """
     path = Path(folder) / ATTENTION_STATE_FILE
-    if not path.is_file():
-        return 0
-    return hf_bridge.restore_layer_state(base, torch.load(path, map_location="cpu", weights_only=True))
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -> Path:
@@ -192,9 +195,9 @@ def export_pretrained(model: nn.Module, folder: Path, tokenizer_location: str) -
     core = getattr(model, "module", model)
     hf_model = core.lm if isinstance(core, MaskedLM) else core.encoder
     folder.mkdir(parents=True, exist_ok=True)
-    hf_model.save_pretrained(folder, state_dict=export_state_dict(hf_model))  # copies LSH qk: shared ties
+    hf_model.save_pretrained(folder, state_dict=core.attention.export_state_dict(hf_model))  # e.g. LSH Q = K ties
     load_tokenizer(tokenizer_location).save_pretrained(folder)
-    state = hf_bridge.layer_state_tensors(core.encoder)
+    state = core.attention.layer_state_tensors()
     if state:
         torch.save(state, folder / ATTENTION_STATE_FILE)
     return folder
@@ -214,9 +217,7 @@ def weights_fingerprint(encoder: nn.Module) -> str:
 def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (BERT: encoder.layer; ModernBERT-like: layers)."""
     for path in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
-        node = encoder
-        for part in path.split("."):
-            node = getattr(node, part, None)
+        node = get_path(encoder, path)
         if isinstance(node, nn.ModuleList):
             return node
     raise ValueError(f"model.n_freeze: cannot find the block stack of {type(encoder).__name__}")

@@ -21,7 +21,7 @@ from pathlib import PurePath
 from raygrid.orchestration.parent_links import exported_weights
 from raygrid.spec.config import STAGE_SCHEME, upgrade_recorded
 from raygrid.spec.grid import Cell, Grid
-from raygrid.tracking.cell_params import flatten
+from raygrid.spec.dotted import flatten
 from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
 
 PATH_KEYS = ("data.path", "model.checkpoint", "model.tokenizer")

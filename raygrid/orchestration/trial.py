@@ -23,7 +23,6 @@ import torch
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from raygrid.attention import hf_bridge
 from raygrid.spec.config import CellConfig, Resources
 from raygrid.data.cache import PreparedData, tokenizer_location
 from raygrid.training import metric_names as M
@@ -66,12 +65,11 @@ def train_worker(config: dict) -> None:
     loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
     timings[M.DATA_LOAD_S] = time.perf_counter() - started
     resume = _load_checkpoint(ray.train.get_checkpoint())
-    on_step = partial(_redraw, model, cfg) if hf_bridge.redraws(cfg.attention) else None
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
     # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
     node = ray.get_runtime_context().get_node_id()
     report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in, "node_id": node, **timings})
-    fit(cfg, model, loaders, objective, device, report, resume, on_step=on_step)
+    fit(cfg, model, loaders, objective, device, report, resume)  # redraws: fit asks the model's bound attention
 
 
 @contextlib.contextmanager
@@ -90,10 +88,6 @@ def _export(model, tokenizer: str, folder: Path) -> str:
     """Save the weights later stages start from; returns their fingerprint."""
     export_pretrained(model, folder, tokenizer)
     return weights_fingerprint(getattr(model, "module", model).encoder)
-
-
-def _redraw(model, cfg: CellConfig, step: int) -> None:
-    hf_bridge.maybe_redraw(getattr(model, "module", model).encoder, cfg.attention, step)
 
 
 def _loaders(cfg: CellConfig, data: PreparedData, rank: int, world_size: int, device: torch.device) -> Loaders:

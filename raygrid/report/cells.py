@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from raygrid.report.columns import metric_column
 from raygrid.spec.names import modern_label, modern_name
 from raygrid.training import metric_names as M
 
@@ -52,11 +53,6 @@ def prepared(runs: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame
     return runs.reset_index(drop=True)
 
 
-def _metric(runs: pd.DataFrame, name: str) -> pd.Series:
-    column = f"metrics.{name}"
-    return runs[column].astype(float) if column in runs else pd.Series(np.nan, index=runs.index)
-
-
 def one_class_level(accuracy):
     """Test F1-macro of a two-class model whose correct predictions all fall in one class, at this accuracy."""
     return accuracy / (1 + accuracy)
@@ -64,7 +60,7 @@ def one_class_level(accuracy):
 
 def majority_flags(runs: pd.DataFrame) -> pd.Series:
     """True for finished cells whose test F1-macro is at the one-class level (see the module docstring)."""
-    f1, accuracy = _metric(runs, M.TEST_F1_MACRO), _metric(runs, M.TEST_ACCURACY)
+    f1, accuracy = metric_column(runs, M.TEST_F1_MACRO), metric_column(runs, M.TEST_ACCURACY)
     finished = runs["status"] == "FINISHED" if "status" in runs else pd.Series(False, index=runs.index)
     return (finished & (f1 <= one_class_level(accuracy) + MAJORITY_MARGIN)).fillna(False).astype(bool)
 

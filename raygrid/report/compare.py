@@ -73,13 +73,13 @@ def add_published(tables: dict[str, pd.DataFrame], runs: pd.DataFrame, reference
 
 def _f1_with_published(table, runs, reference, subsets):
     finished = report.finished_cells(runs)
-    keys = report._row_keys(finished)
-    frame = report._keyed(finished, keys).assign(kind=_kinds(finished), label=report._attention_label(finished))
+    keys = report.row_keys(finished)
+    frame = report.keyed(finished, keys).assign(kind=_kinds(finished), label=report.attention_label(finished))
     rows = frame.groupby(keys + [report.DATASET], sort=True).agg(
         test=("test_f1", "mean"), val=("val_f1", "mean"), kind=("kind", "first"), label=("label", "first"))
     rows = rows.reset_index().rename(columns={report.DATASET: "dataset"})
     rows["published"], used = _match(rows, reference, subsets, ["stage"] if "stage" in keys else [])
-    short = [report._short(key) for key in keys]
+    short = [report.column_name(key) for key in keys]
     rows = rows.rename(columns=dict(zip(keys, short)))
     for dataset in [d for d in table.columns if d in set(rows.loc[rows["published"].notna(), "dataset"])]:
         mine = rows[rows["dataset"] == dataset]
@@ -94,7 +94,8 @@ def _f1_with_published(table, runs, reference, subsets):
 
 def _attention_with_published(table, runs, reference, subsets):
     scored = report.scored_cells(runs)
-    frame = report._cost_frame(scored).assign(kind=_kinds(scored).values, val=report._metric(scored, M.BEST_VAL_F1_MACRO))
+    frame = report.cost_frame(scored).assign(kind=_kinds(scored).values,
+                                             val=report.metric_column(scored, M.BEST_VAL_F1_MACRO))
     frame = frame[frame["metric"] == "test_f1"]
     keys = [key for key in ("stage", "attention", "dataset") if key in table.columns]
     rows = frame.groupby(keys, sort=True).agg(test=("score", "mean"), val=("val", "mean"), kind=("kind", "first"))
@@ -140,13 +141,13 @@ def _pick(group: pd.DataFrame, variant: str):
 
 def _kinds(runs: pd.DataFrame) -> pd.Series:
     """Attention kind per run, `tfidf` for baseline runs."""
-    kind = report._param(runs, "attention.kind").fillna("").astype(str)
-    return kind.where(report._param(runs, "kind") != "tfidf", "tfidf")
+    kind = report.param_column(runs, "attention.kind").fillna("").astype(str)
+    return kind.where(report.param_column(runs, "kind") != "tfidf", "tfidf")
 
 
 def _subsets(runs: pd.DataFrame) -> dict[str, str | None]:
     """dataset -> the one data.subset all its runs used (None when mixed or unset)."""
-    frame = pd.DataFrame({"dataset": report._param(runs, report.DATASET), "subset": report._param(runs, "data.subset")})
+    frame = pd.DataFrame({"dataset": report.param_column(runs, report.DATASET), "subset": report.param_column(runs, "data.subset")})
     frame = frame.fillna("").astype(str)
     return {name: (group["subset"].iloc[0] if group["subset"].nunique() == 1 else None)
             for name, group in frame.groupby("dataset")}

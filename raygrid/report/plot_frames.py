@@ -11,7 +11,8 @@ from __future__ import annotations
 import pandas as pd
 
 from raygrid.report.cells import majority_flags
-from raygrid.report.tables import COSTS, SD, _cost_frame, _metric, _param, finished_cells
+from raygrid.report.columns import metric_column, param_column
+from raygrid.report.tables import COSTS, SD, cost_frame, finished_cells
 from raygrid.spec.names import top_level_parts
 from raygrid.training import metric_names as M
 
@@ -33,7 +34,7 @@ def bars_frame(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame({"label": finished["cell"].astype(str).map(without_seed),
                           "test_f1": finished["metrics.test_f1_macro"].astype(float),
-                          "val_f1": _metric(finished, M.BEST_VAL_F1_MACRO),
+                          "val_f1": metric_column(finished, M.BEST_VAL_F1_MACRO),
                           "majority": majority_flags(finished)}, index=finished.index)
     grouped = frame.groupby("label", sort=False)
     table = pd.DataFrame({"test_f1": grouped["test_f1"].mean(), f"test_f1{SD}": grouped["test_f1"].std(),
@@ -48,8 +49,8 @@ def pareto_frame(runs: pd.DataFrame) -> pd.DataFrame:
     The label is the attention variant when variants differ (several cells may share one), else the cell.
     """
     finished = finished_cells(runs)
-    finished = finished[_param(finished, "kind") != "tfidf"]
-    frame = _cost_frame(finished).rename(columns={"attention": "label", "score": "test_f1"})
+    finished = finished[param_column(finished, "kind") != "tfidf"]
+    frame = cost_frame(finished).rename(columns={"attention": "label", "score": "test_f1"})
     frame["cell"] = finished["cell"].astype(str).map(without_seed)
     frame["majority"] = majority_flags(finished)
     if frame["label"].nunique() < 2:

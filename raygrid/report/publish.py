@@ -22,6 +22,7 @@ from raygrid.attention.registry import records
 from raygrid.report import compare, plots, render
 from raygrid.report import tables as report
 from raygrid.report.cells import cells_table, prepared
+from raygrid.report.columns import param_column
 from raygrid.report.plot_frames import Curve, pareto_frame, without_seed
 from raygrid.tracking.runs import GridTracker, fetch_runs, metric_history
 from raygrid.training import metric_names as M
@@ -93,7 +94,7 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
     if runs.empty:
         return []
     history = functools.cache(functools.partial(metric_history, uri))  # one MLflow query per run and metric
-    mlm = _param(runs, "kind") == "mlm"
+    mlm = param_column(runs, "kind") == "mlm"
     written = [plots.plot_test_f1(runs, folder / f"{grid_name}.f1.png")]
     for metric, rows in ((M.VAL_F1_MACRO, runs[~mlm]), (M.TRAIN_LOSS, runs), (M.VAL_LOSS, runs[mlm])):
         curves = _histories(history, rows, metric)
@@ -112,10 +113,6 @@ def save_plots(uri: str, grid_name: str, runs: pd.DataFrame, folder: Path) -> li
     return written
 
 
-def _param(runs: pd.DataFrame, key: str) -> pd.Series:
-    return runs.get(f"params.{key}", pd.Series("", index=runs.index)).fillna("")
-
-
 def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, list[Curve]]:
     """Curves of `metric` per cell without its seed (one per seed), in the runs' order; a cell name carries its stage."""
     curves: dict[str, list[Curve]] = {}
@@ -128,10 +125,10 @@ def _histories(history: History, runs: pd.DataFrame, metric: str) -> dict[str, l
 
 def ablation_histories(history: History, runs: pd.DataFrame, kind: str, param: str) -> dict[str, dict[str, Curve]]:
     """Finished MLM cells of attention `kind` by the value of `attention.<param>`: mean train/val loss per group."""
-    chosen = runs[(runs["status"] == "FINISHED") & (_param(runs, "kind") == "mlm")
-                  & (_param(runs, "attention.kind") == kind)]
+    chosen = runs[(runs["status"] == "FINISHED") & (param_column(runs, "kind") == "mlm")
+                  & (param_column(runs, "attention.kind") == kind)]
     groups = {}
-    for value, group in chosen.groupby(_param(chosen, f"attention.{param}"), sort=True):
+    for value, group in chosen.groupby(param_column(chosen, f"attention.{param}").fillna(""), sort=True):
         groups[str(value)] = {metric: mean_curve([history(run_id, metric) for run_id in group["run_id"]])
                               for metric in (M.VAL_LOSS, M.TRAIN_LOSS)}
     return groups

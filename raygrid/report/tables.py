@@ -26,6 +26,7 @@ from raygrid.report import statistics
 from raygrid.report.cells import cells_view
 from raygrid.report.formats import F1_TITLE
 from raygrid.report.formats import SD_SUFFIX as SD  # `<column> sd`: rendered beside its mean as `mean ± sd`
+from raygrid.report.columns import metric_column, param_column, stage_column
 from raygrid.training import metric_names as M
 
 POOLING, FREEZE, DROP, DATASET, SEED = "model.pooling", "model.n_freeze", "model.p_drop", "data.dataset", "seed"
@@ -37,36 +38,21 @@ BASELINE = "TF-IDF+LR"
 COSTS = {"epoch_s_mean": M.EPOCH_TIME_MEAN_S, "gpu_MiB": M.PEAK_GPU_MEM_MB, "host_MiB": M.PEAK_HOST_MEM_MB}  # column: metric
 
 
-def _param(runs: pd.DataFrame, key: str) -> pd.Series:
-    column = f"params.{key}"
-    return runs[column] if column in runs else pd.Series("", index=runs.index)
-
-
-def _metric(runs: pd.DataFrame, name: str) -> pd.Series:
-    column = f"metrics.{name}"
-    return runs[column].astype(float) if column in runs else pd.Series(np.nan, index=runs.index)
-
-
-def _stage(runs: pd.DataFrame) -> pd.Series:
-    """Stage name per run ("" for single-stage grids, or when fetch_runs has no stage column)."""
-    return runs["stage"].fillna("").astype(str) if "stage" in runs else pd.Series("", index=runs.index)
-
-
 def _staged(runs: pd.DataFrame) -> bool:
-    return bool(_stage(runs).astype(bool).any())
+    return bool(stage_column(runs).astype(bool).any())
 
 
 def _axis_keys(runs: pd.DataFrame) -> list[str]:
     return [c[len("params.axis."):] for c in runs.columns if c.startswith("params.axis.")]
 
 
-def _row_keys(runs: pd.DataFrame) -> list[str]:
+def row_keys(runs: pd.DataFrame) -> list[str]:
     """(Stage,) pooling, N_freeze, P_drop, then any other axis that varies within a dataset (not seed)."""
     extra = []
     for key in _axis_keys(runs):
         if key in (*HPARAMS, DATASET, SEED) or key.startswith("data"):
             continue
-        per_dataset = pd.DataFrame({"d": _param(runs, DATASET), "v": _param(runs, f"axis.{key}")})
+        per_dataset = pd.DataFrame({"d": param_column(runs, DATASET), "v": param_column(runs, f"axis.{key}")})
         if per_dataset.groupby("d")["v"].nunique().max() > 1:  # e.g. attention; not a per-dataset bundle
             extra.append(f"axis.{key}")
     return (["stage"] if _staged(runs) else []) + list(HPARAMS) + extra
@@ -75,10 +61,10 @@ def _row_keys(runs: pd.DataFrame) -> list[str]:
 def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished cells with `score` and `metric`: test F1-macro, or for MLM cells final_val_loss
     (final_train_loss when the cell had no validation split)."""
-    mlm = _param(runs, "kind") == "mlm"
-    val_loss = _metric(runs, M.FINAL_VAL_LOSS)
+    mlm = param_column(runs, "kind") == "mlm"
+    val_loss = metric_column(runs, M.FINAL_VAL_LOSS)
     mlm_metric = np.where(val_loss.notna(), M.FINAL_VAL_LOSS, M.FINAL_TRAIN_LOSS)
-    score = _metric(runs, M.TEST_F1_MACRO).where(~mlm, val_loss.fillna(_metric(runs, M.FINAL_TRAIN_LOSS)))
+    score = metric_column(runs, M.TEST_F1_MACRO).where(~mlm, val_loss.fillna(metric_column(runs, M.FINAL_TRAIN_LOSS)))
     scored = runs.assign(score=score, metric=np.where(mlm, mlm_metric, "test_f1"))
     finished = runs["status"] == "FINISHED" if "status" in runs else False  # no status: no runs fetched
     return scored[finished & scored["score"].notna()]
@@ -87,7 +73,7 @@ def scored_cells(runs: pd.DataFrame) -> pd.DataFrame:
 def attention_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Scored cells that have an attention variant: every model cell, not the TF-IDF baseline."""
     scored = scored_cells(runs)
-    return scored[_param(scored, "kind") != "tfidf"]
+    return scored[param_column(scored, "kind") != "tfidf"]
 
 
 def finished_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -96,15 +82,15 @@ def finished_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return scored[scored["metric"] == "test_f1"]
 
 
-def _keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    values = {k: (_stage(runs) if k == "stage" else _param(runs, k)).values for k in keys + [DATASET]}
+def keyed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    values = {k: (stage_column(runs) if k == "stage" else param_column(runs, k)).values for k in keys + [DATASET]}
     frame = pd.DataFrame(values, index=runs.index).fillna("")  # a cell outside an axis' block: ""
-    baseline = (_param(runs, "kind") == "tfidf").values
+    baseline = (param_column(runs, "kind") == "tfidf").values
     # The baseline has no pooling/freeze/dropout: one labelled row, the first.
     frame.loc[baseline, keys] = ""
     frame.loc[baseline, POOLING] = BASELINE
     frame["test_f1"] = runs["metrics.test_f1_macro"].astype(float)
-    frame["val_f1"] = _metric(runs, M.BEST_VAL_F1_MACRO)
+    frame["val_f1"] = metric_column(runs, M.BEST_VAL_F1_MACRO)
     return pd.concat([frame[baseline], frame[~baseline]])
 
 
@@ -114,7 +100,7 @@ def _rows_in_order(frame: pd.DataFrame, keys: list[str]) -> pd.Index:
     return pd.Index(rows[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(rows)
 
 
-def _short(column: str) -> str:
+def column_name(column: str) -> str:
     """Column name for a key: model.pooling -> pooling, axis.attention -> attention."""
     return RENAME.get(column, column.removeprefix("axis."))
 
@@ -127,8 +113,8 @@ def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
     finished = finished_cells(runs)
     if finished.empty:
         return pd.DataFrame()
-    keys = _row_keys(finished)
-    frame = _keyed(finished, keys)
+    keys = row_keys(finished)
+    frame = keyed(finished, keys)
     stats_ = frame.groupby(keys + [DATASET], sort=False)["test_f1"].agg(["mean", "std", "size"])
     rows, datasets = _rows_in_order(frame, keys), list(dict.fromkeys(frame[DATASET]))
     mean = stats_["mean"].unstack(DATASET).reindex(index=rows, columns=datasets)
@@ -139,24 +125,24 @@ def f1_table(runs: pd.DataFrame) -> pd.DataFrame:
         if stats_["size"].max() > 1:
             columns[f"{dataset}{SD}"] = sd[dataset]
     table = pd.DataFrame(columns)
-    return table.reset_index().rename(columns=_short)
+    return table.reset_index().rename(columns=column_name)
 
 
 def best_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: the hyperparameters with the best validation F1-macro (mean over seeds)."""
     finished = finished_cells(runs)
-    finished = finished[_param(finished, "kind") != "tfidf"]  # selection is among fine-tuned cells
+    finished = finished[param_column(finished, "kind") != "tfidf"]  # selection is among fine-tuned cells
     if finished.empty:
         return pd.DataFrame()
-    keys = _row_keys(finished)
-    frame = _keyed(finished, keys)
+    keys = row_keys(finished)
+    frame = keyed(finished, keys)
     grouped = frame.groupby([DATASET] + keys, sort=False).agg(val_f1=("val_f1", "mean"), test_f1=("test_f1", "mean"),
                                                             seeds=("test_f1", "size")).reset_index()
     grouped = grouped[grouped["val_f1"].notna()]  # a cell without a validation score is no candidate
     if grouped.empty:
         return pd.DataFrame()
     best = grouped.loc[grouped.groupby(DATASET, sort=False)["val_f1"].idxmax()].reset_index(drop=True)
-    return best.rename(columns=_short)
+    return best.rename(columns=column_name)
 
 
 def _identity(runs: pd.DataFrame, drop: tuple[str, ...] = (SEED,)) -> pd.DataFrame:
@@ -165,7 +151,7 @@ def _identity(runs: pd.DataFrame, drop: tuple[str, ...] = (SEED,)) -> pd.DataFra
     A plain axis (model.pooling) is compared by its config value, which every run has, so cells
     of different axis blocks still match; a bundle or dict axis (task, attention) by its label.
     """
-    columns = {"stage": _stage(runs), "dataset": _param(runs, DATASET)}
+    columns = {"stage": stage_column(runs), "dataset": param_column(runs, DATASET)}
     for key in _axis_keys(runs):
         if key not in drop and key != DATASET:
             columns[key] = runs[f"params.{key}" if f"params.{key}" in runs else f"params.axis.{key}"]
@@ -199,32 +185,32 @@ def seeds_table(runs: pd.DataFrame) -> pd.DataFrame:
     return _tidy(table, keys) if table["seeds"].max() >= 2 else pd.DataFrame()
 
 
-def _attention_label(runs: pd.DataFrame) -> pd.Series:
+def attention_label(runs: pd.DataFrame) -> pd.Series:
     """The attention axis label, else the kind with any attention.* axis values, as a cell name writes a dict
     value (lsh(mask_within_chunks=True))."""
-    label = _param(runs, "axis.attention").fillna("").astype(str)
+    label = param_column(runs, "axis.attention").fillna("").astype(str)
     settings = pd.Series([[] for _ in range(len(runs))], index=runs.index)
     for key in _axis_keys(runs):
         if key.startswith("attention."):
-            value = _param(runs, f"axis.{key}").fillna("").astype(str)
+            value = param_column(runs, f"axis.{key}").fillna("").astype(str)
             settings = settings + value.map(lambda v, name=key[len("attention."):]: [f"{name}={v}"] if v else [])
-    kind = _param(runs, "attention.kind").fillna("").astype(str)
+    kind = param_column(runs, "attention.kind").fillna("").astype(str)
     fallback = [f"{k}({','.join(s)})" if s else k for k, s in zip(kind, settings)]
     return label.where(label != "", pd.Series(fallback, index=runs.index))
 
 
-def _cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
+def cost_frame(scored: pd.DataFrame) -> pd.DataFrame:
     """Per scored cell: stage, attention label, dataset, metric, score, time per epoch, peak memory."""
-    return pd.DataFrame({"stage": _stage(scored), "attention": _attention_label(scored),
-                         "dataset": _param(scored, DATASET).fillna(""), "metric": scored["metric"],
-                         "score": scored["score"], **{column: _metric(scored, name) for column, name in COSTS.items()}})
+    return pd.DataFrame({"stage": stage_column(scored), "attention": attention_label(scored),
+                         "dataset": param_column(scored, DATASET).fillna(""), "metric": scored["metric"],
+                         "score": scored["score"], **{column: metric_column(scored, name) for column, name in COSTS.items()}})
 
 
 def attention_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Attention variants per (stage and) dataset: test F1-macro or MLM final_val_loss (final_train_loss
     without validation), time per epoch, peak memory."""
     scored = attention_cells(runs)
-    frame = _cost_frame(scored)
+    frame = cost_frame(scored)
     if frame.empty or frame["attention"].nunique() < 2:
         return pd.DataFrame()
     frame["test_f1"] = frame["score"].where(frame["metric"] == "test_f1")
@@ -251,12 +237,12 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
     Empty if there are no pairs. The reference is the attention record marked `reference`.
     """
     scored = attention_cells(runs)
-    frame = _cost_frame(scored)
-    is_reference = (_param(scored, "attention.kind") == reference_kind()).values
+    frame = cost_frame(scored)
+    is_reference = (param_column(scored, "attention.kind") == reference_kind()).values
     if frame["attention"].nunique() < 2 or not is_reference.any():
         return pd.DataFrame()
     drop = tuple(k for k in _axis_keys(runs) if k in (SEED, "attention") or k.startswith("attention."))
-    ids = _identity(scored, drop).assign(seed=_param(scored, SEED).astype(str).values).add_prefix("id.")
+    ids = _identity(scored, drop).assign(seed=param_column(scored, SEED).astype(str).values).add_prefix("id.")
     pair_keys = list(ids.columns) + ["metric"]
     frame = pd.concat([frame, ids], axis=1)
     reference = frame[is_reference].groupby(pair_keys, as_index=False)[["score", *COSTS]].mean()

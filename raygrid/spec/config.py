@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from raygrid.attention.registry import default_params, params_union
+from raygrid.attention.registry import cell_problem, default_params, params_union
 
 # Every registered variant's params model, tagged by `kind` (raygrid.attention.variants): a new variant
 # needs no line here. Errors name the key (`attention.kind`, `attention.nb_features`).
@@ -152,6 +152,13 @@ class ModelConfig(Strict):
     n_freeze: int = Field(0, ge=0, description="bottom blocks (+ embeddings) frozen for the first epochs//2 epochs")
     p_drop: float = Field(0.1, ge=0, lt=1, description="dropout of the classification head")
 
+    @property
+    def weights(self) -> Literal["scratch", "checkpoint", "stage"]:
+        """Where the encoder's weights come from: random init, a pretrained checkpoint, an earlier stage's cell."""
+        if self.from_scratch:
+            return "scratch"
+        return "stage" if self.checkpoint.startswith(STAGE_SCHEME) else "checkpoint"
+
 
 class OptimConfig(Strict):
     lr: float = Field(2e-5, gt=0)
@@ -248,15 +255,11 @@ class CellConfig(Strict):
             raise ValueError("model.n_freeze: an mlm cell trains every layer (its embeddings are tied to the MLM head)")
         if self.model and self.model.n_freeze and self.optim.epochs < 2:
             raise ValueError("model.n_freeze > 0 needs optim.epochs >= 2 (frozen for the first epochs//2 epochs)")
-        if self.model and self.model.positions == "rope" and not self.model.from_scratch \
-                and not self.model.checkpoint.startswith(STAGE_SCHEME):
+        if self.model and self.model.positions == "rope" and self.model.weights == "checkpoint":
             raise ValueError("model.positions: rope needs from_scratch: true (or weights from an earlier rope stage)")
-        if self.model and getattr(self.attention, "qk", None) == "shared" and not self.model.from_scratch \
-                and not self.model.checkpoint.startswith(STAGE_SCHEME):
-            # Tying W_K to W_Q would silently throw away the checkpoint's trained key weights.
-            raise ValueError("attention.qk: shared ties each key projection to its query projection: it needs "
-                             "model.from_scratch: true (or weights from an earlier qk: shared stage); "
-                             "pretrained checkpoints take qk: separate")
+        problem = self.model and cell_problem(self.attention, self.model.weights)  # the variant's own rules
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from raygrid.attention.registry import kinds as attention_kinds
+from raygrid.spec.dotted import section
 from raygrid.spec.config import GRID_ONLY_RESOURCES, CellConfig, GridConfig, Resources
 from raygrid.spec.names import cell_name, is_bundle, legacy_cell_name, short_value
 from raygrid.spec.suggest import did_you_mean, known_keys
@@ -251,13 +252,7 @@ def combo_label(combo: dict[str, Any]) -> str:
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     """Set tree[a][b][c] for 'a.b.c'. Dict values merge into dicts, unless their `kind` differs."""
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise KeyError(f"'{part}' is not a section")
-        node = child
+    node, leaf = section(tree, dotted, create=True)
     old = node.get(leaf)
     if merges(old, value):
         node[leaf] = {**old, **value}

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from raygrid.spec.dotted import has_path
 from raygrid.spec.grid import GridError, resolve_paths, set_dotted
 from raygrid.spec.suggest import did_you_mean
 
@@ -173,19 +174,10 @@ def _shadowed_by(tree: dict, key: str) -> str | None:
         axis = _setting_axis(tree.get("axes"), key)
         return f"its axis {axis}; override the axis instead (axes.{axis}=[...])" if axis else None
     for stage in stages:
-        if not (_has_dotted(stage.get("base") or {}, key) or _setting_axis(stage.get("axes"), key)):
+        if not (has_path(stage.get("base") or {}, key) or _setting_axis(stage.get("axes"), key)):
             return None
     return (f"its stage's own base or axes (every stage sets it); override one stage with "
             f"stages.<name>.{key}=...")
-
-
-def _has_dotted(tree: dict, key: str) -> bool:
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _setting_axis(axes: Any, key: str) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from raygrid.spec.config import CellConfig, SelectRef
+from raygrid.spec.dotted import get_path, has_path
 from raygrid.spec.grid import Cell, Grid, GridError, blocks_of, combo_label, describe, is_bundle, set_dotted
 
 TAG_PREFIX = "raygrid.select"
@@ -75,7 +76,7 @@ def check_selections(grid: Grid) -> None:
             if key in LINK_KEYS or key in varied:
                 why = "set by init" if key in LINK_KEYS else "an axis of this stage"
                 raise GridError(f"{grid.path}: {where}.keys: {key} is {why}; select takes only settings it fixes")
-            if sample is not None and not _has_setting(sample.config.model_dump(mode="json"), key):
+            if sample is not None and not has_path(sample.config.model_dump(mode="json"), key):
                 raise GridError(f"{grid.path}: {where}.keys: {key} is not a cell setting")
 
 
@@ -118,7 +119,7 @@ def choose(cell: Cell, candidates: list[Cell], scores: dict[str, tuple[str, floa
     sign = 1 if select.mode == "max" else -1
     best = max(agreeing, key=lambda c: sign * c.recorded(scores)[1])  # max keeps the first of equals: source order
     config = best.config.model_dump(mode="json")
-    values = {key: _get(config, key) for key in select.keys}
+    values = {key: get_path(config, key) for key in select.keys}
     run_id, score = best.recorded(scores)
     return Choice(values, source, best.name, run_id, select.by, score)
 
@@ -164,19 +165,6 @@ def _agrees(cell: Cell, candidate: Cell, keys: list[str], where: str) -> bool:
                                 f"(cell {combo_label(cell.axis_values) or cell.name})")
             if own.get("label") != value.get("label"):
                 return False
-        elif _get(mine, key) != _get(theirs, key):
+        elif get_path(mine, key) != get_path(theirs, key):
             return False
     return True
-
-
-def _get(tree: dict, dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _has_setting(tree: dict, dotted: str) -> bool:
-    *parents, leaf = dotted.split(".")
-    node = _get(tree, ".".join(parents)) if parents else tree
-    return isinstance(node, dict) and leaf in node

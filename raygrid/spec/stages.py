@@ -6,7 +6,8 @@ stage, the child must have the same value (the same label for a bundle axis; the
 config value for a plain key, whether the child varies it or fixes it in its base). Refused before
 anything runs: no match or several, an unknown stage, a cycle, a parent stage that does not export
 weights (only `mlm` cells do), a child that names its own checkpoint, positions that differ along
-the chain, an LSH qk: shared child of a parent that trained separate keys, and a task-MLM parent
+the chain, an attention setting its variant refuses on its parent's weights (raygrid.attention's
+`cell_check`: LSH qk: shared after a parent that trained separate keys), and a task-MLM parent
 whose documents could include the child's test split.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import copy
 from pathlib import Path
 from typing import Any, Callable
 
+from raygrid.attention.registry import cell_problem
+from raygrid.spec.dotted import all_paths, get_path
 from raygrid.spec.config import CORPORA, STAGE_SCHEME, InitRef, StageConfig
 from raygrid.spec.grid import (Cell, Grid, GridError, blocks_of, cell_resources, combo_label, expand, is_bundle,
                           make_cell, merges, resolve_paths)
@@ -89,7 +92,7 @@ def stage_cells(path: Path, grid_base: dict, stage: StageConfig, grid: Grid, loa
 
 def _refuse_own_link(path: Path, stage: StageConfig, ref: InitRef) -> None:
     """A chained stage takes checkpoint/from_scratch from its parent: setting them itself is an error."""
-    sections = {"base": _flat_keys(stage.base),
+    sections = {"base": all_paths(stage.base),
                 "axes": {k for block in blocks_of(stage.axes) for key, values in block.items() for value in values
                          for k in _keys_set(key, value)}}
     for key in LINK_KEYS:
@@ -102,18 +105,8 @@ def _refuse_own_link(path: Path, stage: StageConfig, ref: InitRef) -> None:
 def _keys_set(key: str, value: Any) -> set[str]:
     """Dotted keys one axis value sets: a bundle's `set` keys, else the axis key and those of a dict value."""
     if is_bundle(value):
-        return _flat_keys(value["set"])
-    return {key} | (_flat_keys(value, f"{key}.") if isinstance(value, dict) else set())
-
-
-def _flat_keys(tree: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        keys.add(dotted)
-        if isinstance(value, dict):
-            keys |= _flat_keys(value, f"{dotted}.")
-    return keys
+        return all_paths(value["set"])
+    return {key} | (all_paths(value, f"{key}.") if isinstance(value, dict) else set())
 
 
 def _parent_cells(path: Path, stage: StageConfig, ref: InitRef, grid: Grid, loading: tuple[Path, ...],
@@ -144,9 +137,9 @@ def _check_link(path: Path, stage: StageConfig, cell, parent: Cell) -> None:
     if child.model.positions != mother.model.positions:
         raise GridError(f"{where}: model.positions {child.model.positions} differs from its parent stage's "
                         f"({mother.model.positions}) (cell {cell.name})")
-    if _shared_qk(child) and not _shared_qk(mother):
-        raise GridError(f"{where}: attention.qk: shared would replace the key weights its parent stage trained "
-                        f"(parent attention {mother.attention.kind}, not LSH qk: shared) (cell {cell.name})")
+    problem = cell_problem(child.attention, "stage", parent=mother.attention)  # the variant's own rules
+    if problem:
+        raise GridError(f"{where}: {problem} (cell {cell.name})")
     if mother.data.dataset not in CORPORA and mother.data.dataset == child.data.dataset:
         # The parent read this dataset's train + validation text: the child's test split must be
         # the same documents the parent never saw, i.e. the same split of the same files.
@@ -155,10 +148,6 @@ def _check_link(path: Path, stage: StageConfig, cell, parent: Cell) -> None:
                 raise GridError(f"{where}: data.{key} {getattr(child.data, key)!r} differs from its parent's "
                                 f"{getattr(mother.data, key)!r}: the parent's MLM text could include this cell's "
                                 f"test documents (cell {cell.name})")
-
-
-def _shared_qk(config) -> bool:
-    return getattr(config.attention, "qk", None) == "shared"
 
 
 def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, parents: list[Cell],
@@ -180,7 +169,7 @@ def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, paren
                                     f"(bundles); this stage must vary {key!r} too")
                 if mine.get("label") != value.get("label"):
                     break
-            elif get_dotted(child_config, key) != get_dotted(parent_config, key):
+            elif get_path(child_config, key) != get_path(parent_config, key):
                 break
         else:
             matches.append(parent)
@@ -192,15 +181,6 @@ def _match_parent(path: Path, stage: StageConfig, base: dict, combo: dict, paren
         raise GridError(f"{path}: stages.{stage.name}.init: cell ({described}) matches {len(matches)} cells of stage "
                         f"{ref.stage} ({', '.join(p.name for p in matches[:3])}); vary the same axes to pick one")
     return matches[0]
-
-
-def get_dotted(tree: dict, dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def merge_trees(base: dict, over: dict) -> dict:

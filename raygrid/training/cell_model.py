@@ -13,12 +13,14 @@ from raygrid.training.objectives import Classification, MaskedLanguageModel
 
 def build_cell_model(cfg: CellConfig, data: PreparedData, location: str | None = None, rank: int = 0):
     """(model, objective) for a finetune or mlm cell; `location` overrides the checkpoint (chained stages)."""
-    if cfg.kind == "mlm":
-        model = build_masked_lm(cfg, location)
-        meta = data.meta
-        # A tokenizer with added tokens may count more ids than the model's embedding rows.
-        vocab = min(meta["vocab_size"], model.lm.config.vocab_size)
-        objective = MaskedLanguageModel(cfg.mlm, meta["mask_token_id"], vocab, meta["special_ids"], cfg.seed,
-                                        rank=rank, eval_seed=cfg.data.split_seed)
-        return model, objective
-    return build_classifier(cfg, data.num_labels, location), Classification(data.num_labels)
+    mlm = cfg.kind == "mlm"
+    model = build_masked_lm(cfg, location) if mlm else build_classifier(cfg, data.num_labels, location)
+    return model, (masked_lm_objective(cfg, data, model, rank) if mlm else Classification(data.num_labels))
+
+
+def masked_lm_objective(cfg: CellConfig, data: PreparedData, model, rank: int) -> MaskedLanguageModel:
+    meta = data.meta
+    # A tokenizer with added tokens may count more ids than the model's embedding rows.
+    vocab = min(meta["vocab_size"], model.lm.config.vocab_size)
+    return MaskedLanguageModel(cfg.mlm, meta["mask_token_id"], vocab, meta["special_ids"], cfg.seed, rank=rank,
+                               eval_seed=cfg.data.split_seed)

@@ -19,7 +19,6 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from raygrid.attention.hf_bridge import forward_count, set_forward_count
 from raygrid.spec.config import CellConfig, OptimConfig
 from raygrid.training import metric_names as M
 from raygrid.training.metrics import peak_gpu_mem_mb, peak_host_mem_mb
@@ -162,10 +161,13 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
 
     spent = {M.EVAL_TIME_S: 0.0, M.CHECKPOINT_TIME_S: 0.0}  # this run's, for `raygrid bench loop`
 
+    redraw = core.attention.on_step  # None unless the cell's attention changes after steps (FAVOR+ redraws)
+
     def step_hook():
         progress.step += 1
-        if on_step:
-            on_step(progress.step)
+        for hook in (redraw, on_step):
+            if hook:
+                hook(progress.step)
 
     for epoch in range(progress.epoch, optim.epochs):
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
@@ -185,7 +187,7 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
                  "scheduler": scheduler.state_dict(), "scaler": precision.state_dict(),
                  "progress": copy.copy(progress), "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                 "attention_forwards": forward_count(core.encoder)}
+                 **core.attention.checkpoint_state()}  # e.g. LSH's training forwards
         with _timed(spent, M.CHECKPOINT_TIME_S):  # the report saves the state: a checkpoint
             report(metrics, state)
 
@@ -223,9 +225,7 @@ def _resume(resume: dict, core: nn.Module, optimizer, scheduler, precision: Prec
     scheduler.load_state_dict(resume["scheduler"])
     precision.load_state_dict(resume.get("scaler"))  # fp16's loss scale continues where it was
     torch.set_rng_state(resume["rng"])  # dropout masks continue as if never interrupted
-    forwards = resume.get("attention_forwards", resume.get("lsh_step"))  # lsh_step: older checkpoints
-    if forwards is not None:  # e.g. LSH hashes continue from the same forward count
-        set_forward_count(core.encoder, forwards)
+    core.attention.load_checkpoint_state(resume)  # e.g. LSH hashes continue from the same forward count
     if device.type == "cuda" and resume.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(resume["cuda_rng"], device)
     return resume["progress"]

@@ -11,10 +11,12 @@ import torch
 
 collect_ignore_glob = [] if os.environ.get("RAYGRID_GPU_CHECK") == "1" else ["test_*.py"]
 
-if not collect_ignore_glob:  # each LSH setting, dtype and grad mode compiles flex_attention anew
-    from raygrid.attention.lsh_fused import allow_flex_recompiles
+if not collect_ignore_glob:  # each setting, dtype and grad mode compiles anew (LSH: flex_attention)
+    from raygrid.attention import records
 
-    allow_flex_recompiles()
+    for record in records():
+        if record.hook("bench_setup") is not None:
+            record.hook("bench_setup")()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from raygrid.attention import LinearParams, get, hf_bridge
+from raygrid.attention import LinearParams, bound, get, hf_bridge
 from raygrid.attention.linear import linear_attention
 
 
@@ -86,7 +86,7 @@ def _tiny_bert(params, max_len=64):
                         attn_implementation=hf_bridge.implementation_name(params))
     torch.manual_seed(0)
     model = BertModel(config).eval()
-    hf_bridge.attach_attention_state(model, params, seed=0)
+    bound.attach_attention_state(model, params, seed=0)
     return model
 
 
@@ -116,8 +116,9 @@ def test_runs_through_transformers_attention_interface_in_a_tiny_bert(monkeypatc
 
 def test_has_no_state_to_attach_save_or_count():
     model = _tiny_bert(LinearParams())
-    assert hf_bridge.layer_state_tensors(model) == {}
-    assert hf_bridge.forward_count(model) is None and not hf_bridge.redraws(LinearParams())
+    attention = bound.attach_attention_state(model, LinearParams(), seed=0)
+    assert attention.layer_state_tensors() == {} and len(attention.layers) == 2
+    assert attention.forward_count is None and attention.on_step is None
 
 
 def test_params_reject_unknown_keys_and_bad_eps():

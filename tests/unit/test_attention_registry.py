@@ -30,14 +30,15 @@ from raygrid.training.train_loop import Loaders, fit
 from tests.conftest import tiny_grid_yaml
 
 PACKAGE = Path(raygrid.__file__).parent
-KINDS = {"softmax", "favor", "lsh", "linear"}
+# Every record module dropped into variants/ (the registry must find each, and nothing else).
+KINDS = {path.stem for path in (PACKAGE / "attention" / "variants").glob("*.py") if not path.stem.startswith("_")}
 
 
 def test_the_registry_holds_every_variant_with_all_its_hooks():
     assert set(registry.kinds()) == KINDS and records()[0].kind == "softmax"  # the reference first
     for record in records():
         module = importlib.import_module(record.kernel_module)  # the record names it; loaded only now
-        for name in ("kernel", "adapter", "attach", "redraw", "standalone"):
+        for name in ("kernel", "adapter", "attach", "redraw", "standalone", "export_state", "bench_setup"):
             assert getattr(record, name) is None or callable(getattr(module, getattr(record, name))), name
         assert callable(record.hook("kernel")) and callable(record.hook("adapter"))
         assert record.params().kind == record.kind and record.bench, record.kind
@@ -45,7 +46,7 @@ def test_the_registry_holds_every_variant_with_all_its_hooks():
         assert registry.variant_of({"kind": record.kind}) is record
     assert registry.get("favor").hook("redraw") and registry.get("lsh").counts_forwards
     assert registry.get("favor").state_buffers == ("favor_projection",)
-    with pytest.raises(KeyError, match="known: \\['favor', 'linear', 'lsh', 'softmax'\\]"):
+    with pytest.raises(KeyError, match=re.escape(f"known: {sorted(KINDS)}")):
         registry.get("performer")
 
 
@@ -159,4 +160,31 @@ def test_no_attention_kind_branches_outside_the_attention_package():
             continue
         found += [f"{path.relative_to(PACKAGE.parent)}: {line}"
                   for line in _kind_branches(path.read_text(), set(registry.kinds()), classes)]
+    assert not found, "\n".join(found)
+
+
+def _variant_field_reads(text: str, fields: set[str]) -> list[str]:
+    """Lines reading a variant's own setting off a cell's attention (`cfg.attention.qk`, getattr(..., "qk"))."""
+    names = "|".join(sorted(fields))
+    read = re.compile(rf"""\.attention\.({names})\b|getattr\([^,]*attention[^,]*,\s*["']({names})["']""")
+    return [line.strip() for line in text.splitlines() if read.search(line)]
+
+
+def test_the_field_read_finder_finds_reads():
+    fields = {"qk", "nb_features"}
+    for line in ('if getattr(self.attention, "qk", None) == "shared":', "m = cfg.attention.nb_features"):
+        assert _variant_field_reads(line, fields) == [line], line
+    assert _variant_field_reads("cfg.attention.kind; attention.implementation", fields) == []
+
+
+def test_no_variant_setting_is_read_outside_the_attention_package():
+    """A variant's rules (LSH's Q = K, chunk and bucket rules; FAVOR+'s redraws) live in its record, so config,
+    stages, model and training ask the record (cell_check, length_check, for_max_len, bound.bind)."""
+    fields = {name for record in records() for name in record.params.model_fields} - {"kind"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] in _SKIPPED:
+            continue
+        found += [f"{path.relative_to(PACKAGE.parent)}: {line}"
+                  for line in _variant_field_reads(path.read_text(), fields)]
     assert not found, "\n".join(found)

@@ -8,10 +8,12 @@ import torch
 from transformers import AutoModel, BertConfig, BertModel
 from transformers.masking_utils import eager_mask, sdpa_mask
 
-from raygrid.attention import FavorParams, LshParams, SoftmaxParams, get, hf_bridge
+from raygrid.attention import FavorParams, LshParams, SoftmaxParams, bound, get, hf_bridge, records
 from raygrid.model.positions import disable_learned_positions
 
-VARIANTS = [FavorParams(nb_features=32), LshParams(chunk_size=4, num_hashes=2)]
+# Every registered variant but the reference (HF's own sdpa), at settings that suit 13-token inputs.
+TINY = {"favor": {"nb_features": 32}, "lsh": {"chunk_size": 4, "num_hashes": 2}}
+VARIANTS = [record.params(**TINY.get(record.kind, {})) for record in records() if not record.reference]
 
 
 def _config(name: str, max_len: int = 64) -> BertConfig:
@@ -20,10 +22,13 @@ def _config(name: str, max_len: int = 64) -> BertConfig:
 
 
 def _model(params, seed=0, max_len=64) -> BertModel:
+    return _bound(params, seed, max_len)[0]
+
+
+def _bound(params, seed=0, max_len=64) -> tuple[BertModel, bound.BoundAttention]:
     torch.manual_seed(0)
     model = BertModel(_config(hf_bridge.implementation_name(params), max_len)).eval()
-    hf_bridge.attach_attention_state(model, params, seed)
-    return model
+    return model, bound.attach_attention_state(model, params, seed)
 
 
 def _spy(monkeypatch, kind):
@@ -53,7 +58,7 @@ def test_implementation_names():
     assert hf_bridge.implementation_name(LshParams(), rope=True) == "raygrid_rope_lsh"
 
 
-@pytest.mark.parametrize("params", VARIANTS, ids=["favor", "lsh"])
+@pytest.mark.parametrize("params", VARIANTS, ids=[params.kind for params in VARIANTS])
 def test_kernel_called_with_mask_and_padding_invariant(params, monkeypatch):
     calls = _spy(monkeypatch, params.kind)
     model = _model(params)
@@ -95,21 +100,24 @@ def test_lsh_eval_is_reproducible_training_rehashes():
     assert not torch.equal(model(ids).last_hidden_state, model(ids).last_hidden_state)
 
 
-def test_maybe_redraw_schedule():
+def test_redraws_follow_the_schedule_and_params_without_redraws_get_no_step_hook():
     params = FavorParams(nb_features=16, redraw_interval=5)
-    model = _model(params, seed=4)
+    model, attention = _bound(params, seed=4)
     before = model.encoder.layer[0].attention.self.favor_projection.clone()
-    assert not hf_bridge.maybe_redraw(model, params, 5)  # eval mode
+    assert not attention.on_step(5)  # eval mode
     model.train()
-    assert not hf_bridge.maybe_redraw(model, params, 0) and not hf_bridge.maybe_redraw(model, params, 7)
+    assert not attention.on_step(0) and not attention.on_step(7)
     assert torch.equal(before, model.encoder.layer[0].attention.self.favor_projection)
-    assert hf_bridge.maybe_redraw(model, params, 10)
+    assert attention.on_step(10)
     after = model.encoder.layer[0].attention.self.favor_projection
     assert not torch.equal(before, after)
-    twin = _model(params, seed=4).train()
-    hf_bridge.maybe_redraw(twin, params, 10)
+    twin, twin_attention = _bound(params, seed=4)
+    twin.train()
+    twin_attention.on_step(10)
     assert torch.equal(after, twin.encoder.layer[0].attention.self.favor_projection)
-    assert not hf_bridge.maybe_redraw(model, params.model_copy(update={"redraw_interval": 0}), 10)
+    # fixed features (and every variant without redraws): no hook, so the loop never walks the layers
+    assert _bound(params.model_copy(update={"redraw_interval": 0}))[1].on_step is None
+    assert all(_bound(p)[1].on_step is None for p in VARIANTS)
 
 
 def test_key_padding_mask_conversion():
@@ -131,13 +139,15 @@ def test_pretrained_folder_and_missing_state(tmp_path):
     model = AutoModel.from_pretrained(tmp_path, attn_implementation=hf_bridge.implementation_name(params))
     with pytest.raises(RuntimeError, match="attach_attention_state"):
         model(torch.randint(1, 99, (1, 8)))
-    hf_bridge.attach_attention_state(model, params, seed=0)
+    bound.attach_attention_state(model, params, seed=0)
     assert len(hf_bridge.attention_modules(model)) == 2
     assert torch.isfinite(model(torch.randint(1, 99, (1, 8))).last_hidden_state).all()
 
 
-@pytest.mark.parametrize("params", [FavorParams(nb_features=32), LshParams(chunk_size=64, num_hashes=2)],
-                         ids=["favor", "lsh"])
+LONG = [params.model_copy(update={"chunk_size": 64}) if params.kind == "lsh" else params for params in VARIANTS]
+
+
+@pytest.mark.parametrize("params", LONG, ids=[params.kind for params in LONG])
 def test_whole_model_4096_tokens_forward_backward(params):
     model = _model(params, max_len=4096).train()
     ids = torch.randint(1, 99, (1, 4096), generator=torch.Generator().manual_seed(0))
@@ -151,14 +161,14 @@ def test_whole_model_4096_tokens_forward_backward(params):
 
 # --- rotary positions ------------------------------------------------------------------------------
 
-ROPE_VARIANTS = [SoftmaxParams(), FavorParams(nb_features=64), LshParams(chunk_size=4, num_hashes=2)]
+ROPE_VARIANTS = [SoftmaxParams(), *VARIANTS]  # every registered variant behind rotary positions
 
 
 def _rope_model(checkpoint, params, seed=0):
     name = hf_bridge.implementation_name(params, rope=True)
     model = AutoModel.from_pretrained(checkpoint, attn_implementation=name).eval()
     disable_learned_positions(model)
-    hf_bridge.attach_attention_state(model, params, seed, rope_base=10000.0)
+    bound.attach_attention_state(model, params, seed, rope_base=10000.0)
     with torch.no_grad():  # random init (std 0.02) gives near-uniform attention: sharpen it so positions show
         for module in hf_bridge.attention_modules(model):
             module.query.weight.mul_(8)
@@ -166,7 +176,7 @@ def _rope_model(checkpoint, params, seed=0):
     return model
 
 
-@pytest.mark.parametrize("params", ROPE_VARIANTS, ids=["softmax", "favor", "lsh"])
+@pytest.mark.parametrize("params", ROPE_VARIANTS, ids=[params.kind for params in ROPE_VARIANTS])
 def test_rope_whole_model(tiny_checkpoint, params, monkeypatch):
     calls = _spy(monkeypatch, params.kind)
     model = _rope_model(tiny_checkpoint, params)
@@ -193,15 +203,15 @@ def test_rope_state_checks(tiny_checkpoint):
     with pytest.raises(RuntimeError, match="rope_base"):
         model(torch.randint(5, 60, (1, 8)))
     with pytest.raises(ValueError, match="pass rope_base"):
-        hf_bridge.attach_attention_state(model, params, seed=0)
+        bound.attach_attention_state(model, params, seed=0)
     plain = AutoModel.from_pretrained(tiny_checkpoint, attn_implementation="sdpa")
     with pytest.raises(ValueError, match="ignores it"):
-        hf_bridge.attach_attention_state(plain, params, seed=0, rope_base=10000.0)
+        bound.attach_attention_state(plain, params, seed=0, rope_base=10000.0)
     with pytest.raises(ValueError, match="raygrid_favor but the attention params need sdpa"):
-        hf_bridge.attach_attention_state(_model(FavorParams(nb_features=16)), params, seed=0)
+        bound.attach_attention_state(_model(FavorParams(nb_features=16)), params, seed=0)
     with pytest.raises(ValueError, match="need raygrid_rope_lsh"):
-        hf_bridge.attach_attention_state(model, LshParams(), seed=0, rope_base=500)
-    hf_bridge.attach_attention_state(model, params, seed=0, rope_base=500)
+        bound.attach_attention_state(model, LshParams(), seed=0, rope_base=500)
+    bound.attach_attention_state(model, params, seed=0, rope_base=500)
     assert {m.raygrid_rope_base for m in hf_bridge.attention_modules(model)} == {500.0}
 
 
@@ -214,10 +224,11 @@ def test_lsh_gradient_checkpointing_gives_same_gradients(monkeypatch):
     mask = (torch.arange(24) < torch.tensor([[24], [19]])).long()
 
     def gradients(checkpointing: bool) -> dict:
-        model = _model(params, seed=5).train()
+        model, attention = _bound(params, seed=5)
+        model.train()
         if checkpointing:
             model.gradient_checkpointing_enable()
-        hf_bridge.set_forward_count(model, 7)
+        attention.set_forward_count(7)
         torch.manual_seed(1)  # dropout masks (checkpointing replays the global RNG itself)
         model(ids, attention_mask=mask).last_hidden_state.pow(2).mean().backward()
         return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -236,21 +247,40 @@ def test_lsh_counter_ticks_per_training_forward_and_resumes():
 
     params = LshParams(chunk_size=4, num_hashes=1)
     ids = torch.randint(1, 99, (1, 32), generator=torch.Generator().manual_seed(1))
-    model = _model(params, seed=3)
+    model, attention = _bound(params, seed=3)
     model(ids)
-    assert hf_bridge.forward_count(model) == 0  # eval forwards do not tick
+    assert attention.forward_count == 0  # eval forwards do not tick
     model.train()
     for _ in range(3):
         model(ids)
-    assert hf_bridge.forward_count(model) == 3  # once per top-level forward, not per layer
-    twin = copy.deepcopy(model)
+    assert attention.forward_count == 3  # once per top-level forward, not per layer
+    twin, twin_attention = copy.deepcopy((model, attention))
     twin(ids)
-    assert hf_bridge.forward_count(twin) == 4 and hf_bridge.forward_count(model) == 3  # copies keep their own counter
+    assert twin_attention.forward_count == 4 and attention.forward_count == 3  # copies keep their own counter
+    saved = attention.checkpoint_state()
+    assert saved == {"attention_forwards": 3}
     torch.manual_seed(0)
     fourth = model(ids).last_hidden_state
-    resumed = _model(params, seed=3).train()
-    assert hf_bridge.set_forward_count(torch.nn.ModuleDict({"encoder": resumed}), 3)  # found inside a wrapper
+    resumed, resumed_attention = _bound(params, seed=3)
+    resumed.train()
+    resumed_attention.load_checkpoint_state(saved)
     torch.manual_seed(0)
     torch.testing.assert_close(resumed(ids).last_hidden_state, fourth, rtol=0, atol=0)
-    assert not hf_bridge.set_forward_count(_model(FavorParams(nb_features=16)), 3)
-    assert hf_bridge.forward_count(_model(FavorParams(nb_features=16))) is None
+    older, older_attention = _bound(params, seed=3)
+    older_attention.load_checkpoint_state({"lsh_step": 3})  # checkpoints from before `attention_forwards`
+    assert older_attention.forward_count == 3
+    favor = _bound(FavorParams(nb_features=16))[1]
+    favor.load_checkpoint_state({"attention_forwards": 3})
+    assert favor.forward_count is None and favor.checkpoint_state() == {"attention_forwards": None}
+
+
+def test_a_bound_attention_pickles_with_its_model_by_its_records_kind():
+    import pickle
+
+    model, attention = _bound(LshParams(chunk_size=4, num_hashes=1), seed=3)
+    copy_model, copy_attention = pickle.loads(pickle.dumps((model, attention)))
+    assert copy_attention.record is attention.record and copy_attention.params == attention.params
+    assert copy_attention.layers == hf_bridge.attention_modules(copy_model)  # the copy's own layers
+    copy_model.train()
+    copy_model(torch.randint(1, 99, (1, 16)))
+    assert copy_attention.forward_count == 1 and attention.forward_count == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from raygrid.attention import LshParams, hf_bridge
+from raygrid.attention import LshParams, bound, hf_bridge
 from raygrid.spec.config import CellConfig
 from raygrid.model.encoder import build_masked_lm, export_pretrained, weights_fingerprint
 
@@ -58,7 +58,7 @@ def test_untied_module_refuses_shared_forward():
     config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=37, attn_implementation=hf_bridge.implementation_name(LshParams()))
     model = BertModel(config)
-    hf_bridge.attach_attention_state(model, LshParams(chunk_size=4), seed=0)  # separate: not tied
+    bound.attach_attention_state(model, LshParams(chunk_size=4), seed=0)  # separate: not tied
     for layer in hf_bridge.attention_modules(model):
         layer.raygrid_attention_params = LshParams(qk="shared", chunk_size=4)
     with pytest.raises(RuntimeError, match="needs tied projections"):

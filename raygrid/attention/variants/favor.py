@@ -55,6 +55,7 @@ VARIANT = Variant(
     adapter="favor_forward",
     attach="attach_projection",
     redraw="redraw_projection",
+    redraw_every=lambda params: params.redraw_interval,
     standalone="standalone",
     flops=flops,
     study=("favor φ* M=256", {"feature_map": "hyperbolic", "nb_features": 256}),

@@ -3,6 +3,8 @@
 Kitaev, Kaiser, Levskaya 2020, "Reformer: The Efficient Transformer", ICLR, https://arxiv.org/abs/2001.04451
 Kernel, adapter and per-layer state (hash seeds, the Q = K tie, hashing per training forward):
 raygrid.attention.lsh (kernel) and raygrid.attention.lsh_layer (transformers side), both torch.
+Its rules for a cell live here too: a chunk no longer than data.max_len (`length_check`), Q = K only on
+weights that never had separate keys (`cell_check`), num_buckets: max_len fixed per cell (`for_max_len`).
 """
 from __future__ import annotations
 
@@ -124,6 +126,20 @@ def length_check(params: LshParams, max_len: int) -> str | None:
     return None
 
 
+def cell_check(params: LshParams, weights: str, parent) -> str | None:
+    """qk: shared ties each layer's W_K to its W_Q: that would throw away trained key weights."""
+    if params.qk != "shared":
+        return None
+    if weights == "checkpoint":
+        return ("attention.qk: shared ties each key projection to its query projection: it needs "
+                "model.from_scratch: true (or weights from an earlier qk: shared stage); "
+                "pretrained checkpoints take qk: separate")
+    if parent is not None and getattr(parent, "qk", None) != "shared":
+        return (f"attention.qk: shared would replace the key weights its parent stage trained "
+                f"(parent attention {parent.kind}, not LSH qk: shared)")
+    return None
+
+
 VARIANT = Variant(
     kind="lsh",
     params=LshParams,
@@ -133,6 +149,8 @@ VARIANT = Variant(
     adapter="lsh_forward",
     attach="attach_hashing",
     standalone="standalone",
+    export_state="export_state_dict",
+    bench_setup="allow_flex_recompiles",
     flops=flops,
     study=("lsh study R=2 L=64", {"qk": "shared", "look_forward": 1, "num_hashes": 2, "chunk_size": 64,
                                   "num_buckets": "max_len"}),
@@ -142,5 +160,6 @@ VARIANT = Variant(
     ablations=(Ablation("mask_within_chunks", "lsh_mask", "LSH attention: masking within chunks"),),
     plan_note=plan_note,
     length_check=length_check,
+    cell_check=cell_check,
     for_max_len=for_max_len,
 )
