@@ -116,7 +116,8 @@ class _PeakTensorBytes(TorchDispatchMode):
         return out
 
 
-def _inputs(batch, heads, length, head_dim, device, dtype, sigma=1.0, seed=0):
+def random_qkv(batch, heads, length, head_dim, device, dtype, sigma=1.0, seed=0):
+    """Seeded q, k, v (batch, heads, length, head_dim); q·k/√d has standard deviation `sigma`."""
     gen = torch.Generator().manual_seed(seed)
     std = sigma**0.5  # std(q·k/√d) = std(q_i)·std(k_i) = σ
     q, k, v = (torch.randn(batch, heads, length, head_dim, generator=gen) for _ in range(3))
@@ -160,7 +161,7 @@ def error_rows(variants, heads, head_dim, length, device, scales, seed=0, public
         kernels += [(label, fn) for label, fn in public_kernels(head_dim, heads, length) if label == PUBLIC_PERFORMER]
     rows = []
     for sigma in scales:
-        q, k, v = _inputs(1, heads, length, head_dim, device, torch.float32, sigma, seed)
+        q, k, v = random_qkv(1, heads, length, head_dim, device, torch.float32, sigma, seed)
         exact = softmax_attention(q, k, v)
         norm = exact.norm()
         baseline = (v.mean(dim=2, keepdim=True).expand_as(exact) - exact).norm() / norm
@@ -188,7 +189,7 @@ def run_attention_bench(
     bar = _progress(len(jobs), progress)
     rows: list[dict] = []
     for (heads, head_dim), length in jobs:
-        q, k, v = _inputs(batch_size, heads, length, head_dim, device, torch_dtype)
+        q, k, v = random_qkv(batch_size, heads, length, head_dim, device, torch_dtype)
         kernels = [(label, make_kernel(p, head_dim)) for label, p in variants]
         if include_public:
             kernels += public_kernels(head_dim, heads, length)

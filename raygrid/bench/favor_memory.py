@@ -16,15 +16,16 @@ import time
 import torch
 
 from raygrid.attention.favor import draw_projection, favor_attention, favor_attention_dense
-from raygrid.attention.variants.favor import FavorParams
-from raygrid.bench.attention import _inputs, measure, write_section
+from raygrid.attention import registry
+from raygrid.bench.attention import random_qkv, measure, write_section
 
 START, END = "<!-- bench:favor-memory:start -->", "<!-- bench:favor-memory:end -->"
 
 
 def favor_pair(nb_features: int, head_dim: int, feature_map: str = "hyperbolic", seed: int = 0):
     """(dense, chunked) kernels fn(q, k, v, mask) sharing one projection."""
-    params = FavorParams(feature_map=feature_map, nb_features=nb_features)
+    # This bench is about one variant's two kernels; its params come through the registry like any cell's.
+    params = registry.get("favor").params(feature_map=feature_map, nb_features=nb_features)
     projection = draw_projection(nb_features, head_dim, feature_map, generator=torch.Generator().manual_seed(seed))
 
     def dense(q, k, v, mask):
@@ -40,7 +41,7 @@ def run(lengths, features, heads: int = 12, head_dim: int = 64, device: str = "c
     """One row per (length, nb_features): ms and peak MiB of both kernels, and their largest output difference."""
     rows = []
     for length in lengths:
-        q, k, v = _inputs(1, heads, length, head_dim, device, torch.float32)
+        q, k, v = random_qkv(1, heads, length, head_dim, device, torch.float32)
         for nb in features:
             dense, chunked = favor_pair(nb, head_dim)
             with torch.no_grad():

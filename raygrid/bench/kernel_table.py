@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from raygrid.attention import registry
 from raygrid.attention.softmax import softmax_attention
-from raygrid.bench.attention import PUBLIC_PERFORMER, _inputs, make_kernel, measure, public_kernels
+from raygrid.bench.attention import PUBLIC_PERFORMER, random_qkv, make_kernel, measure, public_kernels
 
 START, END = "<!-- bench:kernels:start -->", "<!-- bench:kernels:end -->"
 KERNELS = ("fused", "reference")  # values of an `implementation` field that name a kernel of the same maths
@@ -60,7 +60,7 @@ def run_kernel_table(lengths, tokens: int = 32768, heads: int = 12, head_dim: in
     results = []
     for length in lengths:
         batch = max(1, tokens // length)
-        q, k, v = _inputs(batch, heads, length, head_dim, device, getattr(torch, dtype))
+        q, k, v = random_qkv(batch, heads, length, head_dim, device, getattr(torch, dtype))
         kernels = [(label, make_kernel(for_length(p, length), head_dim), p) for label, p in rows]
         if include_public:
             kernels += [(label, fn, None) for label, fn in public_kernels(head_dim, heads, length)]
