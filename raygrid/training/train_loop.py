@@ -95,23 +95,44 @@ def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfi
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # as the host float sum it replaces
     n_batches, tokens, padded, skipped, start = 0, 0, 0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    for i, batch in enumerate(batches, start=1):
+    for i, (batch, last) in enumerate(_flag_last(batches), start=1):
         mask = batch["attention_mask"]
         tokens, padded = tokens + int(mask.sum()), padded + mask.numel()  # host tensor: no device sync
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with precision.autocast():
-            loss = objective.loss(model, batch)
-        precision.backward(loss / cfg.grad_accum)
+        steps_now = i % cfg.grad_accum == 0 or last  # a partial accumulation at the epoch's end steps too
+        with _sync_unless(model, steps_now):  # around the backward too: DDP's all-reduce hooks fire there
+            with precision.autocast():
+                loss = objective.loss(model, batch)
+            precision.backward(loss / cfg.grad_accum)
         loss_sum += loss.detach()
         n_batches += 1
-        if i % cfg.grad_accum == 0:
+        if steps_now:
             skipped += not _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
-    if n_batches % cfg.grad_accum:  # flush a partial accumulation at the epoch's end
-        skipped += not _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the epoch's time covers its queued kernels
     return {"loss_sum": loss_sum, "batches": n_batches, "tokens": tokens, "padded_tokens": padded,
             "seconds": time.perf_counter() - start, "skipped_steps": skipped}
+
+
+def _flag_last(batches: Iterable[Batch]):
+    """(batch, is_last) pairs, one batch read ahead: the loaders are iterables of unknown length, and the
+    epoch's last micro-batch must sync gradients under DDP even when its accumulation is partial."""
+    iterator = iter(batches)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _sync_unless(model, steps_now: bool):
+    """DDP all-reduces gradients in every backward unless under `no_sync`; only the backward before an
+    optimizer step needs it (the others would all-reduce partial sums that the next one redoes)."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if steps_now or no_sync is None else no_sync()
 
 
 def host_loss(loss_sum: torch.Tensor, n_batches: int, epoch: int, step: int) -> float:
