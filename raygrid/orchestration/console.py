@@ -23,6 +23,7 @@ import ray.tune
 
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
+from raygrid.training.reports import EPOCH, FINAL, CellReport
 
 # The validation score shown per epoch (first present): classification, then MLM.
 VAL_SCORES = ("val_f1_macro", "val_loss")
@@ -150,13 +151,14 @@ class CellLines(ray.tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         payload = TrialPayload.from_tune(trial.config)
         state = self.cells.setdefault(payload.name, _CellState())
-        if result.get("final") or "epoch" not in result:
+        report = CellReport.from_wire(result)
+        if report is None or report.kind != EPOCH:
             return
         epochs = "" if payload.config.kind == "tfidf" else f"/{payload.config.optim.epochs}"
-        state.epoch = f"{int(result['epoch']) + 1}{epochs}"
-        state.train_loss = _number(result.get("train_loss"))
-        key = next((k for k in VAL_SCORES if isinstance(result.get(k), (int, float))), None)
-        state.val = f"{key} {_number(result[key])}" if key else ""
+        state.epoch = f"{report.step + 1}{epochs}"
+        state.train_loss = _number(report.metrics.get("train_loss"))
+        key = next((k for k in VAL_SCORES if k in report.metrics), None)
+        state.val = f"{key} {_number(report.metrics[key])}" if key else ""
         parts = [f"train_loss {state.train_loss}" if state.train_loss else "", state.val]
         self.console.line(f"{self._tag(payload.name)}: epoch {state.epoch}: {', '.join(p for p in parts if p)}")
 
@@ -175,9 +177,10 @@ class CellLines(ray.tune.Callback):
             self.console.line(f"{self._tag(name)}: failed after {minutes}: {self.summary.failed[name]}")
             return
         state.status = "FINISHED"
-        result = trial.last_result or {}
-        key = next((k for k in TEST_SCORES if isinstance(result.get(k), (int, float))), None)
-        score = f": {key} {_number(result[key])}" if key else ""
+        report = CellReport.from_wire(trial.last_result or {})
+        metrics = report.metrics if report is not None and report.kind == FINAL else {}
+        key = next((k for k in TEST_SCORES if k in metrics), None)
+        score = f": {key} {_number(metrics[key])}" if key else ""
         self.console.line(f"{self._tag(name)}: finished in {minutes}{score}")
 
     def table(self) -> list[str]:

@@ -8,6 +8,7 @@ from raygrid.orchestration.console import CellLines, Console, quiet_console
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.config import CellConfig, Resources
+from raygrid.training.reports import EPOCH, FINAL, CellReport
 
 
 class Lines(Console):
@@ -30,10 +31,12 @@ def test_each_cell_prints_start_epochs_and_outcome_as_mlflow_recorded_it():
     lines = CellLines(console, summary, ["a", "b"])
     lines.on_trial_start(0, [], trial("a"))
     lines.on_trial_start(0, [], trial("a"))  # a restarted trial is not a second start
-    lines.on_trial_result(0, [], trial("a"), {"epoch": 0, "train_loss": 0.69312, "val_f1_macro": 0.5, "lr": 1e-4})
-    lines.on_trial_result(0, [], trial("a"), {"final": 1, "test_f1_macro": 0.61})
+    epoch = CellReport(EPOCH, {"train_loss": 0.69312, "val_f1_macro": 0.5, "lr": 1e-4}, step=0).to_wire()
+    final = CellReport(FINAL, {"test_f1_macro": 0.61}).to_wire()
+    lines.on_trial_result(0, [], trial("a"), epoch)
+    lines.on_trial_result(0, [], trial("a"), final)
     summary.finished.append("a")
-    lines.on_trial_complete(0, [], trial("a", last_result={"final": 1, "test_f1_macro": 0.61}))
+    lines.on_trial_complete(0, [], trial("a", last_result=final))
     lines.on_trial_start(0, [], trial("b"))
     summary.failed["b"] = "ValueError: model.n_freeze: too many layers"  # MlflowCells ran first
     lines.on_trial_error(0, [], trial("b"))
