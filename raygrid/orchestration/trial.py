@@ -29,6 +29,7 @@ from raygrid.training import metric_names as M
 from raygrid.training.cell_model import build_cell_model
 from raygrid.model.encoder import export_pretrained, weights_fingerprint
 from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
+from raygrid.orchestration.progress_relay import progress_sender
 from raygrid.orchestration.prune import prune_finished_run
 from raygrid.training.loaders import table_loaders
 from raygrid.training.reports import EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
@@ -70,7 +71,10 @@ def train_worker(config: dict) -> None:
     # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
     node = ray.get_runtime_context().get_node_id()
     report = _Reporter(context.get_world_rank(), exporter, {WEIGHTS_IN: weights_in, NODE_ID: node, **timings})
-    fit(cfg, model, loaders, objective, device, report, resume)  # redraws: fit asks the model's bound attention
+    # In-epoch progress: rank 0 alone, out of band (ray.train.report is collective: see progress_relay).
+    on_progress = progress_sender(payload.name) if context.get_world_rank() == 0 else None
+    fit(cfg, model, loaders, objective, device, report, resume,  # redraws: fit asks the model's bound attention
+        on_progress=on_progress)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 Which of a trial's reported metrics are recorded: those its raygrid.training.reports.CellReport
 carries, i.e. raygrid.training.metric_names' EPOCH_METRICS per epoch, CELL_METRICS once per cell
-(the names are defined there, once).
+(the names are defined there, once), and PROGRESS_METRICS at the cell's optimizer steps, which reach
+this process beside Tune (raygrid.orchestration.progress_relay).
 """
 from __future__ import annotations
 
@@ -72,6 +73,11 @@ class MlflowCells(ray.tune.Callback):
         self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})
         if payload.config.kind != "mlm" or TAG_CHECKPOINT in tags:
             self.scored.add(name)
+
+    def on_progress(self, name: str, report: CellReport) -> None:
+        """A running cell's progress (raygrid.orchestration.progress_relay): step metrics at its optimizer step."""
+        if name in self.run_ids and name not in self.scored:  # late ones after the cell's end are dropped
+            self.tracker.log_metrics(self.run_ids[name], report.metrics, step=report.step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         name = TrialPayload.from_tune(trial.config).name

@@ -187,3 +187,29 @@ def test_the_run_summary_is_logged_and_a_failing_report_only_warns(tmp_path, mon
                      f"`raygrid report {grid.path} --save DIR` writes it"]
     metrics = MlflowClient(uri).get_run(tracker.parent_id).data.metrics
     assert metrics == {"cells_total": 4, "cells_finished": 1, "cells_failed": 1, "cells_skipped": 1}
+
+
+def test_progress_reaches_mlflow_as_step_metrics_of_a_running_cell_only(monkeypatch):
+    from raygrid.orchestration.progress_relay import INTERVAL_ENV, ProgressRelay, progress_interval_s
+    from raygrid.training import metric_names as M
+    from raygrid.training.progress import ProgressFigures
+    from raygrid.training.reports import PROGRESS
+
+    cb, tracker, _ = callback(["a", "b"])
+    cb.on_trial_start(0, [], trial("a", kind="finetune"))
+    relay = ProgressRelay([cb], interval_s=5.0)
+    wire = CellReport(PROGRESS, ProgressFigures(40, 100, 900.0, 12.0).metrics(), step=40).to_wire()
+    relay.deliver([("a", wire), ("b", wire), ("a", {"not": "a report"})])  # b never started: dropped
+    assert tracker.metrics == [("a", 40, {M.PROGRESS_STEP: 40, M.PROGRESS_STEPS_TOTAL: 100,
+                                          M.PROGRESS_TOKENS_PER_S: 900.0, M.PROGRESS_ETA_S: 12.0})]
+    cb.on_trial_result(0, [], trial("a", kind="finetune"), CellReport(FINAL, {"test_f1_macro": 0.5}).to_wire())
+    relay.deliver([("a", wire)])  # late, after the cell's final metrics: dropped
+    assert len(tracker.metrics) == 2
+    monkeypatch.setenv(INTERVAL_ENV, "2.5")
+    assert progress_interval_s() == 2.5 and ProgressRelay([]).interval_s == 2.5
+    for bad in ("0", "soon"):
+        monkeypatch.setenv(INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=r"\$RAYGRID_PROGRESS_S: '.*' is not a positive number"):
+            progress_interval_s()
+    monkeypatch.delenv(INTERVAL_ENV)
+    assert progress_interval_s() == 30.0

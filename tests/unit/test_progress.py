@@ -72,3 +72,14 @@ def test_fit_calls_the_hook_after_every_step_with_the_cells_running_totals(tiny_
     assert seconds == sorted(seconds)
     # at the last step the running totals are the cell's: its tokens/s figure is the final one
     assert tokens[-1] / seconds[-1] == pytest.approx(finals[0][M.TOKENS_PER_S], rel=0.05)
+
+
+def test_the_reports_tables_leave_the_progress_metrics_out():
+    import pandas as pd
+
+    from raygrid.report.cells import cells_table, cells_view
+
+    runs = pd.DataFrame({"cell": ["a"], "status": ["FINISHED"], "metrics.test_f1_macro": [0.7],
+                         **{f"metrics.{name}": [1.0] for name in M.PROGRESS_METRICS}})
+    for table in (cells_table(runs), cells_view(runs)):
+        assert "test_f1" in table and not [c for c in table.columns if "progress" in c]
