@@ -55,7 +55,8 @@ class Console:
             stream.flush()
 
     def heartbeat(self, doing: str) -> None:
-        """From now until `stop_heartbeat`, a line every HEARTBEAT_S: `still <doing> (<seconds since the first call> s)`."""
+        """From now until `stop_heartbeat`, a line every HEARTBEAT_S:
+        `still <doing> (<seconds since the first call> s)`."""
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(self)
         self._heartbeat.doing = doing

@@ -10,8 +10,8 @@ schedule would be either too chatty or silent for minutes depending on the cell'
 So rank 0 alone sends its throttled progress out of band, fire-and-forget (no wait in the training
 loop), to a small named actor this run creates (the inbox). A Tune callback in the driver drains
 the inbox about once a second from Tune's event loop, and before each trial result, and hands each
-report to the callbacks that record it in MLflow (MlflowCells) and print it (CellLines). Progress is informative only: a report
-lost or late (a worker restarted, the inbox gone) changes no result.
+report to the callbacks that record it in MLflow (MlflowCells) and print it (CellLines). Progress
+is informative only: a report lost or late (a worker restarted, the inbox gone) changes no result.
 """
 from __future__ import annotations
 
