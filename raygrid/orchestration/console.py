@@ -1,8 +1,9 @@
 """What `raygrid run` prints: one clear view of the grid, with Ray's own output in a log file.
 
-By default (`quiet_console`) the terminal shows raygrid's lines only: per cell `started`, each
-epoch's train_loss and validation score, `finished` with the test score or `failed` with the
-reason, and after each Tuner a table of its cells (status, epoch, train_loss, validation score).
+By default (`quiet_console`) the terminal shows raygrid's lines only: per cell `started`, every
+~30 s of training its steps done/total, tokens/s and ETA, each epoch's train_loss and validation
+score, `finished` with the test score or `failed` with the reason, and after each Tuner a table of
+its cells (status, epoch, train_loss, validation score).
 Everything else the run prints — Ray's and Tune's config dumps and status boxes, Ray Data
 progress bars, the workers' and actors' logs Ray streams to the driver, even what Ray's C++
 core writes to stderr — goes to `<out>/logs/ray-<timestamp>.log` (file descriptors 1 and 2 are
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,10 +25,16 @@ import ray.tune
 
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
+from raygrid.training.progress import ProgressFigures, duration
+from raygrid.training.reports import EPOCH, FINAL, CellReport
 
 # The validation score shown per epoch (first present): classification, then MLM.
 VAL_SCORES = ("val_f1_macro", "val_loss")
 TEST_SCORES = ("test_f1_macro", "final_val_loss")
+
+
+HEARTBEAT_S = 15.0  # between the heartbeat's lines while nothing else shows that the run is alive
+_WRITING = threading.Lock()  # the heartbeat's thread and Tune's callbacks print whole lines, never interleaved
 
 
 class Console:
@@ -34,15 +42,50 @@ class Console:
 
     def __init__(self, stream: TextIO | None = None, log_file: Path | None = None):
         self.stream, self.log_file = stream, log_file
+        self._heartbeat: Heartbeat | None = None
 
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks into the experiment state; an open terminal stream cannot be.
-        return {"stream": None, "log_file": self.log_file}
+        # Tune pickles its callbacks into the experiment state; an open terminal stream (or a thread) cannot be.
+        return {"stream": None, "log_file": self.log_file, "_heartbeat": None}
 
     def line(self, text: str) -> None:
         stream = self.stream or sys.stdout
-        stream.write(f"{text}\n")
-        stream.flush()
+        with _WRITING:
+            stream.write(f"{text}\n")
+            stream.flush()
+
+    def heartbeat(self, doing: str) -> None:
+        """From now until `stop_heartbeat`, a line every HEARTBEAT_S:
+        `still <doing> (<seconds since the first call> s)`."""
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self)
+        self._heartbeat.doing = doing
+
+    def stop_heartbeat(self) -> None:
+        """No heartbeat line after this returns (the first trial started, or the run ended)."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
+
+class Heartbeat:
+    """A daemon thread printing what the run is doing while it prints nothing else (data, Ray's start)."""
+
+    def __init__(self, console: Console, interval_s: float = HEARTBEAT_S, clock=time.monotonic):
+        self.console, self.interval_s, self.clock = console, interval_s, clock
+        self.doing, self.started = "", clock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="raygrid-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            self.console.line(f"still {self.doing} ({self.clock() - self.started:.0f} s)")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 @contextlib.contextmanager
@@ -143,6 +186,7 @@ class CellLines(ray.tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         name = TrialPayload.from_tune(trial.config).name
         state = self.cells.setdefault(name, _CellState())
+        self.console.stop_heartbeat()  # the cells' own lines show from now on that the run is alive
         if state.status != "RUNNING":  # a restarted trial is not a new start
             state.status, state.started = "RUNNING", time.monotonic()
             self.console.line(f"{self._tag(name)}: started")
@@ -150,15 +194,21 @@ class CellLines(ray.tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         payload = TrialPayload.from_tune(trial.config)
         state = self.cells.setdefault(payload.name, _CellState())
-        if result.get("final") or "epoch" not in result:
+        report = CellReport.from_wire(result)
+        if report is None or report.kind != EPOCH:
             return
         epochs = "" if payload.config.kind == "tfidf" else f"/{payload.config.optim.epochs}"
-        state.epoch = f"{int(result['epoch']) + 1}{epochs}"
-        state.train_loss = _number(result.get("train_loss"))
-        key = next((k for k in VAL_SCORES if isinstance(result.get(k), (int, float))), None)
-        state.val = f"{key} {_number(result[key])}" if key else ""
+        state.epoch = f"{report.step + 1}{epochs}"
+        state.train_loss = _number(report.metrics.get("train_loss"))
+        key = next((k for k in VAL_SCORES if k in report.metrics), None)
+        state.val = f"{key} {_number(report.metrics[key])}" if key else ""
         parts = [f"train_loss {state.train_loss}" if state.train_loss else "", state.val]
         self.console.line(f"{self._tag(payload.name)}: epoch {state.epoch}: {', '.join(p for p in parts if p)}")
+
+    def on_progress(self, name: str, report: CellReport) -> None:
+        """A running cell's progress inside an epoch (raygrid.orchestration.progress_relay, every ~30 s)."""
+        if self.cells.get(name, _CellState()).status == "RUNNING":
+            self.console.line(f"{self._tag(name)}: {progress_text(ProgressFigures.from_metrics(report.metrics))}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trial)
@@ -175,9 +225,10 @@ class CellLines(ray.tune.Callback):
             self.console.line(f"{self._tag(name)}: failed after {minutes}: {self.summary.failed[name]}")
             return
         state.status = "FINISHED"
-        result = trial.last_result or {}
-        key = next((k for k in TEST_SCORES if isinstance(result.get(k), (int, float))), None)
-        score = f": {key} {_number(result[key])}" if key else ""
+        report = CellReport.from_wire(trial.last_result or {})
+        metrics = report.metrics if report is not None and report.kind == FINAL else {}
+        key = next((k for k in TEST_SCORES if k in metrics), None)
+        score = f": {key} {_number(metrics[key])}" if key else ""
         self.console.line(f"{self._tag(name)}: finished in {minutes}{score}")
 
     def table(self) -> list[str]:
@@ -185,6 +236,13 @@ class CellLines(ray.tune.Callback):
         rows = [("cell", "status", "epoch", "train_loss", "val score"), ("---",) * 5]
         rows += [(name, s.status, s.epoch, s.train_loss, s.val) for name, s in self.cells.items()]
         return ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def progress_text(figures: ProgressFigures) -> str:
+    """`step 120/900 (13%): 5432 tokens/s, ETA 12m05s` (ETA: training steps only)."""
+    share = figures.step / figures.total_steps if figures.total_steps else 0.0
+    return (f"step {figures.step}/{figures.total_steps} ({share:.0%}): {figures.tokens_per_s:.0f} tokens/s, "
+            f"ETA {duration(figures.eta_s)}")
 
 
 def _number(value) -> str:

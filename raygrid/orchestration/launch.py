@@ -12,6 +12,7 @@ launch, or nothing starts.
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from pathlib import Path
 
@@ -57,12 +58,12 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
     raygrid's messages and per-cell lines go there and Tune prints nothing itself.
     """
     log = console.line if console is not None else log
-    with grid_lock(out_dir, grid.name, grid.path), sigterm_as_interrupt():
-        return _run_locked(grid, out_dir, cache_dir, uri, log, tokenize_actors, storage, console)
+    with grid_lock(out_dir, grid.name, grid.path), sigterm_as_interrupt(), _heartbeat(console) as beat:
+        return _run_locked(grid, out_dir, cache_dir, uri, log, tokenize_actors, storage, console, beat)
 
 
 def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_actors: int,
-                storage: str | None, console: Console | None) -> RunSummary:
+                storage: str | None, console: Console | None, beat=lambda doing: None) -> RunSummary:
     summary = RunSummary()
     grid = resolve_selections(grid, uri, partial(finished_scores, uri))  # `select:` values from another grid's finished cells, or refused
     finished = finished_cells(grid, uri)  # same name and same resolved config (overrides included)
@@ -78,12 +79,15 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     prepared, shapes = {}, []
     if pending:
         log(f"{len(pending)} of {len(grid.cells)} cells to run: preparing their data, then starting Ray")
+        beat("preparing the cells' data")
         tokenize = ray_tokenize(actors=tokenize_actors) if tokenize_actors > 0 else None
         prepared = _prepare(grid, pending, cache_dir, tokenize)
+        beat("starting Ray")
         init_ray()
         check_storage(grid, pending, storage)
         shapes = node_shapes()
         check_placeable_cells(grid, pending, shapes)
+        beat("starting the first trials")
     storage = storage or str(out_dir.resolve() / "ray")
     if summary.skipped:
         log(f"skipping {len(summary.skipped)} of {len(grid.cells)} cells already finished in MLflow "
@@ -105,6 +109,19 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
     _summarize(tracker, grid, summary, uri, log)
     tracker.end_grid(failed=bool(summary.failed))
     return summary
+
+
+@contextlib.contextmanager
+def _heartbeat(console: Console | None):
+    """`beat(doing)`: from the first call until the first trial starts (raygrid.orchestration.console.CellLines
+    stops it) or the run ends, a line every ~15 s says what the run is doing; the quiet console only."""
+    if console is None:  # --verbose: Ray's own output shows that the run is alive
+        yield lambda doing: None
+        return
+    try:
+        yield console.heartbeat
+    finally:
+        console.stop_heartbeat()
 
 
 def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, PreparedData]:

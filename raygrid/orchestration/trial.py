@@ -29,8 +29,10 @@ from raygrid.training import metric_names as M
 from raygrid.training.cell_model import build_cell_model
 from raygrid.model.encoder import export_pretrained, weights_fingerprint
 from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
+from raygrid.orchestration.progress_relay import progress_sender
 from raygrid.orchestration.prune import prune_finished_run
 from raygrid.training.loaders import table_loaders
+from raygrid.training.reports import EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
 from raygrid.training.train_loop import Loaders, fit
 
 # --- Train worker ------------------------------------------------------------------------------
@@ -68,8 +70,11 @@ def train_worker(config: dict) -> None:
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
     # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
     node = ray.get_runtime_context().get_node_id()
-    report = _Reporter(context.get_world_rank(), exporter, {"weights_in": weights_in, "node_id": node, **timings})
-    fit(cfg, model, loaders, objective, device, report, resume)  # redraws: fit asks the model's bound attention
+    report = _Reporter(context.get_world_rank(), exporter, {WEIGHTS_IN: weights_in, NODE_ID: node, **timings})
+    # In-epoch progress: rank 0 alone, out of band (ray.train.report is collective: see progress_relay).
+    on_progress = progress_sender(payload.name) if context.get_world_rank() == 0 else None
+    fit(cfg, model, loaders, objective, device, report, resume,  # redraws: fit asks the model's bound attention
+        on_progress=on_progress)
 
 
 @contextlib.contextmanager
@@ -108,10 +113,12 @@ def _read_shard(split: str) -> pa.Table:
 
 
 class _Reporter:
-    """Send metrics to Ray; rank 0 attaches the resumable state, and at the end the exported weights.
+    """fit's reports -> typed CellReports -> Ray; rank 0 attaches the resumable state, and at the end the
+    exported weights.
 
-    The final checkpoint of an exporting cell also holds the last epoch's state, so a worker
-    restarted after it resumes straight at the final report instead of training again.
+    fit calls it on every rank alike (ray.train.report is collective: every worker must call it as
+    often as the others). The final checkpoint of an exporting cell also holds the last epoch's
+    state, so a worker restarted after it resumes straight at the final report instead of training again.
     """
 
     def __init__(self, rank: int, exporter, extra: dict):
@@ -119,22 +126,25 @@ class _Reporter:
         self.last_state: dict | None = None
 
     def __call__(self, metrics: dict, state: dict | None) -> None:
-        if metrics.get("final"):
-            metrics = {**metrics, **self.extra}
+        if state is None:  # fit's last call: the cell's final metrics
+            report = CellReport.of(FINAL, {**metrics, **self.extra})
             if self.exporter is not None and self.rank == 0:
                 with tempfile.TemporaryDirectory() as folder:
-                    metrics["weights_out"] = self.exporter(Path(folder))
+                    report = report.with_tags(**{WEIGHTS_OUT: self.exporter(Path(folder))})
                     if self.last_state is not None:
                         torch.save(self.last_state, os.path.join(folder, "state.pt"))
-                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+                    ray.train.report(report.to_wire(), checkpoint=ray.train.Checkpoint.from_directory(folder))
                 return
-        if state is None or self.rank != 0:
-            ray.train.report(metrics)
+            ray.train.report(report.to_wire())
+            return
+        report = CellReport.of(EPOCH, metrics, step=int(metrics["epoch"]))
+        if self.rank != 0:
+            ray.train.report(report.to_wire())
             return
         self.last_state = state  # live tensors: after the last epoch they hold exactly the final state
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, "state.pt"))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            ray.train.report(report.to_wire(), checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
 def _load_checkpoint(checkpoint) -> dict | None:
@@ -199,8 +209,10 @@ def _tfidf_cell(cfg: CellConfig) -> None:
     splits = apply_split_policy(raw, cfg.data)
     scores = tfidf_lr(splits["train"], splits["validation"], splits["test"], seed=cfg.seed,
                       num_labels=len(raw.label_names))
-    ray.tune.report({"epoch": 0, M.VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.VAL_ACCURACY: scores[M.VAL_ACCURACY]})
-    ray.tune.report({**scores, M.BEST_VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.PEAK_GPU_MEM_MB: 0.0, "final": 1})
+    epoch = {M.VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.VAL_ACCURACY: scores[M.VAL_ACCURACY]}
+    ray.tune.report(CellReport(EPOCH, epoch, step=0).to_wire())
+    final = {**scores, M.BEST_VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.PEAK_GPU_MEM_MB: 0.0}
+    ray.tune.report(CellReport.of(FINAL, final).to_wire())
 
 
 def _data_options(res: Resources) -> ray.data.ExecutionOptions:

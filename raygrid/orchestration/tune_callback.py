@@ -1,7 +1,9 @@
 """Tune trial events -> MLflow child runs, in the `raygrid run` process (the only MLflow writer).
 
-Which of a trial's reported metrics are recorded: raygrid.training.metric_names' EPOCH_METRICS per
-epoch, CELL_METRICS once per cell (the names are defined there, once).
+Which of a trial's reported metrics are recorded: those its raygrid.training.reports.CellReport
+carries, i.e. raygrid.training.metric_names' EPOCH_METRICS per epoch, CELL_METRICS once per cell
+(the names are defined there, once), and PROGRESS_METRICS at the cell's optimizer steps, which reach
+this process beside Tune (raygrid.orchestration.progress_relay).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from raygrid.orchestration.parent_links import ParentWeights
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.grid import Cell
-from raygrid.training.metric_names import CELL_METRICS, DATA_SKIPPED_ROWS, EPOCH_METRICS
+from raygrid.training.metric_names import DATA_SKIPPED_ROWS
+from raygrid.training.reports import CHECKPOINT_PATH, FINAL, NODE_ID, PRECISION, WEIGHTS_IN, WEIGHTS_OUT, CellReport
 from raygrid.tracking.runs import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
                                    TAG_NODE, TAG_PRECISION, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
 
@@ -49,21 +52,32 @@ class MlflowCells(ray.tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         payload = TrialPayload.from_tune(trial.config)
+        report = CellReport.from_wire(result)
+        if report is None:
+            return
+        if report.kind == FINAL:
+            self._final(payload, report)
+        else:  # an epoch's metrics at step = epoch
+            self.tracker.log_metrics(self.run_ids[payload.name], report.metrics, step=report.step)
+
+    def _final(self, payload: TrialPayload, report: CellReport) -> None:
         name = payload.name
-        if result.get("final"):
-            if name in self.scored:  # a worker restarted after its final report: logged once already
-                return
-            run_id = self.run_ids[name]
-            self.tracker.log_metrics(run_id, _pick(result, CELL_METRICS), step=0)
-            tags = {TAG_WEIGHTS_IN: result.get("weights_in"), TAG_WEIGHTS_OUT: result.get("weights_out"),
-                    TAG_NODE: result.get("node_id"), TAG_PRECISION: result.get("precision")}
-            if result.get("weights_out") and result.get("checkpoint_path"):
-                tags[TAG_CHECKPOINT] = storage_uri(payload.storage_path, result["checkpoint_path"])
-            self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})
-            if payload.config.kind != "mlm" or TAG_CHECKPOINT in tags:
-                self.scored.add(name)
-        elif "epoch" in result:
-            self.tracker.log_metrics(self.run_ids[name], _pick(result, EPOCH_METRICS), step=int(result["epoch"]))
+        if name in self.scored:  # a worker restarted after its final report: logged once already
+            return
+        run_id = self.run_ids[name]
+        self.tracker.log_metrics(run_id, report.metrics, step=0)
+        tags = {TAG_WEIGHTS_IN: report.tags.get(WEIGHTS_IN), TAG_WEIGHTS_OUT: report.tags.get(WEIGHTS_OUT),
+                TAG_NODE: report.tags.get(NODE_ID), TAG_PRECISION: report.tags.get(PRECISION)}
+        if report.tags.get(WEIGHTS_OUT) and report.tags.get(CHECKPOINT_PATH):
+            tags[TAG_CHECKPOINT] = storage_uri(payload.storage_path, report.tags[CHECKPOINT_PATH])
+        self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})
+        if payload.config.kind != "mlm" or TAG_CHECKPOINT in tags:
+            self.scored.add(name)
+
+    def on_progress(self, name: str, report: CellReport) -> None:
+        """A running cell's progress (raygrid.orchestration.progress_relay): step metrics at its optimizer step."""
+        if name in self.run_ids and name not in self.scored:  # late ones after the cell's end are dropped
+            self.tracker.log_metrics(self.run_ids[name], report.metrics, step=report.step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         name = TrialPayload.from_tune(trial.config).name
@@ -86,10 +100,6 @@ def storage_uri(storage_path: str, checkpoint_path: str) -> str:
     """Ray reports checkpoint paths without the filesystem's scheme; put it back (s3://, gs://, ...)."""
     scheme = storage_path.split("://", 1)[0] + "://" if "://" in storage_path else ""
     return checkpoint_path if not scheme or checkpoint_path.startswith(scheme) else scheme + checkpoint_path
-
-
-def _pick(result: dict, keys) -> dict[str, float]:
-    return {k: result[k] for k in keys if isinstance(result.get(k), (int, float))}
 
 
 _RAY_WRAPPERS = ("WorkerGroupError", "RayTaskError", "TrainingFailedError", "TuneError", "RayActorError")

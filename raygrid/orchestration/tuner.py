@@ -14,6 +14,7 @@ from raygrid.orchestration.capacity import concurrent_trials, use_gpu
 from raygrid.orchestration.parent_links import ParentWeights
 from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
 from raygrid.orchestration.placement import DRIVER_CPUS, NodeShape
+from raygrid.orchestration.progress_relay import ProgressRelay
 from raygrid.orchestration.summary import RunSummary
 from raygrid.orchestration.trial import train_driver
 from raygrid.orchestration.tune_callback import MlflowCells
@@ -37,6 +38,8 @@ def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], pr
     callbacks = [MlflowCells(tracker, {cell.name: cell for cell in cells}, links, summary)]
     if console is not None:  # after MlflowCells: it prints each outcome as MLflow recorded it
         callbacks.append(lines := CellLines(console, summary, [cell.name for cell in cells]))
+    # In-epoch progress, beside Tune's results; first, so a cell's waiting progress is delivered before its results.
+    callbacks.insert(0, ProgressRelay(callbacks[:]))
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
     entries = {prepared[cell.name].folder: prepared[cell.name] for cell in cells if cell.name in prepared}
     datasets = _shared_datasets(entries)

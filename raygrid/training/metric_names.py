@@ -1,7 +1,8 @@
 """Every metric name a cell reports, defined once (torch-free).
 
 Producers (raygrid.training.train_loop, the Ray trial in raygrid.orchestration.trial) write these
-keys; raygrid.orchestration.launch forwards exactly EPOCH_METRICS (logged at step = epoch) and
+keys (in a raygrid.training.reports.CellReport); raygrid.orchestration.tune_callback forwards
+exactly EPOCH_METRICS (logged at step = epoch), PROGRESS_METRICS (at step = optimizer step) and
 CELL_METRICS (logged once per cell) to MLflow and drops anything else; raygrid.tracking and the
 report read them back as `metrics.<name>`. A name missing here is never recorded, so a unit test
 checks that what the producers emit is listed.
@@ -60,6 +61,14 @@ CELL_METRICS = (TEST_F1_MACRO, TEST_ACCURACY, TEST_LOSS, BEST_VAL_F1_MACRO, BEST
                 TRAIN_TIME_S, EPOCH_TIME_MEAN_S, TOKENS_PER_S, PADDED_TOKENS_PER_S, PADDING_RATIO,
                 PEAK_GPU_MEM_MB, PEAK_HOST_MEM_MB,
                 EVAL_TIME_S, CHECKPOINT_TIME_S, MODEL_LOAD_S, DATA_LOAD_S, WORKER_START_S)
+
+# --- inside an epoch (step = the cell's optimizer step), every ~30 s of training ----------------
+# A running cell's progress (raygrid.training.progress); the report's tables read none of them.
+PROGRESS_STEP = "progress_step"  # optimizer steps done in the cell (all epochs)
+PROGRESS_STEPS_TOTAL = "progress_steps_total"  # the cell's optimizer steps, all epochs
+PROGRESS_TOKENS_PER_S = "progress_tokens_per_s"  # real tokens per second of training so far (this run)
+PROGRESS_ETA_S = "progress_eta_s"  # mean step time so far x steps left (training only: no evaluation)
+PROGRESS_METRICS = (PROGRESS_STEP, PROGRESS_STEPS_TOTAL, PROGRESS_TOKENS_PER_S, PROGRESS_ETA_S)
 
 # --- the grid's parent run (raygrid.tracking), one value per `raygrid run` ----------------------
 CELLS_TOTAL = "cells_total"  # cells in the grid file

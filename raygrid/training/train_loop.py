@@ -82,8 +82,10 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device | No
 
 
 def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfig, device, on_step=None,
-                precision: Precision | None = None) -> dict:
+                precision: Precision | None = None, on_progress: Callable[[int, float], None] | None = None) -> dict:
     """One pass over `batches` with gradient accumulation and clipping, at `precision` (default: cfg's on `device`).
+
+    After each optimizer step taken, `on_step()` then `on_progress(real tokens, seconds)` (the epoch's so far).
 
     No host synchronisation per step (fp16's loss scaling adds one per optimizer step): the loss is
     summed on the device and returned as a tensor (`loss_sum`, read once per epoch by `host_loss`);
@@ -95,23 +97,47 @@ def train_epoch(model, objective, batches, optimizer, scheduler, cfg: OptimConfi
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # as the host float sum it replaces
     n_batches, tokens, padded, skipped, start = 0, 0, 0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    for i, batch in enumerate(batches, start=1):
+    for i, (batch, last) in enumerate(_flag_last(batches), start=1):
         mask = batch["attention_mask"]
         tokens, padded = tokens + int(mask.sum()), padded + mask.numel()  # host tensor: no device sync
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with precision.autocast():
-            loss = objective.loss(model, batch)
-        precision.backward(loss / cfg.grad_accum)
+        steps_now = i % cfg.grad_accum == 0 or last  # a partial accumulation at the epoch's end steps too
+        with _sync_unless(model, steps_now):  # around the backward too: DDP's all-reduce hooks fire there
+            with precision.autocast():
+                loss = objective.loss(model, batch)
+            precision.backward(loss / cfg.grad_accum)
         loss_sum += loss.detach()
         n_batches += 1
-        if i % cfg.grad_accum == 0:
-            skipped += not _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
-    if n_batches % cfg.grad_accum:  # flush a partial accumulation at the epoch's end
-        skipped += not _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
+        if steps_now:
+            taken = _optimizer_step(model, optimizer, scheduler, precision, cfg.clip_norm, on_step)
+            skipped += not taken
+            if taken and on_progress:
+                on_progress(tokens, time.perf_counter() - start)  # host figures only: no device sync
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the epoch's time covers its queued kernels
     return {"loss_sum": loss_sum, "batches": n_batches, "tokens": tokens, "padded_tokens": padded,
             "seconds": time.perf_counter() - start, "skipped_steps": skipped}
+
+
+def _flag_last(batches: Iterable[Batch]):
+    """(batch, is_last) pairs, one batch read ahead: the loaders are iterables of unknown length, and the
+    epoch's last micro-batch must sync gradients under DDP even when its accumulation is partial."""
+    iterator = iter(batches)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _sync_unless(model, steps_now: bool):
+    """DDP all-reduces gradients in every backward unless under `no_sync`; only the backward before an
+    optimizer step needs it (the others would all-reduce partial sums that the next one redoes)."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if steps_now or no_sync is None else no_sync()
 
 
 def host_loss(loss_sum: torch.Tensor, n_batches: int, epoch: int, step: int) -> float:
@@ -136,7 +162,8 @@ def _optimizer_step(model, optimizer, scheduler, precision: Precision, clip_norm
 
 def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: torch.device,
         report: Callable[[dict, dict | None], None], resume: dict | None = None,
-        on_step: Callable[[int], None] | None = None) -> dict:
+        on_step: Callable[[int], None] | None = None,
+        on_progress: Callable[[int, int, int, float], None] | None = None) -> dict:
     """Train for cfg.optim.epochs, report each epoch (with a resumable state), then the final metrics.
 
     `report(metrics, state)` receives per-epoch metrics and the full state to checkpoint (live
@@ -144,7 +171,9 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     scores for classification) and state=None. The model is left holding the weights the cell
     passes on: the best-on-validation ones for classification, the last ones for MLM. Without a
     validation split (`loaders.validation` None: MLM only) epochs report no val_* metrics, the
-    last epoch is the best, and the cell's loss is its `final_train_loss`.
+    last epoch is the best, and the cell's loss is its `final_train_loss`. After each optimizer
+    step, `on_progress(step, total steps, real tokens, seconds of training)`, the cell's so far
+    (raygrid.training.progress throttles it into progress reports).
     """
     optim = cfg.optim
     if loaders.validation is None and objective.scores_test:
@@ -173,7 +202,7 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         objective.start_epoch(epoch, device)
         stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook,
-                            precision)
+                            precision, _cell_progress(on_progress, progress, optim.epochs * loaders.steps_per_epoch))
         train_loss = host_loss(stats["loss_sum"], stats["batches"], epoch, progress.step)  # checked: finite
         val = {}
         if loaders.validation is not None:
@@ -201,6 +230,14 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     final.update({M.PEAK_GPU_MEM_MB: peak_gpu_mem_mb(device), M.PEAK_HOST_MEM_MB: peak_host_mem_mb(), **spent})
     report(final, None)
     return final
+
+
+def _cell_progress(on_progress, progress: Progress, total_steps: int) -> Callable[[int, float], None] | None:
+    """train_epoch's (epoch tokens, epoch seconds) -> on_progress(cell step, total steps, cell tokens, cell seconds)."""
+    if on_progress is None:
+        return None
+    return lambda tokens, seconds: on_progress(progress.step, total_steps, progress.train_tokens + tokens,
+                                               progress.train_seconds + seconds)
 
 
 def _final_metrics(progress: Progress, test: dict | None, precision: str) -> dict:

@@ -1,6 +1,9 @@
 """A real tiny grid through local Ray (2 CPUs), Ray Train V2, Ray Data and MLflow on SQLite."""
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 from pathlib import Path
 
@@ -28,9 +31,24 @@ def grid_run(ray_local, tiny_checkpoint, tmp_path_factory):
     grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes=axes))
     out = root / "out"
     args = ["run", str(grid), "--out", str(out), "--cache-dir", str(root / "cache")]
-    code = main(args)
-    return {"grid": grid, "out": out, "args": args, "code": code,
+    printed = io.StringIO()
+    # A progress line at every step (the default is one per ~30 s of training, longer than these cells)
+    with _environment(RAYGRID_PROGRESS_S="0.01"), contextlib.redirect_stdout(printed):
+        code = main(args)
+    print(printed.getvalue())
+    return {"grid": grid, "out": out, "args": args, "code": code, "printed": printed.getvalue(),
             "uri": f"sqlite:///{(out / 'mlflow.db').resolve()}"}
+
+
+@contextlib.contextmanager
+def _environment(**values):
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def cell_runs(uri):
@@ -72,6 +90,27 @@ def test_one_child_run_per_cell_with_contract_metrics(grid_run):
     for run in failed:
         assert re.match(r"NonFiniteLossError: loss is (nan|inf) at epoch 0, step \d+", run.data.tags["raygrid.error"])
         assert client.get_metric_history(run.info.run_id, "val_f1_macro") == []
+
+
+def test_running_cells_print_their_progress_and_log_it_as_step_metrics(grid_run):
+    """Between `started` and the epochs' lines, each fine-tuning cell says its steps, tokens/s and ETA, and
+    MLflow holds the same figures as step metrics (the report's tables leave them out)."""
+    steps = 2 * 32 // 8  # 2 epochs of 32 rows in batches of 8
+    for cell in ("pooling=cls", "pooling=mean"):
+        lines = [line for line in grid_run["printed"].splitlines() if re.match(rf"\[\d/4\] {cell}: ", line)]
+        progress = [line for line in lines if ": step " in line]
+        assert progress, lines
+        assert re.fullmatch(rf"\[\d/4\] {cell}: step \d+/{steps} \(\d+%\): \d+ tokens/s, ETA \d+s", progress[0])
+        assert lines.index(progress[0]) > 0 and lines[0].endswith(": started")  # printed while it ran
+    client, runs = cell_runs(grid_run["uri"])
+    for run in runs:
+        if run.data.tags["raygrid.cell"] not in ("pooling=cls", "pooling=mean"):
+            continue
+        history = client.get_metric_history(run.info.run_id, "progress_step")
+        assert history and all(m.step == m.value for m in history) and max(m.step for m in history) <= steps
+        assert [m.value for m in client.get_metric_history(run.info.run_id, "progress_steps_total")][0] == steps
+        assert all(m.value > 0 for m in client.get_metric_history(run.info.run_id, "progress_tokens_per_s"))
+        assert client.get_metric_history(run.info.run_id, "progress_eta_s")
 
 
 def test_the_parent_run_tells_the_story_of_the_grid(grid_run):

@@ -1,13 +1,16 @@
 """The quiet console: raygrid's per-cell lines on the terminal, everything else in <out>/logs (Ray imported, never started)."""
+import itertools
 import os
 import sys
 import warnings
 from types import SimpleNamespace
 
-from raygrid.orchestration.console import CellLines, Console, quiet_console
+from raygrid.orchestration.console import CellLines, Console, Heartbeat, quiet_console
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.config import CellConfig, Resources
+from raygrid.training.progress import ProgressFigures
+from raygrid.training.reports import EPOCH, FINAL, PROGRESS, CellReport
 
 
 class Lines(Console):
@@ -30,10 +33,12 @@ def test_each_cell_prints_start_epochs_and_outcome_as_mlflow_recorded_it():
     lines = CellLines(console, summary, ["a", "b"])
     lines.on_trial_start(0, [], trial("a"))
     lines.on_trial_start(0, [], trial("a"))  # a restarted trial is not a second start
-    lines.on_trial_result(0, [], trial("a"), {"epoch": 0, "train_loss": 0.69312, "val_f1_macro": 0.5, "lr": 1e-4})
-    lines.on_trial_result(0, [], trial("a"), {"final": 1, "test_f1_macro": 0.61})
+    epoch = CellReport(EPOCH, {"train_loss": 0.69312, "val_f1_macro": 0.5, "lr": 1e-4}, step=0).to_wire()
+    final = CellReport(FINAL, {"test_f1_macro": 0.61}).to_wire()
+    lines.on_trial_result(0, [], trial("a"), epoch)
+    lines.on_trial_result(0, [], trial("a"), final)
     summary.finished.append("a")
-    lines.on_trial_complete(0, [], trial("a", last_result={"final": 1, "test_f1_macro": 0.61}))
+    lines.on_trial_complete(0, [], trial("a", last_result=final))
     lines.on_trial_start(0, [], trial("b"))
     summary.failed["b"] = "ValueError: model.n_freeze: too many layers"  # MlflowCells ran first
     lines.on_trial_error(0, [], trial("b"))
@@ -111,3 +116,51 @@ def test_raygrid_warnings_reach_the_terminal_and_a_caller_that_records_warnings(
     assert [str(w.message) for w in caught] == ["damaged cache entry x", "a library's remark"]
     terminal = capsys.readouterr().out
     assert "warning: damaged cache entry x" in terminal and "a library's remark" not in terminal
+
+
+def test_a_running_cell_prints_its_progress_between_start_and_end():
+    console, summary = Lines(), RunSummary()
+    lines = CellLines(console, summary, ["a", "b"])
+    figures = ProgressFigures(step=120, total_steps=900, tokens_per_s=5432.4, eta_s=725.0)
+    report = CellReport(PROGRESS, figures.metrics(), step=120)
+    lines.on_progress("a", report)  # not started (or already ended): nothing
+    lines.on_trial_start(0, [], trial("a"))
+    lines.on_progress("a", report)
+    lines.on_trial_complete(0, [], trial("a"))
+    lines.on_progress("a", report)  # a late report after the end: nothing
+    assert console.lines[1] == "[1/2] a: step 120/900 (13%): 5432 tokens/s, ETA 12m05s"
+    assert len(console.lines) == 3 and "finished" in console.lines[2]
+
+
+def test_the_heartbeat_says_what_the_run_does_until_stopped_and_not_after():
+    console = Lines()
+    ticks = itertools.chain([100.0, 115.0, 130.0], itertools.repeat(145.0))  # the heartbeat's clock: 15 s a line
+    beat = Heartbeat(console, interval_s=0.001, clock=lambda: next(ticks))
+    beat.doing = "starting Ray"
+    _wait_for(lambda: len(console.lines) >= 2)
+    beat.stop()
+    printed = list(console.lines)
+    assert printed[:2] == ["still starting Ray (15 s)", "still starting Ray (30 s)"]
+    assert not beat._thread.is_alive() and console.lines == printed  # stopped: no line after stop() returned
+
+
+def test_the_first_trial_start_stops_the_consoles_heartbeat():
+    console = Lines()
+    console.heartbeat("preparing the cells' data")
+    running = console._heartbeat
+    assert running is not None and running._thread.is_alive()
+    console.heartbeat("starting Ray")  # the same heartbeat, now saying something else
+    assert console._heartbeat is running and running.doing == "starting Ray"
+    CellLines(console, RunSummary(), ["a"]).on_trial_start(0, [], trial("a"))
+    assert console._heartbeat is None and not running._thread.is_alive()
+    assert console.lines == ["[1/1] a: started"]  # (15 s had not passed: no heartbeat line)
+    console.stop_heartbeat()  # again, at the run's end: nothing to stop
+
+
+def _wait_for(condition, limit_s=10.0):
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, "the heartbeat printed nothing"
+        time.sleep(0.01)

@@ -11,6 +11,7 @@ from raygrid.orchestration.parent_links import ParentWeights as _ParentWeights, 
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.orchestration.tune_callback import MlflowCells as _MlflowCells, storage_uri as _storage_uri
+from raygrid.training.reports import EPOCH, FINAL, CellReport
 from raygrid.training.objectives import MaskedLanguageModel, mask_tokens
 
 
@@ -51,9 +52,11 @@ def test_lineage_tags_and_exported_weights_are_recorded_once():
     for name in ("a", "b"):
         cb.on_trial_start(0, [], trial(name))
     assert tracker.tags["b"]["raygrid.init_run_id"] == "run-1" and tracker.tags["a"] == {"raygrid.stage": "tapt"}
-    cb.on_trial_result(0, [], trial("b"), {"epoch": 0, "val_loss": 3.0, "train_loss": 4.0, "junk": "x"})
-    final = {"final": 1, "final_val_loss": 2.5, "weights_in": "aa", "weights_out": "bb", "checkpoint_path": "/ck/1",
-             "precision": "fp32"}
+    epoch = CellReport.of(EPOCH, {"val_loss": 3.0, "train_loss": 4.0, "junk": "x", "junk_number": 1.0}, step=0)
+    cb.on_trial_result(0, [], trial("b"), {**epoch.to_wire(), "timestamp": 17})  # Tune adds its own keys
+    final = CellReport.of(FINAL, {"final_val_loss": 2.5, "weights_in": "aa", "weights_out": "bb",
+                                  "precision": "fp32"}).to_wire()
+    final["checkpoint_path"] = "/ck/1"  # added by Ray's TuneReportCallback
     cb.on_trial_result(0, [], trial("b"), final)
     cb.on_trial_result(0, [], trial("b"), final)  # a restarted worker reports its final metrics again
     assert [m for m in tracker.metrics if m[0] == "b"] == [("b", 0, {"val_loss": 3.0, "train_loss": 4.0}),
@@ -61,7 +64,7 @@ def test_lineage_tags_and_exported_weights_are_recorded_once():
     assert tracker.tags["b"]["raygrid.checkpoint"] == "/ck/1" and tracker.tags["b"]["raygrid.weights_out"] == "bb"
     assert tracker.tags["b"]["raygrid.precision"] == "fp32"  # what ran (a string: a tag, not a metric)
     # an mlm cell that ends without exported weights is a failure, not a finished parent
-    cb.on_trial_result(0, [], trial("a"), {"final": 1, "final_val_loss": 2.0})
+    cb.on_trial_result(0, [], trial("a"), CellReport(FINAL, {"final_val_loss": 2.0}).to_wire())
     for name in ("a", "b"):
         cb.on_trial_complete(0, [], trial(name))
     assert summary.finished == ["b"] and tracker.ended["b"] is None
@@ -184,3 +187,29 @@ def test_the_run_summary_is_logged_and_a_failing_report_only_warns(tmp_path, mon
                      f"`raygrid report {grid.path} --save DIR` writes it"]
     metrics = MlflowClient(uri).get_run(tracker.parent_id).data.metrics
     assert metrics == {"cells_total": 4, "cells_finished": 1, "cells_failed": 1, "cells_skipped": 1}
+
+
+def test_progress_reaches_mlflow_as_step_metrics_of_a_running_cell_only(monkeypatch):
+    from raygrid.orchestration.progress_relay import INTERVAL_ENV, ProgressRelay, progress_interval_s
+    from raygrid.training import metric_names as M
+    from raygrid.training.progress import ProgressFigures
+    from raygrid.training.reports import PROGRESS
+
+    cb, tracker, _ = callback(["a", "b"])
+    cb.on_trial_start(0, [], trial("a", kind="finetune"))
+    relay = ProgressRelay([cb], interval_s=5.0)
+    wire = CellReport(PROGRESS, ProgressFigures(40, 100, 900.0, 12.0).metrics(), step=40).to_wire()
+    relay.deliver([("a", wire), ("b", wire), ("a", {"not": "a report"})])  # b never started: dropped
+    assert tracker.metrics == [("a", 40, {M.PROGRESS_STEP: 40, M.PROGRESS_STEPS_TOTAL: 100,
+                                          M.PROGRESS_TOKENS_PER_S: 900.0, M.PROGRESS_ETA_S: 12.0})]
+    cb.on_trial_result(0, [], trial("a", kind="finetune"), CellReport(FINAL, {"test_f1_macro": 0.5}).to_wire())
+    relay.deliver([("a", wire)])  # late, after the cell's final metrics: dropped
+    assert len(tracker.metrics) == 2
+    monkeypatch.setenv(INTERVAL_ENV, "2.5")
+    assert progress_interval_s() == 2.5 and ProgressRelay([]).interval_s == 2.5
+    for bad in ("0", "soon"):
+        monkeypatch.setenv(INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=r"\$RAYGRID_PROGRESS_S: '.*' is not a positive number"):
+            progress_interval_s()
+    monkeypatch.delenv(INTERVAL_ENV)
+    assert progress_interval_s() == 30.0

@@ -3,8 +3,7 @@ import pyarrow as pa
 import torch
 
 from raygrid.model.encoder import build_classifier, build_masked_lm
-from raygrid.orchestration import tune_callback
-from raygrid.training import metric_names as M
+from raygrid.training import metric_names as M, reports
 from raygrid.training.baseline import tfidf_lr
 from raygrid.training.objectives import Classification
 from raygrid.training.train_loop import fit
@@ -19,9 +18,11 @@ def numbers(metrics: dict) -> set[str]:
     return {k for k, v in metrics.items() if isinstance(v, (int, float))} - CONTROL
 
 
-def test_the_tune_callback_forwards_the_names_defined_once():
-    assert tune_callback.EPOCH_METRICS is M.EPOCH_METRICS and tune_callback.CELL_METRICS is M.CELL_METRICS
-    assert not set(M.EPOCH_METRICS) & set(M.CELL_METRICS)  # each name is logged per epoch or per cell, not both
+def test_reports_forward_the_names_defined_once():
+    assert reports._NAMES == {reports.EPOCH: M.EPOCH_METRICS, reports.PROGRESS: M.PROGRESS_METRICS,
+                              reports.FINAL: M.CELL_METRICS}
+    kinds = [set(M.EPOCH_METRICS), set(M.CELL_METRICS), set(M.PROGRESS_METRICS)]
+    assert sum(map(len, kinds)) == len(set().union(*kinds))  # each name is logged at one kind of step only
     names = [v for k, v in vars(M).items() if k.isupper() and isinstance(v, str) and not k.endswith("PREFIX")]
     assert len(names) == len(set(names)), "two constants spell the same metric"
 
