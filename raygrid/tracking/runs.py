@@ -3,8 +3,11 @@
 The only module that imports mlflow. All writes happen in the `raygrid run` process (one writer,
 which SQLite needs); workers only report to Ray. A rerun finds the parent by tag and skips cells
 whose child run FINISHED; an unfinished or failed child run is kept, tagged superseded, and a new
-run records the retry, so nothing recorded is lost or counted twice. Runs a killed `raygrid run`
-left RUNNING are closed as KILLED, with the reason, when the grid runs next.
+run records the retry, so nothing recorded is lost or counted twice. Several `raygrid run`s may
+share one store: each stamps its runs with its owner tags and heartbeat (raygrid.tracking.owners),
+and a run left RUNNING is closed (or resumed) by another only once its owner is dead. Every call
+rides out a busy store (raygrid.tracking.retry); a write that still fails is spooled to `--out`
+(raygrid.tracking.spool) and written later.
 
 What the UI shows (README "What MLflow shows"): the experiment's description is the grid's; the
 parent run holds the grid file, params naming the grid, and at the end of every run a summary
@@ -26,6 +29,9 @@ from mlflow.tracking import MlflowClient
 
 from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
+from raygrid.tracking import spool as spooled
+from raygrid.tracking.owners import Owner, owner_alive
+from raygrid.tracking.retry import RetryingClient, StoreUnavailable
 from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
                                            parent_note)
 from raygrid.training.metric_names import CELLS_TOTAL
@@ -61,13 +67,21 @@ def _artifact_root(uri: str) -> str | None:
 class GridTracker:
     """Parent run of one grid and its cell runs, in the experiment named after the grid."""
 
-    def __init__(self, uri: str, grid_name: str, create: bool = True):
-        """Find (or, with create, make) the grid's experiment and parent run."""
+    def __init__(self, uri: str, grid_name: str, create: bool = True, owner: Owner | None = None,
+                 spool: Path | None = None, warn=None):
+        """Find (or, with create, make) the grid's experiment and parent run.
+
+        A `raygrid run` passes its `owner` (stamped on the runs it opens, raygrid.tracking.owners) and
+        its `spool` file (writes the store refuses past the back-off go there; `warn` says so once).
+        """
         self.uri, self.grid_name = uri, grid_name
+        self.owner, self.spool, self.warn = owner, spool, warn
+        self.live: set[str] = set()  # this run's open cell runs: the heartbeat refreshes them
         # Set by log_grid (a `raygrid run`): MLflow's context tags for every run, the experiment's note.
         self.context: dict[str, str] = {}
         self.note = ""
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = RetryingClient(MlflowClient(tracking_uri=uri))
+        self.replay_spool()
         experiment = self.client.get_experiment_by_name(grid_name)
         if experiment is None and not create:
             raise LookupError(f"no MLflow experiment named {grid_name!r} at {uri}")
@@ -118,6 +132,8 @@ class GridTracker:
         `stages`: stage name -> its description, in the order the stages run ({} without stages).
         """
         self.client.set_terminated(self.parent_id, "RUNNING")
+        if self.owner is not None:
+            self.set_tags(self.parent_id, self.owner.tags())
         if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
             self.client.delete_tag(self.parent_id, TAG_ERROR)
         self.client.log_text(self.parent_id, grid_text, "grid.yaml")
@@ -158,53 +174,135 @@ class GridTracker:
 
     def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None,
                    former: tuple[str, ...] = ()) -> str:
-        """New child run for a cell; earlier runs of the same cell (also under its `former` names) are marked superseded."""
+        """New child run for a cell; earlier runs of the same cell (also under its `former` names) are marked
+        superseded, except a run another live `raygrid run` still owns."""
         for old in [run for cell in (name, *former) for run in self.cell_runs(cell)]:
-            self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
+            if not self._owned_by_other_live(old):
+                self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
         tags = {**self.context, **(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name,
                 TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values),
-                TAG_UNSET: ",".join(unset_keys(config))}
+                TAG_UNSET: ",".join(unset_keys(config)), **(self.owner.tags() if self.owner else {})}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.live.add(run.info.run_id)
         self.client.log_batch(run.info.run_id, params=_params(cell_params(config, axis_values)))
         self.client.log_text(run.info.run_id, config_yaml(config), "config.yaml")  # the validated cell, complete
         return run.info.run_id
 
+    def reopen_cell(self, run_id: str, tags: dict[str, str] | None = None) -> str:
+        """Continue an orphaned cell run (its owner died) as this run's own: one run, one history, resumed."""
+        self.live.add(run_id)
+        self.set_tags(run_id, {**(tags or {}), **(self.owner.tags() if self.owner else {})})
+        if TAG_ERROR in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, TAG_ERROR)
+        self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         if tags:  # one request, not one per tag
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            tags = {k: str(v) for k, v in tags.items()}
+            self._write(run_id, "tags", tags, lambda: self.client.log_batch(
+                run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(run_id, metrics=rows)
+        rows = [(k, float(v), now, step) for k, v in metrics.items()]
+        self._write(run_id, "metrics", rows, lambda: self.client.log_batch(
+            run_id, metrics=[Metric(*row) for row in rows]))
 
     def end_cell(self, run_id: str, error: str | None = None) -> None:
+        self.live.discard(run_id)
         if error:  # also atop the run's description, where the UI shows it first
-            note = self.client.get_run(run_id).data.tags.get(NOTE, "")
+            try:
+                note = self.client.get_run(run_id).data.tags.get(NOTE, "")
+            except StoreUnavailable:
+                note = ""
             self.set_tags(run_id, {TAG_ERROR: error[:4900], NOTE: f"**Failed**: {error[:4000]}\n\n{note}"})
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
+        self._terminate(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
 
     def end_grid(self, failed: bool = False) -> None:
-        self.client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
+        """Close the parent, unless another live `raygrid run` of this grid still runs cells (it closes it)."""
+        if not self.others_running():
+            self._terminate(self.parent_id, "FAILED" if failed else "FINISHED")
 
-    def close_running(self, reason: str, status: str = "KILLED") -> list[str]:
-        """End every cell run of this grid still RUNNING (superseded ones too) with `reason`; their cell names.
+    def _terminate(self, run_id: str, status: str) -> None:
+        end = int(time.time() * 1000)
+        self._write(run_id, "status", {"status": status, "end_time": end},
+                    lambda: self.client.set_terminated(run_id, status, end_time=end))
 
-        Called only under the grid's run lock (raygrid.orchestration.run_lock), so a RUNNING cell run belongs to
-        a run that was killed or interrupted, never to one still going.
+    def _write(self, run_id: str, kind: str, data, write) -> None:
+        """write(), after what the spool holds; spooled when the store stays unavailable past the back-off."""
+        if self.spool is not None and self.spool.exists():
+            try:
+                self.replay_spool()
+            except StoreUnavailable:
+                spooled.append(self.spool, run_id, kind, data)  # after the older entries: order is kept
+                return
+        try:
+            write()
+        except StoreUnavailable as err:
+            if self.spool is None:
+                raise
+            spooled.append(self.spool, run_id, kind, data)
+            if self.warn is not None:
+                self.warn(f"warning: the tracking store {self.uri} is unavailable ({err}); kept in {self.spool}, "
+                          f"written when the store answers again (or by the next raygrid run/report)")
+                self.warn = None  # once per run: every later write would say the same
+
+    def replay_spool(self) -> int:
+        """Write what an earlier write (of this or an earlier run on this --out) spooled."""
+        return spooled.replay(self.spool, self.client) if self.spool is not None else 0
+
+    def heartbeat(self) -> None:
+        """Refresh this run's owner tags on its parent and open cell runs (raygrid.tracking.owners.Heartbeat)."""
+        tags = self.owner.tags()
+        for run_id in [self.parent_id, *sorted(self.live)]:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def _owned_by_other_live(self, run) -> bool:
+        owner = Owner.from_tags(run.data.tags)
+        if owner is None or (self.owner is not None and owner.run == self.owner.run):
+            return False
+        return owner_alive(owner, time.time())
+
+    def others_running(self) -> dict[str, Owner]:
+        """cell -> owner of this grid's RUNNING cell runs that another live `raygrid run` owns."""
+        found = {}
+        for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
+            if self._owned_by_other_live(run):
+                found[run.data.tags.get(TAG_CELL, run.info.run_id)] = Owner.from_tags(run.data.tags)
+        return found
+
+    def orphans(self) -> dict[str, object]:
+        """cell -> its current RUNNING run whose owner is dead (or unknown): left by a killed `raygrid run`."""
+        found = {}
+        for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
+            mine = self.owner is not None and (Owner.from_tags(run.data.tags) or Owner("", "", 0)).run == self.owner.run
+            if not mine and not self._owned_by_other_live(run) and run.data.tags.get(TAG_SUPERSEDED) != "true":
+                found.setdefault(run.data.tags.get(TAG_CELL, run.info.run_id), run)
+        return found
+
+    def close_running(self, reason: str, status: str = "KILLED", keep: set[str] = frozenset()) -> list[str]:
+        """End this grid's RUNNING cell runs (superseded ones too) with `reason`; their cell names.
+
+        Only runs this `raygrid run` owns or whose owner is dead: a run another live `raygrid run` owns
+        is never touched. Run ids in `keep` (orphans about to be resumed) are left open.
         """
         closed = []
         for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
-            self.client.set_tag(run.info.run_id, TAG_ERROR, reason[:4900])
-            self.client.set_terminated(run.info.run_id, status)
+            if run.info.run_id in keep or self._owned_by_other_live(run):
+                continue
+            self.live.discard(run.info.run_id)
+            self.set_tags(run.info.run_id, {TAG_ERROR: reason[:4900]})
+            self._terminate(run.info.run_id, status)
             closed.append(run.data.tags.get(TAG_CELL, run.info.run_id))
         return closed
 
     def interrupt_grid(self, reason: str) -> None:
-        """Ctrl-C: the cells that were running and the parent end KILLED, with the reason on each."""
+        """Ctrl-C: this run's running cells end KILLED, with the reason; the parent too, unless others run on."""
         self.close_running(reason)
-        self.client.set_tag(self.parent_id, TAG_ERROR, reason)
-        self.client.set_terminated(self.parent_id, "KILLED")
+        if not self.others_running():
+            self.set_tags(self.parent_id, {TAG_ERROR: reason})
+            self._terminate(self.parent_id, "KILLED")
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_id, local_path, artifact_path)
