@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
 from raygrid.tracking import spool as spooled
+from raygrid.tracking.claims import TAG_CLAIM, claim_value, live_claims, read_claims, taken_by_others
 from raygrid.tracking.owners import Owner, owner_alive
 from raygrid.tracking.retry import RetryingClient, StoreUnavailable
 from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
@@ -45,6 +46,7 @@ TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_
 TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
 TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
 TAG_PRECISION = "raygrid.precision"  # what the cell ran at: optim.precision on GPU, fp32 on CPU
+TAG_TRAIN_RUN = "raygrid.train_run"  # the cell's Ray Train run folder (raygrid.orchestration.resume)
 TAG_UNSET = "raygrid.unset"  # comma-separated config keys the cell left unset (None: not among its params)
 
 
@@ -77,6 +79,9 @@ class GridTracker:
         self.uri, self.grid_name = uri, grid_name
         self.owner, self.spool, self.warn = owner, spool, warn
         self.live: set[str] = set()  # this run's open cell runs: the heartbeat refreshes them
+        self.resumable: dict[str, str] = {}  # cell -> orphaned run id that start_cell reopens instead
+        self.train_runs: dict[str, str] = {}  # cell -> its Ray Train run folder, tagged on its run
+        self.released: list[str] = []  # Train run folders of runs close_running ended: nobody resumes them
         # Set by log_grid (a `raygrid run`): MLflow's context tags for every run, the experiment's note.
         self.context: dict[str, str] = {}
         self.note = ""
@@ -85,17 +90,62 @@ class GridTracker:
         experiment = self.client.get_experiment_by_name(grid_name)
         if experiment is None and not create:
             raise LookupError(f"no MLflow experiment named {grid_name!r} at {uri}")
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(grid_name, artifact_location=_artifact_root(uri)))
+        self.experiment_id = experiment.experiment_id if experiment else self._create_experiment()
         parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
         if parents:
-            self.parent_id = parents[0].info.run_id
+            self.parent_id = parents[-1].info.run_id  # the oldest: the one two racing creators agree on
         elif create:
-            run = self.client.create_run(self.experiment_id, run_name=grid_name,
-                                         tags={TAG_GRID: grid_name, TAG_ROLE: "parent"})
-            self.parent_id = run.info.run_id
+            self.parent_id = self._create_parent()
         else:
             raise LookupError(f"no raygrid parent run for grid {grid_name!r} at {uri}")
+        self.claimed_at, self.claimed = 0.0, []
+
+    def _create_experiment(self) -> str:
+        try:
+            return self.client.create_experiment(self.grid_name, artifact_location=_artifact_root(self.uri))
+        except Exception:  # another raygrid run created it a moment ago
+            experiment = self.client.get_experiment_by_name(self.grid_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _create_parent(self) -> str:
+        """A new parent run; when another run created one at the same moment, the oldest stays, the other goes."""
+        mine = self.client.create_run(self.experiment_id, run_name=self.grid_name,
+                                      tags={TAG_GRID: self.grid_name, TAG_ROLE: "parent"}).info.run_id
+        parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
+        oldest = min(parents, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+        if oldest != mine:
+            self.client.delete_run(mine)
+        return oldest
+
+    def claim(self, cells: list[str]) -> dict[str, Owner]:
+        """Claim `cells` for this run (raygrid.tracking.claims); cell -> owner of those a live run claimed first."""
+        self.claimed_at = time.time()
+        key = TAG_CLAIM + self.owner.run
+        self.client.set_tag(self.parent_id, key, claim_value(self.owner, self.claimed_at, cells))
+        tags = self.client.get_run(self.parent_id).data.tags
+        taken, dead = taken_by_others(tags, self.owner, self.claimed_at, cells)
+        for old in dead:
+            self.client.delete_tag(self.parent_id, old)
+        self.claimed = [cell for cell in cells if cell not in taken]
+        if taken:
+            self.client.set_tag(self.parent_id, key, claim_value(self.owner, self.claimed_at, self.claimed))
+        return taken
+
+    def release_claim(self) -> None:
+        if self.owner is not None and self.claimed_at:
+            self.claimed_at = 0.0
+            try:
+                self.client.delete_tag(self.parent_id, TAG_CLAIM + self.owner.run)
+            except Exception:  # already gone, or the store is down: a dead owner's claim is ignored anyway
+                pass
+
+    def claimed_elsewhere(self, cells: list[str]) -> dict[str, Owner]:
+        """cell -> live owner of `cells` another run claimed or is running (read-only: before this run claims)."""
+        found = live_claims(self.client.get_run(self.parent_id).data.tags, cells)
+        found.update({c: o for c, o in self.others_running().items() if c in cells})
+        return found
 
     def _search(self, filter_string: str):
         query = f"tags.`{TAG_GRID}` = '{self.grid_name}' and {filter_string}"
@@ -175,7 +225,11 @@ class GridTracker:
     def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None,
                    former: tuple[str, ...] = ()) -> str:
         """New child run for a cell; earlier runs of the same cell (also under its `former` names) are marked
-        superseded, except a run another live `raygrid run` still owns."""
+        superseded, except a run another live `raygrid run` still owns. A cell in `resumable` reopens its run."""
+        if name in self.train_runs:
+            tags = {**(tags or {}), TAG_TRAIN_RUN: self.train_runs[name]}
+        if name in self.resumable:
+            return self.reopen_cell(self.resumable.pop(name), tags)
         for old in [run for cell in (name, *former) for run in self.cell_runs(cell)]:
             if not self._owned_by_other_live(old):
                 self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
@@ -221,7 +275,8 @@ class GridTracker:
 
     def end_grid(self, failed: bool = False) -> None:
         """Close the parent, unless another live `raygrid run` of this grid still runs cells (it closes it)."""
-        if not self.others_running():
+        self.release_claim()
+        if not self._others_active():
             self._terminate(self.parent_id, "FAILED" if failed else "FINISHED")
 
     def _terminate(self, run_id: str, status: str) -> None:
@@ -255,7 +310,11 @@ class GridTracker:
     def heartbeat(self) -> None:
         """Refresh this run's owner tags on its parent and open cell runs (raygrid.tracking.owners.Heartbeat)."""
         tags = self.owner.tags()
+        if self.claimed_at:
+            tags[TAG_CLAIM + self.owner.run] = claim_value(self.owner, self.claimed_at, self.claimed)
         for run_id in [self.parent_id, *sorted(self.live)]:
+            if run_id != self.parent_id:
+                tags = self.owner.tags()
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def _owned_by_other_live(self, run) -> bool:
@@ -271,6 +330,17 @@ class GridTracker:
             if self._owned_by_other_live(run):
                 found[run.data.tags.get(TAG_CELL, run.info.run_id)] = Owner.from_tags(run.data.tags)
         return found
+
+    def _others_active(self) -> bool:
+        """Whether another live `raygrid run` still runs or has claimed cells of this grid."""
+        try:
+            tags = self.client.get_run(self.parent_id).data.tags
+        except StoreUnavailable:
+            return False
+        mine = TAG_CLAIM + self.owner.run if self.owner else None
+        claims = {k: v for k, v in tags.items() if k != mine}
+        return bool(any(
+            owner_alive(o, time.time()) for o, _, _ in read_claims(claims).values()) or self.others_running())
 
     def orphans(self) -> dict[str, object]:
         """cell -> its current RUNNING run whose owner is dead (or unknown): left by a killed `raygrid run`."""
@@ -292,6 +362,8 @@ class GridTracker:
             if run.info.run_id in keep or self._owned_by_other_live(run):
                 continue
             self.live.discard(run.info.run_id)
+            if run.data.tags.get(TAG_TRAIN_RUN):
+                self.released.append(run.data.tags[TAG_TRAIN_RUN])
             self.set_tags(run.info.run_id, {TAG_ERROR: reason[:4900]})
             self._terminate(run.info.run_id, status)
             closed.append(run.data.tags.get(TAG_CELL, run.info.run_id))
@@ -300,7 +372,8 @@ class GridTracker:
     def interrupt_grid(self, reason: str) -> None:
         """Ctrl-C: this run's running cells end KILLED, with the reason; the parent too, unless others run on."""
         self.close_running(reason)
-        if not self.others_running():
+        self.release_claim()
+        if not self._others_active():
             self.set_tags(self.parent_id, {TAG_ERROR: reason})
             self._terminate(self.parent_id, "KILLED")
 

@@ -102,3 +102,16 @@ def describe_failure(uri: str, err: BaseException) -> str:
         return (f"{uri}: the tracking server does not answer ({type(err).__name__}); start it, or point "
                 f"MLFLOW_TRACKING_URI at one that runs")
     return f"{uri}: the tracking store cannot be opened ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+
+
+def replay_spool(uri: str, path: Path, log=None) -> int:
+    """Write what a run on this --out spooled while the store was unavailable (raygrid.tracking.spool)."""
+    from raygrid.tracking import spool
+    from raygrid.tracking.retry import RetryingClient
+
+    if not path.exists():
+        return 0
+    done = spool.replay(path, RetryingClient(MlflowClient(tracking_uri=uri)))
+    if done and log is not None:
+        log(f"wrote {done} record(s) an earlier run kept in {path} while the store was unavailable")
+    return done
