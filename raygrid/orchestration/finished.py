@@ -72,12 +72,21 @@ def _running(grid: Grid, tracker: GridTracker, found: Finished) -> None:
         parent = found.elsewhere.get(cell.parent.name) if cell.parent and cell.parent_grid == grid.name else None
         if parent is not None:
             found.elsewhere.setdefault(cell.name, parent)
-    orphans = tracker.orphans()
+    # RUNNING with a dead owner, or the latest run of a cell an interrupted run (Ctrl-C, SIGTERM) closed KILLED
+    orphans = {**_killed(tracker), **tracker.orphans()}
     for cell in grid.cells:
         run = cell.recorded(orphans)
         if cell.name not in found.elsewhere and run is not None and \
                 config_change(run.data.params, cell, unset_in(run.data.tags)) is None:
             found.resumable[cell.name] = run.info.run_id
+
+
+def _killed(tracker: GridTracker) -> dict:
+    """cell -> its latest current run, where that run ended KILLED (not FAILED: a failure starts afresh)."""
+    latest = {}
+    for run in tracker.cell_runs():  # newest first
+        latest.setdefault(run.data.tags.get(TAG_CELL), run)
+    return {cell: run for cell, run in latest.items() if run.info.status == "KILLED"}
 
 
 def unset_in(tags: dict[str, str]) -> set[str] | None:

@@ -27,7 +27,7 @@ from raygrid.orchestration.interrupts import ORPHANED, recorded_outcome, sigterm
 from raygrid.orchestration.parent_links import check_parents, exported_links
 from raygrid.orchestration.placement import NodeShape
 from raygrid.orchestration.preflight import check_cells, offline_hint
-from raygrid.orchestration.resume import experiment_name, remove_train_run, train_run_name, train_run_path
+from raygrid.orchestration.resume import experiment_name, has_checkpoint, remove_folder, train_run_name, train_run_path
 from raygrid.orchestration.run_lock import grid_lock
 from raygrid.orchestration.summary import RunSummary
 from raygrid.orchestration.tokenize_pool import ray_tokenize
@@ -123,21 +123,27 @@ def _take_cells(grid: Grid, pending: list[Cell], finished, tracker: GridTracker,
         owners = sorted({owner.describe() for owner in elsewhere.values()})
         log(f"leaving {len(elsewhere)} cell(s) to the run(s) training them elsewhere ({'; '.join(owners)}): "
             f"{', '.join(elsewhere)}; rerun once they end to see them here")
-    resumable = {name: run for name, run in finished.resumable.items() if name in {c.name for c in pending}}
-    tracker.resumable = dict(resumable)
     train = join(storage, "train")
     tracker.train_runs = {cell.name: train_run_path(train, train_run_name(experiment_name(grid.name, cell.stage),
                                                                          cell.name, cell.config.model_dump(mode="json")))
                           for cell in pending}
+    resumable = {name: run for name, run in finished.resumable.items()
+                 if name in tracker.train_runs and has_checkpoint(tracker.train_runs[name])}
+    tracker.resumable = dict(resumable)
     if orphans := tracker.close_running(ORPHANED, keep=set(resumable.values())):  # their owners are dead
         log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
     if resumable:
         log(f"resuming {len(resumable)} cell(s) a killed raygrid run left unfinished, from their last checkpoint "
             f"and in their own MLflow runs: {', '.join(resumable)}")
     # Checkpoints nobody will resume: closed orphans', and earlier attempts' of cells that start afresh.
-    stale = tracker.released + [path for name, path in tracker.train_runs.items() if name not in resumable]
-    for path in stale:
-        remove_train_run(path)
+    resumed = {tracker.train_runs[name] for name in resumable}
+    stale = [path for path in tracker.released + [path for name, path in tracker.train_runs.items()
+                                                  if name not in resumable] if path not in resumed]
+    # Tune's folders of earlier Tuners of this grid: nothing reads them back (this run's Tuners write anew);
+    # not while another run of the grid is live, which may share --storage and be writing there.
+    tune_runs = {join(storage, experiment_name(grid.name, stage)) for stage in grid.stage_order or [None]}
+    for path in [*stale, *(tune_runs if not elsewhere else ())]:
+        remove_folder(path)
     return pending
 
 

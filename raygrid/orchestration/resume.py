@@ -8,7 +8,9 @@ Ray Train V2 restores a run from the checkpoint manager snapshot it keeps in
 id: after a SIGKILLed `raygrid run` the same command continues each unfinished cell from its last
 epoch. A cell whose config changed gets a new name (it must not start from the old weights); the
 folder of a run that will not be resumed (config changed, its MLflow run closed or superseded,
-or a finished cell run again from scratch) is deleted, so disk ends as after a clean run.
+or a finished cell run again from scratch) is deleted, and so is Tune's folder of an earlier Tuner of
+the grid (trial folders and state files raygrid never reads back: results live in MLflow, weights
+in the Train runs), so disk after a crashed-then-finished grid is what a clean run leaves.
 """
 from __future__ import annotations
 
@@ -33,10 +35,20 @@ def train_run_path(train_storage: str, name: str) -> str:
     return f"{train_storage.rstrip('/')}/{name}"
 
 
-def remove_train_run(path: str) -> bool:
-    """Delete a Train run folder (local path or URI); False when there was none."""
+def remove_folder(path: str) -> bool:
+    """Delete a Train run or Tune experiment folder (local path or URI); False when there was none."""
     fs, inner = pafs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
     if fs.get_file_info(inner).type != pafs.FileType.Directory:
         return False
     fs.delete_dir(inner)
     return True
+
+
+def has_checkpoint(path: str) -> bool:
+    """Whether Ray Train would restore this run (its checkpoint manager snapshot is there).
+
+    A cell is resumed in its old MLflow run only then: reopened without one, it would train from
+    epoch 0 again and its history would show those epochs twice.
+    """
+    fs, inner = pafs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
+    return fs.get_file_info(f"{inner}/checkpoint_manager_snapshot.json").type == pafs.FileType.File

@@ -49,6 +49,8 @@ def test_a_run_killed_mid_epoch_resumes_its_cell_from_the_checkpoint(ray_local, 
     # disk as a clean run leaves it: the resume state is gone, one Train run folder for the one cell
     assert checkpoints(tmp_path) == [] and resume_state_files(tmp_path) == []
     assert len(list((tmp_path / "out" / "ray" / "train").iterdir())) == 1
+    tune = tmp_path / "out" / "ray" / "resume"  # Tune's folder: the rerun's trial only, not the killed one's too
+    assert len([p for p in tune.iterdir() if p.is_dir()]) == 1 and len(list(tune.glob("experiment_state-*"))) == 1
 
 
 def test_two_runs_sharing_one_store_train_each_cell_once(ray_local, tiny_checkpoint, tmp_path, capsys, monkeypatch):
