@@ -47,7 +47,7 @@ def call_with_retry(fn: Callable[[], Any], budget_s: float | None = None, sleep=
                 raise
             left = deadline - clock()
             if left <= 0:
-                raise StoreUnavailable(f"{type(err).__name__}: {str(err).splitlines()[0][:300]}") from err
+                raise StoreUnavailable(_cause(err)) from err
             sleep(min(wait, left))
             wait = min(wait * 2, 15.0)
 
@@ -68,3 +68,10 @@ class RetryingClient:
         def retried(*args, **kwargs):
             return call_with_retry(lambda: attr(*args, **kwargs), self._budget_s)
         return retried
+
+
+def _cause(err: BaseException) -> str:
+    """The line of the error that says what is wrong (SQLAlchemy puts advice about autoflush first)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+    line = next((line for line in lines if any(word in line.lower() for word in TRANSIENT)), lines[0])
+    return f"{type(err).__name__}: {line[:300]}"

@@ -19,26 +19,24 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
-from raygrid.tracking import spool as spooled
-from raygrid.tracking.claims import TAG_CLAIM, claim_value, live_claims, read_claims, taken_by_others
-from raygrid.tracking.owners import Owner, owner_alive
+from raygrid.tracking.owners import Owner
 from raygrid.tracking.retry import RetryingClient, StoreUnavailable
+from raygrid.tracking.sharing import TAG_CELL, TAG_ERROR, TAG_ROLE, TAG_SUPERSEDED, SharedStore
+from raygrid.tracking.writes import SpooledWrites
 from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
                                            parent_note)
 from raygrid.training.metric_names import CELLS_TOTAL
 
-TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
-TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "mlflow.parentRunId"
+TAG_GRID, TAG_PARENT = "raygrid.grid", "mlflow.parentRunId"
 # Stages: a cell's stage; the weights it exported (a storage URI) and their fingerprint; and, on a
 # chained cell, where its initial weights came from (grid, cell, run id, URI) and their fingerprint.
 TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoint", "raygrid.weights_out"
@@ -66,7 +64,7 @@ def _artifact_root(uri: str) -> str | None:
     return (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
 
 
-class GridTracker:
+class GridTracker(SharedStore, SpooledWrites):
     """Parent run of one grid and its cell runs, in the experiment named after the grid."""
 
     def __init__(self, uri: str, grid_name: str, create: bool = True, owner: Owner | None = None,
@@ -118,34 +116,6 @@ class GridTracker:
         if oldest != mine:
             self.client.delete_run(mine)
         return oldest
-
-    def claim(self, cells: list[str]) -> dict[str, Owner]:
-        """Claim `cells` for this run (raygrid.tracking.claims); cell -> owner of those a live run claimed first."""
-        self.claimed_at = time.time()
-        key = TAG_CLAIM + self.owner.run
-        self.client.set_tag(self.parent_id, key, claim_value(self.owner, self.claimed_at, cells))
-        tags = self.client.get_run(self.parent_id).data.tags
-        taken, dead = taken_by_others(tags, self.owner, self.claimed_at, cells)
-        for old in dead:
-            self.client.delete_tag(self.parent_id, old)
-        self.claimed = [cell for cell in cells if cell not in taken]
-        if taken:
-            self.client.set_tag(self.parent_id, key, claim_value(self.owner, self.claimed_at, self.claimed))
-        return taken
-
-    def release_claim(self) -> None:
-        if self.owner is not None and self.claimed_at:
-            self.claimed_at = 0.0
-            try:
-                self.client.delete_tag(self.parent_id, TAG_CLAIM + self.owner.run)
-            except Exception:  # already gone, or the store is down: a dead owner's claim is ignored anyway
-                pass
-
-    def claimed_elsewhere(self, cells: list[str]) -> dict[str, Owner]:
-        """cell -> live owner of `cells` another run claimed or is running (read-only: before this run claims)."""
-        found = live_claims(self.client.get_run(self.parent_id).data.tags, cells)
-        found.update({c: o for c, o in self.others_running().items() if c in cells})
-        return found
 
     def _search(self, filter_string: str):
         query = f"tags.`{TAG_GRID}` = '{self.grid_name}' and {filter_string}"
@@ -242,27 +212,6 @@ class GridTracker:
         self.client.log_text(run.info.run_id, config_yaml(config), "config.yaml")  # the validated cell, complete
         return run.info.run_id
 
-    def reopen_cell(self, run_id: str, tags: dict[str, str] | None = None) -> str:
-        """Continue an orphaned cell run (its owner died) as this run's own: one run, one history, resumed."""
-        self.live.add(run_id)
-        self.set_tags(run_id, {**(tags or {}), **(self.owner.tags() if self.owner else {})})
-        if TAG_ERROR in self.client.get_run(run_id).data.tags:
-            self.client.delete_tag(run_id, TAG_ERROR)
-        self.client.update_run(run_id, status="RUNNING")
-        return run_id
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        if tags:  # one request, not one per tag
-            tags = {k: str(v) for k, v in tags.items()}
-            self._write(run_id, "tags", tags, lambda: self.client.log_batch(
-                run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
-
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        rows = [(k, float(v), now, step) for k, v in metrics.items()]
-        self._write(run_id, "metrics", rows, lambda: self.client.log_batch(
-            run_id, metrics=[Metric(*row) for row in rows]))
-
     def end_cell(self, run_id: str, error: str | None = None) -> None:
         self.live.discard(run_id)
         if error:  # also atop the run's description, where the UI shows it first
@@ -278,78 +227,6 @@ class GridTracker:
         self.release_claim()
         if not self._others_active():
             self._terminate(self.parent_id, "FAILED" if failed else "FINISHED")
-
-    def _terminate(self, run_id: str, status: str) -> None:
-        end = int(time.time() * 1000)
-        self._write(run_id, "status", {"status": status, "end_time": end},
-                    lambda: self.client.set_terminated(run_id, status, end_time=end))
-
-    def _write(self, run_id: str, kind: str, data, write) -> None:
-        """write(), after what the spool holds; spooled when the store stays unavailable past the back-off."""
-        if self.spool is not None and self.spool.exists():
-            try:
-                self.replay_spool()
-            except StoreUnavailable:
-                spooled.append(self.spool, run_id, kind, data)  # after the older entries: order is kept
-                return
-        try:
-            write()
-        except StoreUnavailable as err:
-            if self.spool is None:
-                raise
-            spooled.append(self.spool, run_id, kind, data)
-            if self.warn is not None:
-                self.warn(f"warning: the tracking store {self.uri} is unavailable ({err}); kept in {self.spool}, "
-                          f"written when the store answers again (or by the next raygrid run/report)")
-                self.warn = None  # once per run: every later write would say the same
-
-    def replay_spool(self) -> int:
-        """Write what an earlier write (of this or an earlier run on this --out) spooled."""
-        return spooled.replay(self.spool, self.client) if self.spool is not None else 0
-
-    def heartbeat(self) -> None:
-        """Refresh this run's owner tags on its parent and open cell runs (raygrid.tracking.owners.Heartbeat)."""
-        tags = self.owner.tags()
-        if self.claimed_at:
-            tags[TAG_CLAIM + self.owner.run] = claim_value(self.owner, self.claimed_at, self.claimed)
-        for run_id in [self.parent_id, *sorted(self.live)]:
-            if run_id != self.parent_id:
-                tags = self.owner.tags()
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-
-    def _owned_by_other_live(self, run) -> bool:
-        owner = Owner.from_tags(run.data.tags)
-        if owner is None or (self.owner is not None and owner.run == self.owner.run):
-            return False
-        return owner_alive(owner, time.time())
-
-    def others_running(self) -> dict[str, Owner]:
-        """cell -> owner of this grid's RUNNING cell runs that another live `raygrid run` owns."""
-        found = {}
-        for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
-            if self._owned_by_other_live(run):
-                found[run.data.tags.get(TAG_CELL, run.info.run_id)] = Owner.from_tags(run.data.tags)
-        return found
-
-    def _others_active(self) -> bool:
-        """Whether another live `raygrid run` still runs or has claimed cells of this grid."""
-        try:
-            tags = self.client.get_run(self.parent_id).data.tags
-        except StoreUnavailable:
-            return False
-        mine = TAG_CLAIM + self.owner.run if self.owner else None
-        claims = {k: v for k, v in tags.items() if k != mine}
-        return bool(any(
-            owner_alive(o, time.time()) for o, _, _ in read_claims(claims).values()) or self.others_running())
-
-    def orphans(self) -> dict[str, object]:
-        """cell -> its current RUNNING run whose owner is dead (or unknown): left by a killed `raygrid run`."""
-        found = {}
-        for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
-            mine = self.owner is not None and (Owner.from_tags(run.data.tags) or Owner("", "", 0)).run == self.owner.run
-            if not mine and not self._owned_by_other_live(run) and run.data.tags.get(TAG_SUPERSEDED) != "true":
-                found.setdefault(run.data.tags.get(TAG_CELL, run.info.run_id), run)
-        return found
 
     def close_running(self, reason: str, status: str = "KILLED", keep: set[str] = frozenset()) -> list[str]:
         """End this grid's RUNNING cell runs (superseded ones too) with `reason`; their cell names.
