@@ -131,8 +131,8 @@ def cmd_run(args) -> int:
                 args.exit_log = console.log_file  # main() sends what Ray prints at exit there too
     except KeyboardInterrupt:
         print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
-              f"Rerun the same command to continue: finished cells are skipped, the others start again "
-              f"from scratch.", file=sys.stderr)
+              f"Rerun the same command to continue: finished cells are skipped, the others continue "
+              f"from their last checkpoint.", file=sys.stderr)
         return 130  # the shell's code for SIGINT
     order = [cell.name for cell in grid.cells]
     _print_report(uri, grid.name, args.format, order=order)
@@ -161,6 +161,7 @@ def cmd_report(args) -> int:
         names = _grids_in(uri)
     else:
         raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
+    _replay_spool(uri, target if target.is_dir() else _out_dir(args))
     reference = None
     if args.compare:
         from raygrid.report.compare import load_reference
@@ -171,6 +172,14 @@ def cmd_report(args) -> int:
         if args.format == "md":  # CSV and LaTeX output stay machine-readable
             _print_links(uri, name, order)
     return 0
+
+
+def _replay_spool(uri: str, out: Path) -> None:
+    """What a run on this --out kept while the store was unavailable is written before the report reads it."""
+    from raygrid.tracking.spool import spool_path
+    from raygrid.tracking.store import replay_spool
+
+    replay_spool(uri, spool_path(out), log=lambda line: print(line, file=sys.stderr))
 
 
 def _grids_in(uri: str) -> list[str]:

@@ -70,7 +70,8 @@ def raygrid_loop(grid: Grid, cell: Cell, cache_dir: str, out: Path) -> dict:
     from raygrid.orchestration.cluster import init_ray
     from raygrid.tracking.runs import fetch_runs, tracking_uri
 
-    from raygrid.tracking.timeline import cell_times, open_store
+    from raygrid.tracking.store import open_store
+    from raygrid.tracking.timeline import cell_times
 
     started = time.perf_counter()
     init_ray()  # timed apart: Ray's start is paid once per `raygrid run`, not per trial

@@ -22,6 +22,7 @@ from raygrid.orchestration.parent_links import exported_weights
 from raygrid.spec.config import STAGE_SCHEME, upgrade_recorded
 from raygrid.spec.grid import Cell, Grid
 from raygrid.spec.dotted import flatten
+from raygrid.tracking.owners import Owner
 from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
 
 PATH_KEYS = ("data.path", "model.checkpoint", "model.tokenizer")
@@ -32,6 +33,10 @@ PARAM_LIMIT = 6000  # MLflow param values are cut there when logged (raygrid.tra
 class Finished:
     runs: dict[str, str] = field(default_factory=dict)  # cell name -> run id of its matching FINISHED run
     changed: dict[str, str] = field(default_factory=dict)  # cell name -> why its finished run no longer counts
+    # cell name -> the live `raygrid run` (another process, maybe another host) that runs or claimed it
+    elsewhere: dict[str, Owner] = field(default_factory=dict)
+    # cell name -> run id of its RUNNING run whose owner died, same config: reopened and resumed, not redone
+    resumable: dict[str, str] = field(default_factory=dict)
 
 
 def finished_cells(grid: Grid, uri: str) -> Finished:
@@ -43,6 +48,7 @@ def finished_cells(grid: Grid, uri: str) -> Finished:
         return found
     weights: dict[tuple[str, str], tuple[str, str] | None] = {}  # (grid, parent cell) -> its exported weights
     runs = {run.data.tags.get(TAG_CELL): run for run in tracker.cell_runs() if run.info.status == "FINISHED"}
+    _running(grid, tracker, found)
     for cell in grid.cells:  # parents come before their children (stage order)
         run = cell.recorded(runs)  # under its name, or the one an earlier raygrid gave it
         if run is None:
@@ -57,6 +63,30 @@ def finished_cells(grid: Grid, uri: str) -> Finished:
         else:
             found.changed[cell.name] = why
     return found
+
+
+def _running(grid: Grid, tracker: GridTracker, found: Finished) -> None:
+    """Cells another live run owns (left to it, with their chained children), and dead runs' cells to resume."""
+    found.elsewhere = tracker.claimed_elsewhere([cell.name for cell in grid.cells])
+    for cell in grid.cells:
+        parent = found.elsewhere.get(cell.parent.name) if cell.parent and cell.parent_grid == grid.name else None
+        if parent is not None:
+            found.elsewhere.setdefault(cell.name, parent)
+    # RUNNING with a dead owner, or the latest run of a cell an interrupted run (Ctrl-C, SIGTERM) closed KILLED
+    orphans = {**_killed(tracker), **tracker.orphans()}
+    for cell in grid.cells:
+        run = cell.recorded(orphans)
+        if cell.name not in found.elsewhere and run is not None and \
+                config_change(run.data.params, cell, unset_in(run.data.tags)) is None:
+            found.resumable[cell.name] = run.info.run_id
+
+
+def _killed(tracker: GridTracker) -> dict:
+    """cell -> its latest current run, where that run ended KILLED (not FAILED: a failure starts afresh)."""
+    latest = {}
+    for run in tracker.cell_runs():  # newest first
+        latest.setdefault(run.data.tags.get(TAG_CELL), run)
+    return {cell: run for cell, run in latest.items() if run.info.status == "KILLED"}
 
 
 def unset_in(tags: dict[str, str]) -> set[str] | None:

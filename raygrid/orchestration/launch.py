@@ -28,6 +28,7 @@ from raygrid.orchestration.interrupts import ORPHANED, recorded_outcome, sigterm
 from raygrid.orchestration.parent_links import check_parents, exported_links
 from raygrid.orchestration.placement import NodeShape
 from raygrid.orchestration.preflight import check_cells, offline_hint
+from raygrid.orchestration.resume import experiment_name, has_checkpoint, remove_folder, train_run_name, train_run_path
 from raygrid.orchestration.run_lock import grid_lock
 from raygrid.orchestration.summary import RunSummary
 from raygrid.orchestration.tokenize_pool import ray_tokenize
@@ -38,7 +39,11 @@ from raygrid.spec.overrides import describe_overrides
 from raygrid.spec.selection import resolve_selections
 from raygrid.report.publish import log_to_parent
 from raygrid.tracking.grid_summary import Counts
+from raygrid.data.storage import join
+from raygrid.tracking.owners import Heartbeat, Owner
 from raygrid.tracking.runs import TAG_STAGE, GridTracker, finished_scores
+from raygrid.tracking.spool import spool_path
+from raygrid.tracking.store import open_store, replay_spool
 
 __all__ = ["RunSummary", "ray_tokenize", "run_grid"]
 # Parent-run tag: the command-line overrides of the latest run (`raygrid run grid.yaml optim.lr=1e-4`).
@@ -65,10 +70,12 @@ def run_grid(grid: Grid, out_dir: Path, cache_dir: str | Path, uri: str, log=pri
 def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_actors: int,
                 storage: str | None, console: Console | None, beat=lambda doing: None) -> RunSummary:
     summary = RunSummary()
+    open_store(uri)  # an unusable store or a dead server: one line now, before Ray starts
+    replay_spool(uri, spool_path(out_dir), log)  # what an earlier run could not write
     grid = resolve_selections(grid, uri, partial(finished_scores, uri))  # `select:` values from another grid's finished cells, or refused
     finished = finished_cells(grid, uri)  # same name and same resolved config (overrides included)
     done = finished.runs
-    pending = [cell for cell in grid.cells if cell.name not in done]
+    pending = [cell for cell in grid.cells if cell.name not in done and cell.name not in finished.elsewhere]
     summary.skipped = [cell.name for cell in grid.cells if cell.name in done]
     # Refusals come before anything is recorded or started.
     links = check_parents(grid, pending, uri)  # parents not run now: their weights are known already
@@ -96,15 +103,15 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
         first, why = next(iter(finished.changed.items()))
         log(f"running {len(finished.changed)} finished cell(s) again: their config changed since "
             f"(e.g. {first}: {why}); their earlier runs are kept, tagged superseded")
-    tracker = GridTracker(uri, grid.name)
-    if orphans := tracker.close_running(ORPHANED):  # we hold the lock: nobody else is running them
-        log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
+    tracker = GridTracker(uri, grid.name, owner=Owner.me(), spool=spool_path(out_dir), warn=log)
+    pending = _take_cells(grid, pending, finished, tracker, storage, log)
     described = {stage.name: stage.description for stage in grid.spec.stages}
     tracker.log_grid(grid.text, str(grid.path), len(grid.cells), grid.spec.description,
                      {name: described[name] for name in grid.stage_order})
     # What the command line changed over grid.yaml (the artifact): "" when nothing, so a rerun without overrides says so.
     tracker.set_tags(tracker.parent_id, {TAG_OVERRIDES: describe_overrides(grid.overrides)})
-    with recorded_outcome(tracker):  # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING
+    # Ctrl-C, SIGTERM or a crash never leaves runs RUNNING; the heartbeat tells other runs this one lives.
+    with recorded_outcome(tracker), Heartbeat(tracker.heartbeat):
         _run_stages(grid, pending, links, prepared, shapes, storage, tracker, summary, log, console)
     _summarize(tracker, grid, summary, uri, log)
     tracker.end_grid(failed=bool(summary.failed))
@@ -122,6 +129,39 @@ def _heartbeat(console: Console | None):
         yield console.heartbeat
     finally:
         console.stop_heartbeat()
+
+
+def _take_cells(grid: Grid, pending: list[Cell], finished, tracker: GridTracker, storage: str, log) -> list[Cell]:
+    """Claim the pending cells on the shared store, close dead runs' orphans, set up resumes; the cells to run."""
+    taken = tracker.claim([cell.name for cell in pending])  # a run started at the same moment may be first
+    elsewhere = {name: owner for name, owner in {**finished.elsewhere, **taken}.items() if name not in finished.runs}
+    pending = [cell for cell in pending if cell.name not in taken]
+    if elsewhere:
+        owners = sorted({owner.describe() for owner in elsewhere.values()})
+        log(f"leaving {len(elsewhere)} cell(s) to the run(s) training them elsewhere ({'; '.join(owners)}): "
+            f"{', '.join(elsewhere)}; rerun once they end to see them here")
+    train = join(storage, "train")
+    tracker.train_runs = {cell.name: train_run_path(train, train_run_name(experiment_name(grid.name, cell.stage),
+                                                                         cell.name, cell.config.model_dump(mode="json")))
+                          for cell in pending}
+    resumable = {name: run for name, run in finished.resumable.items()
+                 if name in tracker.train_runs and has_checkpoint(tracker.train_runs[name])}
+    tracker.resumable = dict(resumable)
+    if orphans := tracker.close_running(ORPHANED, keep=set(resumable.values())):  # their owners are dead
+        log(f"closed {len(orphans)} run(s) left RUNNING by an earlier raygrid run as KILLED: {', '.join(orphans)}")
+    if resumable:
+        log(f"resuming {len(resumable)} cell(s) a killed raygrid run left unfinished, from their last checkpoint "
+            f"and in their own MLflow runs: {', '.join(resumable)}")
+    # Checkpoints nobody will resume: closed orphans', and earlier attempts' of cells that start afresh.
+    resumed = {tracker.train_runs[name] for name in resumable}
+    stale = [path for path in tracker.released + [path for name, path in tracker.train_runs.items()
+                                                  if name not in resumable] if path not in resumed]
+    # Tune's folders of earlier Tuners of this grid: nothing reads them back (this run's Tuners write anew);
+    # not while another run of the grid is live, which may share --storage and be writing there.
+    tune_runs = {join(storage, experiment_name(grid.name, stage)) for stage in grid.stage_order or [None]}
+    for path in [*stale, *(tune_runs if not elsewhere else ())]:
+        remove_folder(path)
+    return pending
 
 
 def _prepare(grid: Grid, pending: list[Cell], cache_dir, tokenize) -> dict[str, PreparedData]:

@@ -31,6 +31,7 @@ from raygrid.model.encoder import export_pretrained, weights_fingerprint
 from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
 from raygrid.orchestration.progress_relay import progress_sender
 from raygrid.orchestration.prune import prune_finished_run
+from raygrid.orchestration.resume import train_run_name
 from raygrid.training.loaders import table_loaders
 from raygrid.training.reports import EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
 from raygrid.training.train_loop import Loaders, fit
@@ -171,7 +172,6 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
     data = PreparedData.load(payload.data_dir)
     # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    trial_id = ray.tune.get_context().get_trial_id()
     payload = payload.model_copy(update={"driver_started": time.time()})  # workers time their group's start from here
     # Train's controller polls its workers every 2 s by default, so it sees each report and the end
     # of the run up to 2 s late: the trial ends ~1 s later on average, and a short cell pays it at
@@ -184,9 +184,12 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
         scaling_config=ray.train.ScalingConfig(
             num_workers=res.workers_per_trial, use_gpu=payload.use_gpu,
             resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if payload.use_gpu else {})}),
-        # Restores need a stable name: the trial id, never a timestamp.
+        # A name from the cell's identity (never the trial id or a timestamp): a rerun after a crash restores
+        # the cell from its last checkpoint (raygrid.orchestration.resume).
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}", storage_path=payload.storage_path, callbacks=[TuneReportCallback()],
+            name=train_run_name(ray.tune.get_context().get_experiment_name(), payload.name,
+                                payload.config.model_dump(mode="json")),
+            storage_path=payload.storage_path, callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets[data.folder],

@@ -3,8 +3,11 @@
 The only module that imports mlflow. All writes happen in the `raygrid run` process (one writer,
 which SQLite needs); workers only report to Ray. A rerun finds the parent by tag and skips cells
 whose child run FINISHED; an unfinished or failed child run is kept, tagged superseded, and a new
-run records the retry, so nothing recorded is lost or counted twice. Runs a killed `raygrid run`
-left RUNNING are closed as KILLED, with the reason, when the grid runs next.
+run records the retry, so nothing recorded is lost or counted twice. Several `raygrid run`s may
+share one store: each stamps its runs with its owner tags and heartbeat (raygrid.tracking.owners),
+and a run left RUNNING is closed (or resumed) by another only once its owner is dead. Every call
+rides out a busy store (raygrid.tracking.retry); a write that still fails is spooled to `--out`
+(raygrid.tracking.spool) and written later.
 
 What the UI shows (README "What MLflow shows"): the experiment's description is the grid's; the
 parent run holds the grid file, params naming the grid, and at the end of every run a summary
@@ -16,22 +19,24 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
+from raygrid.tracking.owners import Owner
+from raygrid.tracking.retry import RetryingClient, StoreUnavailable
+from raygrid.tracking.sharing import TAG_CELL, TAG_ERROR, TAG_ROLE, TAG_SUPERSEDED, SharedStore
+from raygrid.tracking.writes import SpooledWrites
 from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
                                            parent_note)
 from raygrid.training.metric_names import CELLS_TOTAL
 
-TAG_GRID, TAG_ROLE, TAG_CELL = "raygrid.grid", "raygrid.role", "raygrid.cell"
-TAG_SUPERSEDED, TAG_ERROR, TAG_PARENT = "raygrid.superseded", "raygrid.error", "mlflow.parentRunId"
+TAG_GRID, TAG_PARENT = "raygrid.grid", "mlflow.parentRunId"
 # Stages: a cell's stage; the weights it exported (a storage URI) and their fingerprint; and, on a
 # chained cell, where its initial weights came from (grid, cell, run id, URI) and their fingerprint.
 TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoint", "raygrid.weights_out"
@@ -39,6 +44,7 @@ TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_
 TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
 TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
 TAG_PRECISION = "raygrid.precision"  # what the cell ran at: optim.precision on GPU, fp32 on CPU
+TAG_TRAIN_RUN = "raygrid.train_run"  # the cell's Ray Train run folder (raygrid.orchestration.resume)
 TAG_UNSET = "raygrid.unset"  # comma-separated config keys the cell left unset (None: not among its params)
 
 
@@ -58,30 +64,58 @@ def _artifact_root(uri: str) -> str | None:
     return (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
 
 
-class GridTracker:
+class GridTracker(SharedStore, SpooledWrites):
     """Parent run of one grid and its cell runs, in the experiment named after the grid."""
 
-    def __init__(self, uri: str, grid_name: str, create: bool = True):
-        """Find (or, with create, make) the grid's experiment and parent run."""
+    def __init__(self, uri: str, grid_name: str, create: bool = True, owner: Owner | None = None,
+                 spool: Path | None = None, warn=None):
+        """Find (or, with create, make) the grid's experiment and parent run.
+
+        A `raygrid run` passes its `owner` (stamped on the runs it opens, raygrid.tracking.owners) and
+        its `spool` file (writes the store refuses past the back-off go there; `warn` says so once).
+        """
         self.uri, self.grid_name = uri, grid_name
+        self.owner, self.spool, self.warn = owner, spool, warn
+        self.live: set[str] = set()  # this run's open cell runs: the heartbeat refreshes them
+        self.resumable: dict[str, str] = {}  # cell -> orphaned run id that start_cell reopens instead
+        self.train_runs: dict[str, str] = {}  # cell -> its Ray Train run folder, tagged on its run
+        self.released: list[str] = []  # Train run folders of runs close_running ended: nobody resumes them
         # Set by log_grid (a `raygrid run`): MLflow's context tags for every run, the experiment's note.
         self.context: dict[str, str] = {}
         self.note = ""
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = RetryingClient(MlflowClient(tracking_uri=uri))
+        self.replay_spool()
         experiment = self.client.get_experiment_by_name(grid_name)
         if experiment is None and not create:
             raise LookupError(f"no MLflow experiment named {grid_name!r} at {uri}")
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(grid_name, artifact_location=_artifact_root(uri)))
+        self.experiment_id = experiment.experiment_id if experiment else self._create_experiment()
         parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
         if parents:
-            self.parent_id = parents[0].info.run_id
+            self.parent_id = parents[-1].info.run_id  # the oldest: the one two racing creators agree on
         elif create:
-            run = self.client.create_run(self.experiment_id, run_name=grid_name,
-                                         tags={TAG_GRID: grid_name, TAG_ROLE: "parent"})
-            self.parent_id = run.info.run_id
+            self.parent_id = self._create_parent()
         else:
             raise LookupError(f"no raygrid parent run for grid {grid_name!r} at {uri}")
+        self.claimed_at, self.claimed = 0.0, []
+
+    def _create_experiment(self) -> str:
+        try:
+            return self.client.create_experiment(self.grid_name, artifact_location=_artifact_root(self.uri))
+        except Exception:  # another raygrid run created it a moment ago
+            experiment = self.client.get_experiment_by_name(self.grid_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _create_parent(self) -> str:
+        """A new parent run; when another run created one at the same moment, the oldest stays, the other goes."""
+        mine = self.client.create_run(self.experiment_id, run_name=self.grid_name,
+                                      tags={TAG_GRID: self.grid_name, TAG_ROLE: "parent"}).info.run_id
+        parents = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
+        oldest = min(parents, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+        if oldest != mine:
+            self.client.delete_run(mine)
+        return oldest
 
     def _search(self, filter_string: str):
         query = f"tags.`{TAG_GRID}` = '{self.grid_name}' and {filter_string}"
@@ -118,6 +152,8 @@ class GridTracker:
         `stages`: stage name -> its description, in the order the stages run ({} without stages).
         """
         self.client.set_terminated(self.parent_id, "RUNNING")
+        if self.owner is not None:
+            self.set_tags(self.parent_id, self.owner.tags())
         if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
             self.client.delete_tag(self.parent_id, TAG_ERROR)
         self.client.log_text(self.parent_id, grid_text, "grid.yaml")
@@ -158,53 +194,65 @@ class GridTracker:
 
     def start_cell(self, name: str, axis_values: dict[str, str], config: dict, tags: dict[str, str] | None = None,
                    former: tuple[str, ...] = ()) -> str:
-        """New child run for a cell; earlier runs of the same cell (also under its `former` names) are marked superseded."""
+        """New child run for a cell; earlier runs of the same cell (also under its `former` names) are marked
+        superseded, except a run another live `raygrid run` still owns. A cell in `resumable` reopens its run."""
+        if name in self.train_runs:
+            tags = {**(tags or {}), TAG_TRAIN_RUN: self.train_runs[name]}
+        if name in self.resumable:
+            return self.reopen_cell(self.resumable.pop(name), tags)
         for old in [run for cell in (name, *former) for run in self.cell_runs(cell)]:
-            self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
+            if not self._owned_by_other_live(old):
+                self.client.set_tag(old.info.run_id, TAG_SUPERSEDED, "true")
         tags = {**self.context, **(tags or {}), TAG_GRID: self.grid_name, TAG_ROLE: "cell", TAG_CELL: name,
                 TAG_PARENT: self.parent_id, NOTE: cell_note(self.grid_name, config.get("kind", "finetune"), axis_values),
-                TAG_UNSET: ",".join(unset_keys(config))}
+                TAG_UNSET: ",".join(unset_keys(config)), **(self.owner.tags() if self.owner else {})}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.live.add(run.info.run_id)
         self.client.log_batch(run.info.run_id, params=_params(cell_params(config, axis_values)))
         self.client.log_text(run.info.run_id, config_yaml(config), "config.yaml")  # the validated cell, complete
         return run.info.run_id
 
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        if tags:  # one request, not one per tag
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(run_id, metrics=rows)
-
     def end_cell(self, run_id: str, error: str | None = None) -> None:
+        self.live.discard(run_id)
         if error:  # also atop the run's description, where the UI shows it first
-            note = self.client.get_run(run_id).data.tags.get(NOTE, "")
+            try:
+                note = self.client.get_run(run_id).data.tags.get(NOTE, "")
+            except StoreUnavailable:
+                note = ""
             self.set_tags(run_id, {TAG_ERROR: error[:4900], NOTE: f"**Failed**: {error[:4000]}\n\n{note}"})
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
+        self._terminate(run_id, RunStatus.to_string(RunStatus.FAILED if error else RunStatus.FINISHED))
 
     def end_grid(self, failed: bool = False) -> None:
-        self.client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
+        """Close the parent, unless another live `raygrid run` of this grid still runs cells (it closes it)."""
+        self.release_claim()
+        if not self._others_active():
+            self._terminate(self.parent_id, "FAILED" if failed else "FINISHED")
 
-    def close_running(self, reason: str, status: str = "KILLED") -> list[str]:
-        """End every cell run of this grid still RUNNING (superseded ones too) with `reason`; their cell names.
+    def close_running(self, reason: str, status: str = "KILLED", keep: set[str] = frozenset()) -> list[str]:
+        """End this grid's RUNNING cell runs (superseded ones too) with `reason`; their cell names.
 
-        Called only under the grid's run lock (raygrid.orchestration.run_lock), so a RUNNING cell run belongs to
-        a run that was killed or interrupted, never to one still going.
+        Only runs this `raygrid run` owns or whose owner is dead: a run another live `raygrid run` owns
+        is never touched. Run ids in `keep` (orphans about to be resumed) are left open.
         """
         closed = []
         for run in self._search(f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'"):
-            self.client.set_tag(run.info.run_id, TAG_ERROR, reason[:4900])
-            self.client.set_terminated(run.info.run_id, status)
+            if run.info.run_id in keep or self._owned_by_other_live(run):
+                continue
+            self.live.discard(run.info.run_id)
+            if run.data.tags.get(TAG_TRAIN_RUN):
+                self.released.append(run.data.tags[TAG_TRAIN_RUN])
+            self.set_tags(run.info.run_id, {TAG_ERROR: reason[:4900]})
+            self._terminate(run.info.run_id, status)
             closed.append(run.data.tags.get(TAG_CELL, run.info.run_id))
         return closed
 
     def interrupt_grid(self, reason: str) -> None:
-        """Ctrl-C: the cells that were running and the parent end KILLED, with the reason on each."""
+        """Ctrl-C: this run's running cells end KILLED, with the reason; the parent too, unless others run on."""
         self.close_running(reason)
-        self.client.set_tag(self.parent_id, TAG_ERROR, reason)
-        self.client.set_terminated(self.parent_id, "KILLED")
+        self.release_claim()
+        if not self._others_active():
+            self.set_tags(self.parent_id, {TAG_ERROR: reason})
+            self._terminate(self.parent_id, "KILLED")
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_id, local_path, artifact_path)

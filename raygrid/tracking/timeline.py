@@ -36,7 +36,3 @@ def cell_times(uri: str, grid_name: str, cell: str) -> CellTimes:
         raise LookupError(f"cell {cell!r} has no final report or has not ended ({info.status})")
     return CellTimes(info.start_time / 1e3, max(m.timestamp for m in history) / 1e3, info.end_time / 1e3)
 
-
-def open_store(uri: str) -> None:
-    """Create (or migrate) the store now: a new SQLite store's schema costs seconds, once per store."""
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
