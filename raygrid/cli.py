@@ -112,11 +112,15 @@ def cmd_run(args) -> int:
     grid = load_grid(args.grid, overrides=args.overrides)  # fails fast, before Ray or MLflow start
     from raygrid.data.cache import cache_root
     from raygrid.orchestration.launch import run_grid
+    from raygrid.orchestration.preflight import check_store_file
     from raygrid.tracking.runs import tracking_uri
 
     out = _out_dir(args)
+    cache = cache_root(args.cache_dir)
+    _check_run_paths(grid, out, cache)  # one line naming the path, before anything is created or started
     uri = tracking_uri(out)
-    run = partial(run_grid, grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
+    check_store_file(uri)
+    run = partial(run_grid, grid, out, cache, uri, tokenize_actors=args.tokenize_actors,
                   storage=args.storage)
     try:
         if args.verbose:
@@ -145,6 +149,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _check_run_paths(grid, out: Path, cache: str) -> None:
+    """--out and --cache-dir writable folders, the grid's names within the file system's limit."""
+    from raygrid.data.storage import is_uri
+    from raygrid.orchestration.preflight import check_name_lengths, check_writable
+
+    check_writable(out, "--out")
+    if not is_uri(cache):
+        check_writable(Path(cache), "--cache-dir")
+    check_name_lengths(grid, out)
+
+
 def cmd_report(args) -> int:
     """Rebuild the study's tables (and with --save its CSV/LaTeX files and figures) from MLflow alone."""
     from raygrid.tracking.runs import tracking_uri
@@ -161,6 +176,10 @@ def cmd_report(args) -> int:
         names = _grids_in(uri)
     else:
         raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
+    if args.save:  # before any table is built: a read-only folder is one line, not a traceback at the end
+        from raygrid.orchestration.preflight import check_writable
+
+        check_writable(Path(args.save), "--save")
     reference = None
     if args.compare:
         from raygrid.report.compare import load_reference
@@ -270,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args) or 0
     except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError
         print(f"raygrid: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.filename is None:  # no path to name: a bug or a network fault, keep its traceback
+            raise
+        # a folder or file that cannot be written late in a command (a disk filled up, a mount turned read-only)
+        print(f"raygrid: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
     if argv is None and getattr(args, "exit_log", None):  # the `raygrid` program (not a caller's main([...]))
         from raygrid.orchestration.console import divert_the_rest
