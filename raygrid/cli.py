@@ -5,6 +5,7 @@ from __future__ import annotations
 # them) is imported inside the command that needs it, so `raygrid --help`, each command's --help
 # and `raygrid plan --no-cost` start in well under a second (BENCHMARKS.md).
 import argparse
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -134,10 +135,14 @@ def cmd_run(args) -> int:
                 print(f"Ray's own output (config, status, worker logs): {console.log_file}")
                 args.exit_log = console.log_file  # main() sends what Ray prints at exit there too
     except KeyboardInterrupt:
-        print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
+        from raygrid.orchestration.interrupts import exit_code
+
+        code = exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM, `ray job stop`)
+        what = "stopped by SIGTERM" if code == 128 + signal.SIGTERM else "interrupted"
+        print(f"\nraygrid: {what}; the cells that were running are recorded as KILLED in {uri}. "
               f"Rerun the same command to continue: finished cells are skipped, the others start again "
               f"from scratch.", file=sys.stderr)
-        return 130  # the shell's code for SIGINT
+        return code
     order = [cell.name for cell in grid.cells]
     _print_report(uri, grid.name, args.format, order=order)
     _print_links(uri, grid.name, order, save_view=True)
