@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args) or 0
     except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError
-        print(f"raygrid: error: {err}", file=sys.stderr)
+        from raygrid.spec.redact import redact  # an error may quote a data URI: never its credentials
+
+        print(f"raygrid: error: {redact(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:
         if err.filename is None:  # no path to name: a bug or a network fault, keep its traceback

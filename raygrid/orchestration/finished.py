@@ -21,6 +21,7 @@ from pathlib import PurePath
 from raygrid.orchestration.parent_links import exported_weights
 from raygrid.spec.config import STAGE_SCHEME, upgrade_recorded
 from raygrid.spec.grid import Cell, Grid
+from raygrid.spec.redact import redact
 from raygrid.tracking.cell_params import flatten
 from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
 
@@ -78,7 +79,7 @@ def config_change(params: dict[str, str], cell: Cell, unset: set[str] | None = N
             if value is not None and unset and any(key == u or key.startswith(f"{u}.") for u in unset):
                 return f"{key}: unset -> {_clip(str(value))}"
             continue
-        now, then = str(value)[:PARAM_LIMIT], params[key]
+        now, then = redact(str(value))[:PARAM_LIMIT], params[key]  # params are recorded redacted
         if key in PATH_KEYS and _local_path(now) and _local_path(then):
             now, then = PurePath(now).name, PurePath(then).name
         if now != then and then not in former.get(key, ()):

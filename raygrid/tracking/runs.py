@@ -24,6 +24,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from raygrid.spec.redact import redact
 from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
 from raygrid.tracking.grid_summary import (NOTE, TAG_BEST_CELL, Best, Counts, best_cells, cell_note, experiment_note,
@@ -120,7 +121,7 @@ class GridTracker:
         self.client.set_terminated(self.parent_id, "RUNNING")
         if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
             self.client.delete_tag(self.parent_id, TAG_ERROR)
-        self.client.log_text(self.parent_id, grid_text, "grid.yaml")
+        self.client.log_text(self.parent_id, redact(grid_text), "grid.yaml")  # no URI credentials in MLflow
         self.context = context_tags(grid_path)
         self.note = experiment_note(self.grid_name, description, grid_path, stages or {})
         self.client.set_experiment_tag(self.experiment_id, NOTE, self.note)
