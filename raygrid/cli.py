@@ -135,7 +135,10 @@ def cmd_run(args) -> int:
                 print(f"Ray's own output (config, status, worker logs): {console.log_file}")
                 args.exit_log = console.log_file  # main() sends what Ray prints at exit there too
     except KeyboardInterrupt:
-        from raygrid.orchestration.interrupts import exit_code
+        from raygrid.orchestration.interrupts import exit_code, ignore_while_exiting
+
+        if getattr(args, "program", False):  # the `raygrid` program, not a caller's main([...]): it ends now
+            ignore_while_exiting()
 
         code = exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM, `ray job stop`)
         what = "stopped by SIGTERM" if code == 128 + signal.SIGTERM else "interrupted"
@@ -290,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.program = argv is None
     try:
         code = args.func(args) or 0
     except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError

@@ -61,6 +61,14 @@ def sigterm_as_interrupt():
             signal.signal(sig, handler)
 
 
+def ignore_while_exiting() -> None:
+    """Ignore Ctrl-C and SIGTERM from here to the process's end (the `raygrid` program after an interrupt):
+    a second Ctrl-C during Ray's own shutdown (atexit) broke it and the process died of SIGSEGV."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def reinstall_handlers() -> None:
     """Put raygrid's handlers back after ray.init(), which sets its own SIGTERM handler (sys.exit): without
     this a `ray job stop` ended the run as a crash (cells FAILED "SystemExit", exit 134, no message)."""

@@ -55,3 +55,14 @@ def test_reinstall_outside_a_run_changes_nothing():
     before = signal.getsignal(signal.SIGTERM)
     interrupts.reinstall_handlers()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_ignore_while_exiting_ignores_both_signals():
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        interrupts.ignore_while_exiting()
+        _signal_self(signal.SIGINT)  # would raise KeyboardInterrupt with Python's default handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
