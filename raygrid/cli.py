@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
 
     out = _out_dir(args)
     cache = cache_root(args.cache_dir)
-    _check_run_paths(grid, out, cache)  # one line naming the path, before anything is created or started
+    _check_run_paths(grid, out, cache, args.storage)  # one line naming the path, before anything is created or started
     uri = tracking_uri(out)
     check_store_file(uri)
     run = partial(run_grid, grid, out, cache, uri, tokenize_actors=args.tokenize_actors,
@@ -157,14 +157,15 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _check_run_paths(grid, out: Path, cache: str) -> None:
-    """--out and --cache-dir writable folders, the grid's names within the file system's limit."""
+def _check_run_paths(grid, out: Path, cache: str, storage: str | None) -> None:
+    """--out, --cache-dir and a local --storage writable folders, the grid's names within the file system's limit."""
     from raygrid.data.storage import is_uri
     from raygrid.orchestration.preflight import check_name_lengths, check_writable
 
     check_writable(out, "--out")
-    if not is_uri(cache):
-        check_writable(Path(cache), "--cache-dir")
+    for option, folder in (("--cache-dir", cache), ("--storage", storage)):
+        if folder and not is_uri(folder):
+            check_writable(Path(folder), option)
     check_name_lengths(grid, out)
 
 

@@ -151,3 +151,17 @@ def test_resources_too_small_for_ray_are_refused_with_the_minimum(tmp_path, key)
 
 def test_a_quarter_gpu_is_still_accepted(tmp_path):
     assert load_grid(QUICKSTART, overrides=["resources.gpus_per_worker=0.25"]).cells[0].resources.gpus_per_worker == 0.25
+
+
+def test_data_prepare_into_a_read_only_cache_is_one_line(tmp_path, capsys):
+    cache = _read_only_folder(tmp_path)
+    assert main(["data", "prepare", str(QUICKSTART), "--cache-dir", str(cache)]) == 2
+    err = _one_error_line(capsys)
+    assert "--cache-dir" in err and str(cache) in err
+
+
+def test_a_read_only_local_storage_is_refused(tmp_path, capsys):
+    storage = _read_only_folder(tmp_path) / "ray"
+    assert main(["run", str(QUICKSTART), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
+                 "--storage", str(storage)]) == 2
+    assert "--storage" in _one_error_line(capsys)
