@@ -178,10 +178,12 @@ def cmd_report(args) -> int:
     if target.suffix in (".yaml", ".yml"):
         grid = load_grid(target, overrides=args.overrides)
         names, uri, order = [grid.name], tracking_uri(_out_dir(args)), [cell.name for cell in grid.cells]
+        _check_store(uri)
     elif target.is_dir():
         if args.overrides:
             raise _grid_error(f"{target}: overrides ({' '.join(args.overrides)}) need a grid file, not an output folder")
         uri = tracking_uri(target)
+        _check_store(uri)
         names = _grids_in(uri)
     else:
         raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
@@ -199,6 +201,12 @@ def cmd_report(args) -> int:
         if args.format == "md":  # CSV and LaTeX output stay machine-readable
             _print_links(uri, name, order)
     return 0
+
+
+def _check_store(uri: str) -> None:
+    from raygrid.orchestration.preflight import check_store_file
+
+    check_store_file(uri)  # a corrupt or truncated mlflow.db: one line naming it, not SQLAlchemy's traceback
 
 
 def _grids_in(uri: str) -> list[str]:

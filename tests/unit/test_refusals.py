@@ -165,3 +165,9 @@ def test_a_read_only_local_storage_is_refused(tmp_path, capsys):
     assert main(["run", str(QUICKSTART), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
                  "--storage", str(storage)]) == 2
     assert "--storage" in _one_error_line(capsys)
+
+
+def test_report_on_a_corrupt_mlflow_db_is_one_line(tmp_path, capsys):
+    (tmp_path / "mlflow.db").write_bytes(b"\x07not sqlite at all" * 100)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a database" in _one_error_line(capsys)
