@@ -113,12 +113,12 @@ def cmd_run(args) -> int:
     grid = load_grid(args.grid, overrides=args.overrides)  # fails fast, before Ray or MLflow start
     from raygrid.data.cache import cache_root
     from raygrid.orchestration.launch import run_grid
-    from raygrid.orchestration.preflight import check_store_file
+    from raygrid.orchestration.preflight import check_run_paths, check_store_file
     from raygrid.tracking.runs import tracking_uri
 
     out = _out_dir(args)
     cache = cache_root(args.cache_dir)
-    _check_run_paths(grid, out, cache, args.storage)  # one line naming the path, before anything is created or started
+    check_run_paths(grid, out, cache, args.storage)  # one line naming the path, before anything is created or started
     uri = tracking_uri(out)
     check_store_file(uri)
     run = partial(run_grid, grid, out, cache, uri, tokenize_actors=args.tokenize_actors,
@@ -157,18 +157,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _check_run_paths(grid, out: Path, cache: str, storage: str | None) -> None:
-    """--out, --cache-dir and a local --storage writable folders, the grid's names within the file system's limit."""
-    from raygrid.data.storage import is_uri
-    from raygrid.orchestration.preflight import check_name_lengths, check_writable
-
-    check_writable(out, "--out")
-    for option, folder in (("--cache-dir", cache), ("--storage", storage)):
-        if folder and not is_uri(folder):
-            check_writable(Path(folder), option)
-    check_name_lengths(grid, out)
-
-
 def cmd_report(args) -> int:
     """Rebuild the study's tables (and with --save its CSV/LaTeX files and figures) from MLflow alone."""
     from raygrid.tracking.runs import tracking_uri
@@ -183,7 +171,6 @@ def cmd_report(args) -> int:
         if args.overrides:
             raise _grid_error(f"{target}: overrides ({' '.join(args.overrides)}) need a grid file, not an output folder")
         uri = tracking_uri(target)
-        _check_store(uri)
         names = _grids_in(uri)
     else:
         raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
@@ -212,6 +199,7 @@ def _check_store(uri: str) -> None:
 def _grids_in(uri: str) -> list[str]:
     from raygrid.tracking.runs import grid_names
 
+    _check_store(uri)
     names = grid_names(uri)
     if not names:
         raise _grid_error(f"{uri}: no raygrid grids recorded there")

@@ -5,6 +5,11 @@ a missing checkpoint or one without config.json, a hub id that cannot be reached
 `model.n_freeze` above the encoder's layers, `data.max_len` beyond its learned positions, an LSH
 `chunk_size` longer than `data.max_len`. Local checkpoints are read as plain JSON (no torch, no
 transformers); hub ids only when `hub=True` (`raygrid run`), through transformers.
+
+Also the folders and files a run writes (`check_run_paths`, `check_store_file`): an `--out`,
+`--cache-dir` or `--storage` that cannot be written or is a file, grid names longer than the file
+system allows, an `mlflow.db` that is not an SQLite database or is cut short. Each is one line
+naming the path, before anything is created or Ray starts.
 """
 from __future__ import annotations
 
@@ -116,6 +121,15 @@ def _refuse(grid: Grid, cell: Cell, message: str):
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Suffixes raygrid adds to a grid name where it becomes a file or folder name (<grid>.lock, <grid>-<stage>, <grid>.md).
 _NAME_SUFFIX = len(".lock")
+
+
+def check_run_paths(grid: Grid, out: Path, cache: str, storage: str | None) -> None:
+    """--out, --cache-dir and a local --storage writable folders; the grid's names within the file system's limit."""
+    check_writable(out, "--out")
+    for option, folder in (("--cache-dir", cache), ("--storage", storage)):
+        if folder and "://" not in folder:  # a URI (s3://, gs://) is checked by its filesystem when used
+            check_writable(Path(folder), option)
+    check_name_lengths(grid, out)
 
 
 def check_writable(folder: Path, option: str) -> None:
