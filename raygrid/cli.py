@@ -5,6 +5,7 @@ from __future__ import annotations
 # them) is imported inside the command that needs it, so `raygrid --help`, each command's --help
 # and `raygrid plan --no-cost` start in well under a second (BENCHMARKS.md).
 import argparse
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -112,11 +113,15 @@ def cmd_run(args) -> int:
     grid = load_grid(args.grid, overrides=args.overrides)  # fails fast, before Ray or MLflow start
     from raygrid.data.cache import cache_root
     from raygrid.orchestration.launch import run_grid
+    from raygrid.orchestration.preflight import check_run_paths, check_store_file
     from raygrid.tracking.runs import tracking_uri
 
     out = _out_dir(args)
+    cache = cache_root(args.cache_dir)
+    check_run_paths(grid, out, cache, args.storage)  # one line naming the path, before anything is created or started
     uri = tracking_uri(out)
-    run = partial(run_grid, grid, out, cache_root(args.cache_dir), uri, tokenize_actors=args.tokenize_actors,
+    check_store_file(uri)
+    run = partial(run_grid, grid, out, cache, uri, tokenize_actors=args.tokenize_actors,
                   storage=args.storage)
     try:
         if args.verbose:
@@ -130,10 +135,17 @@ def cmd_run(args) -> int:
                 print(f"Ray's own output (config, status, worker logs): {console.log_file}")
                 args.exit_log = console.log_file  # main() sends what Ray prints at exit there too
     except KeyboardInterrupt:
-        print(f"\nraygrid: interrupted; the cells that were running are recorded as KILLED in {uri}. "
+        from raygrid.orchestration.interrupts import exit_code, ignore_while_exiting
+
+        if getattr(args, "program", False):  # the `raygrid` program, not a caller's main([...]): it ends now
+            ignore_while_exiting()
+
+        code = exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM, `ray job stop`)
+        what = "stopped by SIGTERM" if code == 128 + signal.SIGTERM else "interrupted"
+        print(f"\nraygrid: {what}; the cells that were running are recorded as KILLED in {uri}. "
               f"Rerun the same command to continue: finished cells are skipped, the others continue "
               f"from their last checkpoint.", file=sys.stderr)
-        return 130  # the shell's code for SIGINT
+        return code
     order = [cell.name for cell in grid.cells]
     _print_report(uri, grid.name, args.format, order=order)
     _print_links(uri, grid.name, order, save_view=True)
@@ -154,6 +166,7 @@ def cmd_report(args) -> int:
     if target.suffix in (".yaml", ".yml"):
         grid = load_grid(target, overrides=args.overrides)
         names, uri, order = [grid.name], tracking_uri(_out_dir(args)), [cell.name for cell in grid.cells]
+        _check_store(uri)
     elif target.is_dir():
         if args.overrides:
             raise _grid_error(f"{target}: overrides ({' '.join(args.overrides)}) need a grid file, not an output folder")
@@ -162,6 +175,10 @@ def cmd_report(args) -> int:
     else:
         raise _grid_error(f"{target}: give a grid file (.yaml) or an output folder holding mlflow.db")
     _replay_spool(uri, target if target.is_dir() else _out_dir(args))
+    if args.save:  # before any table is built: a read-only folder is one line, not a traceback at the end
+        from raygrid.orchestration.preflight import check_writable
+
+        check_writable(Path(args.save), "--save")
     reference = None
     if args.compare:
         from raygrid.report.compare import load_reference
@@ -182,9 +199,16 @@ def _replay_spool(uri: str, out: Path) -> None:
     replay_spool(uri, spool_path(out), log=lambda line: print(line, file=sys.stderr))
 
 
+def _check_store(uri: str) -> None:
+    from raygrid.orchestration.preflight import check_store_file
+
+    check_store_file(uri)  # a corrupt or truncated mlflow.db: one line naming it, not SQLAlchemy's traceback
+
+
 def _grids_in(uri: str) -> list[str]:
     from raygrid.tracking.runs import grid_names
 
+    _check_store(uri)
     names = grid_names(uri)
     if not names:
         raise _grid_error(f"{uri}: no raygrid grids recorded there")
@@ -275,10 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.program = argv is None
     try:
         code = args.func(args) or 0
     except (ValueError, FileNotFoundError, LookupError) as err:  # GridError is a ValueError
-        print(f"raygrid: error: {err}", file=sys.stderr)
+        from raygrid.spec.redact import redact  # an error may quote a data URI: never its credentials
+
+        print(f"raygrid: error: {redact(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.filename is None:  # no path to name: a bug or a network fault, keep its traceback
+            raise
+        # a folder or file that cannot be written late in a command (a disk filled up, a mount turned read-only)
+        print(f"raygrid: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
     if argv is None and getattr(args, "exit_log", None):  # the `raygrid` program (not a caller's main([...]))
         from raygrid.orchestration.console import divert_the_rest

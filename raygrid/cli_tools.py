@@ -6,6 +6,7 @@ and each bench's options come from its own module, imported only when that bench
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_overrides(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -23,11 +24,16 @@ def cmd_data_prepare(args) -> int:
     from raygrid.spec.loader import load_grid
 
     grid = load_grid(args.grid, overrides=args.overrides)
+    root = cache_root(args.cache_dir)
+    if "://" not in root:  # one line naming the folder, not a traceback from deep in the writer
+        from raygrid.orchestration.preflight import check_writable
+
+        check_writable(Path(root), "--cache-dir")
     tokenize = None
     if args.ray:
         from raygrid.orchestration.tokenize_pool import ray_tokenize
         tokenize = ray_tokenize(actors=args.actors)
-    entries = prepare_cells(grid.cells, cache_root(args.cache_dir), tokenize=tokenize)
+    entries = prepare_cells(grid.cells, root, tokenize=tokenize)
     for folder in sorted({str(e.folder) for e in entries.values()}):
         print(folder)
     return 0

@@ -242,7 +242,9 @@ def _cached_splits(cfg: CellConfig, cache_dir) -> dict[str, Tokens] | None:
 
     from raygrid.data.cache import cache_root
 
-    want = json.loads(json.dumps(cfg.data.rows_fields()))  # the cache meta.json records these
+    from raygrid.spec.redact import redact_tree
+
+    want = redact_tree(json.loads(json.dumps(cfg.data.rows_fields())))  # the cache meta.json records these (redacted)
     tokenizers = {cfg.model.checkpoint, cfg.model.tokenizer}
     prefix = "mlm-" if cfg.kind == "mlm" else ""  # raygrid.data.mlm_data's entries
     root = cache_root(cache_dir)

@@ -7,6 +7,12 @@ published whole. A build that fails removes its folder on the way out; a build t
 longer running. Each folder holds a marker naming its builder (host, pid, process start time),
 touched at every written row group: a folder is stale when its builder is on this host and gone,
 or when its marker has not moved for STALE_AFTER_S (a builder on another host sharing the cache).
+
+Those checks used to run only when a new build started beside the dead one, so a killed
+tokenization whose entry was never built again (or was built by another process) left its folder
+in the cache for good; `sweep` now runs at the start of every `data prepare` and `run`, over the
+cache's build folders and raygrid's folders in the system's temporary folder (`scratch_dir`: XML
+archives converted for reading, the same marker).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from typing import Iterator
 MARKER = ".raygrid-build"
 STALE_AFTER_S = 24 * 3600  # another host's build whose marker has not moved for a day is dead
 URI_PREFIX = "raygrid-entry-"
+SCRATCH_PREFIX = "raygrid-source-"  # raygrid.data.sources: converted XML archives while they are read
 
 
 @contextlib.contextmanager
@@ -39,6 +46,29 @@ def build_dir(entry: str, is_uri: bool) -> Iterator[Path]:
     except BaseException:  # KeyboardInterrupt and SystemExit too: leave nothing half-built behind
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def sweep(root: str, is_uri: bool) -> list[Path]:
+    """Remove the folders of dead builds: in the cache (`<root>/tokenized/.<entry>-*`, local caches) and
+    raygrid's in the system's temporary folder. Returns what was removed."""
+    removed = [] if is_uri else remove_stale(Path(root) / "tokenized", ".*-*")
+    system_tmp = Path(tempfile.gettempdir())
+    return removed + remove_stale(system_tmp, f"{URI_PREFIX}*") + remove_stale(system_tmp, f"{SCRATCH_PREFIX}*")
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = SCRATCH_PREFIX) -> Iterator[Path]:
+    """An empty working folder, removed afterwards; if its process is killed, the next `sweep` removes it.
+
+    The marker sits beside the yielded folder (`<scratch>/work`), so what is written there is all it holds.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    _write_marker(folder)
+    try:
+        (folder / "work").mkdir()
+        yield folder / "work"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def touch(folder: Path) -> None:

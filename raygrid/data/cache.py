@@ -31,6 +31,7 @@ from raygrid.data.splits import SPLIT_IDS, SPLITS, Routing, duplicate_counts, ro
 from raygrid.data.tokenize import Tokenize, TokenizeSpec, in_process, load_tokenizer
 from raygrid.data.verify import entry_problem, file_digests
 from raygrid.spec.paths import is_local, resolve_location
+from raygrid.spec.redact import redact_tree
 
 __all__ = ["CACHE_VERSION", "PreparedData", "cache_key", "cache_root", "find_entry", "length_stats",
            "load_tokenizer", "prepare", "publish_entry", "tokenizer_location"]
@@ -96,7 +97,8 @@ def find_entry(root: str | Path, name: str) -> tuple[str, PreparedData | None]:
 def publish_entry(tmp: Path, folder: str, meta: dict) -> PreparedData:
     """Write meta.json (the completion marker, with every file's row count and hash) and make the entry visible."""
     builds.unmark(tmp)
-    meta = {**meta, "files": file_digests(tmp)}
+    # credentials in a data URI never reach the cache (raygrid.spec.redact); the entry's key hashed the real one
+    meta = {**redact_tree(meta), "files": file_digests(tmp)}
     (tmp / storage.META).write_text(json.dumps(meta, indent=2))
     # mkdtemp makes the folder 0700; a cache shared by a group must stay readable by it (umask decides).
     umask = os.umask(0)

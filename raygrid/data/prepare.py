@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from raygrid.data import builds, storage
 from raygrid.data.cache import PreparedData, prepare, tokenizer_location
 from raygrid.data.mlm_data import prepare_mlm
 
@@ -18,6 +19,7 @@ def prepare_cells(cells, root: str | Path, progress: bool = True, tokenize=None)
     `mlm` cells get MLM sequences (raygrid.data.mlm_data), the others documents. `tokenize`
     (raygrid.data.tokenize.Tokenize; None = in this process) serves both.
     """
+    builds.sweep(str(root), storage.is_uri(str(root)))  # what killed builds left (raygrid.data.builds)
     entries: dict[str, PreparedData] = {}
     by_cell = {}
     for cell in cells:

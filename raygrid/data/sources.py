@@ -8,13 +8,13 @@ XML archives (hub, or a local folder of them) are converted to Parquet once per 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
 
+from raygrid.data import builds
 from raygrid.data import hyperpartisan_hub as hp
 from raygrid.data.documents import (DocumentSource, Part, fingerprint_files, read_all,
                                     read_batches, with_parts)
@@ -48,8 +48,8 @@ def opened(resolved: Resolved) -> Iterator[DocumentSource]:
     if resolved.convert is None:
         yield resolved.source
         return
-    with tempfile.TemporaryDirectory(prefix="raygrid-source-") as folder:
-        yield with_parts(resolved.source, resolved.convert(Path(folder)))
+    with builds.scratch_dir() as folder:  # marked: a killed run's folder is removed by the next (builds.sweep)
+        yield with_parts(resolved.source, resolved.convert(folder))
 
 
 def load_raw(cfg: DataConfig) -> RawSplits:

@@ -17,13 +17,15 @@ from raygrid.orchestration.placement import UNBOUNDED, NodeShape
 # Where `ray up` leaves the autoscaler's config on the head node (jobs run there).
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 CONFIG_ENV = "RAYGRID_AUTOSCALING_CONFIG"
+# Ray's switch between single-machine mode (every service on 127.0.0.1) and cluster mode; "0" = single machine.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def init_ray() -> None:
     """Join $RAY_ADDRESS (or the cluster of the Ray job this runs in), else start a local Ray.
 
-    The local Ray keeps its dashboard on 127.0.0.1 and, in Ray 2.60, token authentication on by
-    default; its gRPC services still listen on every interface (measured: see the README).
+    The local Ray listens on 127.0.0.1 only (start_local_ray) and, in Ray 2.60, has token
+    authentication on by default (measured listeners: see the README).
     """
     if ray.is_initialized():
         return
@@ -44,13 +46,33 @@ def start_local_ray(**options) -> str:
     live foreign cluster, the answer is "no such actor", and the cleaner removes the trial's
     placement group. The GCS port is chosen first so the address can be handed to the raylet,
     and so to every worker, before they start.
+
+    Every service of this Ray listens on 127.0.0.1 only: Ray's single-machine mode (its default on
+    macOS and Windows), which takes the node's address to be loopback, so the GCS, raylets, workers,
+    agents and the Prometheus metrics endpoint bind there. Measured (README, Security): without it
+    they listened on all interfaces, and the metrics endpoint answered anyone without the token.
     """
     port = _free_port()
-    address = f"127.0.0.1:{port}"  # the GCS listens on every interface, loopback included
-    with _environment(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=address):
+    address = f"127.0.0.1:{port}"
+    with _environment(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=address, **{SINGLE_MACHINE_ENV: "0"}), \
+            _single_machine():
         # "local": a cluster of our own, never another process's local instance that may vanish mid-grid.
         ray.init(address="local", **options)
     return address
+
+
+@contextlib.contextmanager
+def _single_machine():
+    """Ray's single-machine switch in this process too: it was read when ray was imported (processes
+    Ray starts read SINGLE_MACHINE_ENV themselves). After ray.init the node's address is settled."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def _free_port() -> int:

@@ -22,6 +22,7 @@ from raygrid.orchestration.parent_links import exported_weights
 from raygrid.spec.config import STAGE_SCHEME, upgrade_recorded
 from raygrid.spec.grid import Cell, Grid
 from raygrid.spec.dotted import flatten
+from raygrid.spec.redact import redact
 from raygrid.tracking.owners import Owner
 from raygrid.tracking.runs import TAG_CELL, TAG_INIT_RUN, TAG_UNSET, GridTracker
 
@@ -108,7 +109,7 @@ def config_change(params: dict[str, str], cell: Cell, unset: set[str] | None = N
             if value is not None and unset and any(key == u or key.startswith(f"{u}.") for u in unset):
                 return f"{key}: unset -> {_clip(str(value))}"
             continue
-        now, then = str(value)[:PARAM_LIMIT], params[key]
+        now, then = redact(str(value))[:PARAM_LIMIT], params[key]  # params are recorded redacted
         if key in PATH_KEYS and _local_path(now) and _local_path(then):
             now, then = PurePath(now).name, PurePath(then).name
         if now != then and then not in former.get(key, ()):

@@ -21,26 +21,60 @@ ORPHANED = "its raygrid run was killed or crashed before closing it; closed by t
 # (seen on a loaded machine: the KeyboardInterrupt swallowed inside Ray, training going on).
 GRACE_S = 10.0
 _signalled = threading.Event()
+_received: list[int] = []  # the first signal of this run (SIGINT or SIGTERM): it decides the exit code
+_handler = None  # raygrid's handler while sigterm_as_interrupt is open (reinstall_handlers puts it back)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum, frame):
+    if _signalled.is_set():
+        # A second Ctrl-C (or a SIGTERM after one) while the run closes: ignored, so it cannot abort the
+        # bookkeeping half-way and leave the parent RUNNING; the watchdog bounds the wait to GRACE_S.
+        print("\nraygrid: already stopping; recording the running cells as KILLED", file=sys.stderr, flush=True)
+        return
+    _received.append(signum)
+    _signalled.set()
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def exit_code() -> int:
+    """The shell's code for the signal that stopped the run: 130 (SIGINT), 143 (SIGTERM, `ray job stop`)."""
+    return 128 + (_received[0] if _received else signal.SIGINT)
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Ctrl-C and SIGTERM (a job stop, `kill`) raise KeyboardInterrupt, and arm recorded_outcome's watchdog."""
+    global _handler
     _signalled.clear()  # an earlier run in this process may have been interrupted
+    _received.clear()
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-
-    def interrupt(signum, frame):
-        _signalled.set()
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _SIGNALS}
+    _handler = _interrupt
     try:
         yield
     finally:
+        _handler = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def ignore_while_exiting() -> None:
+    """Ignore Ctrl-C and SIGTERM from here to the process's end (the `raygrid` program after an interrupt):
+    a second Ctrl-C during Ray's own shutdown (atexit) broke it and the process died of SIGSEGV."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def reinstall_handlers() -> None:
+    """Put raygrid's handlers back after ray.init(), which sets its own SIGTERM handler (sys.exit): without
+    this a `ray job stop` ended the run as a crash (cells FAILED "SystemExit", exit 134, no message)."""
+    if _handler is not None and threading.current_thread() is threading.main_thread():
+        for sig in _SIGNALS:
+            signal.signal(sig, _handler)
 
 
 @contextlib.contextmanager
@@ -62,10 +96,10 @@ def recorded_outcome(tracker):
 
 
 def _watchdog(tracker, done: threading.Event) -> None:
-    """After a signal, give the run GRACE_S to unwind; if it has not, record the interruption and exit 130."""
+    """After a signal, give the run GRACE_S to unwind; if it has not, record the interruption and exit 130/143."""
     while not done.wait(0.5):
         if _signalled.is_set() and not done.wait(GRACE_S):
             tracker.interrupt_grid(INTERRUPTED)
             print("\nraygrid: interrupted; running cells recorded as KILLED. Rerun the same command to continue.",
                   file=sys.stderr, flush=True)
-            os._exit(130)
+            os._exit(exit_code())

@@ -24,7 +24,7 @@ from raygrid.orchestration.capacity import check_placeable_cells, check_storage
 from raygrid.orchestration.cluster import init_ray, node_shapes
 from raygrid.orchestration.console import Console
 from raygrid.orchestration.finished import finished_cells
-from raygrid.orchestration.interrupts import ORPHANED, recorded_outcome, sigterm_as_interrupt
+from raygrid.orchestration.interrupts import ORPHANED, recorded_outcome, reinstall_handlers, sigterm_as_interrupt
 from raygrid.orchestration.parent_links import check_parents, exported_links
 from raygrid.orchestration.placement import NodeShape
 from raygrid.orchestration.preflight import check_cells, offline_hint
@@ -91,6 +91,7 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
         prepared = _prepare(grid, pending, cache_dir, tokenize)
         beat("starting Ray")
         init_ray()
+        reinstall_handlers()  # ray.init() replaced raygrid's SIGTERM handler with its own
         check_storage(grid, pending, storage)
         shapes = node_shapes()
         check_placeable_cells(grid, pending, shapes)

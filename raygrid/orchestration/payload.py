@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from raygrid.spec.config import CellConfig, Resources, Strict
+from raygrid.spec.redact import redact_tree
 
 # The key of the payload in Tune's param_space ({"cell": grid_search([...])}) and trial.config.
 PARAM_KEY = "cell"
@@ -33,8 +34,16 @@ class TrialPayload(Strict):
     driver_started: float | None = None
 
     def to_tune(self) -> dict[str, Any]:
-        """Plain JSON for Tune's param_space (Tune deep-copies and serializes it)."""
-        return self.model_dump(mode="json")
+        """Plain JSON for Tune's param_space (Tune deep-copies and serializes it, and writes it under storage).
+
+        URI credentials are redacted (raygrid.spec.redact) when the trial reads the tokenized cache
+        (`data_dir`), as it never opens `data.path` then. A TF-IDF cell reads its raw data in the trial,
+        so its payload keeps the URI as written (README: Security).
+        """
+        payload = self.model_dump(mode="json")
+        if self.data_dir is not None:
+            payload["config"] = redact_tree(payload["config"])
+        return payload
 
     @classmethod
     def from_tune(cls, config: dict[str, Any]) -> "TrialPayload":

@@ -5,10 +5,19 @@ a missing checkpoint or one without config.json, a hub id that cannot be reached
 `model.n_freeze` above the encoder's layers, `data.max_len` beyond its learned positions, an LSH
 `chunk_size` longer than `data.max_len`. Local checkpoints are read as plain JSON (no torch, no
 transformers); hub ids only when `hub=True` (`raygrid run`), through transformers.
+
+Also the folders and files a run writes (`check_run_paths`, `check_store_file`): an `--out`,
+`--cache-dir` or `--storage` that cannot be written or is a file, grid names longer than the file
+system allows, an `mlflow.db` that is not an SQLite database or is cut short. Each is one line
+naming the path, before anything is created or Ray starts.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
+import tempfile
 from pathlib import Path
 
 from raygrid.attention.registry import variant_of
@@ -105,3 +114,77 @@ def _check_shape(grid: Grid, cell: Cell, config: dict) -> None:
 def _refuse(grid: Grid, cell: Cell, message: str):
     label = f" (cell {cell.name})" if cell.name != "base" else ""
     raise GridError(f"{grid.path}: {message}{label}")
+
+
+# --- Folders and files a run writes, checked before anything is created or Ray starts -------------------------
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+# Suffixes raygrid adds to a grid name where it becomes a file or folder name (<grid>.lock, <grid>-<stage>, <grid>.md).
+_NAME_SUFFIX = len(".lock")
+
+
+def check_run_paths(grid: Grid, out: Path, cache: str, storage: str | None) -> None:
+    """--out, --cache-dir and a local --storage writable folders; the grid's names within the file system's limit."""
+    check_writable(out, "--out")
+    for option, folder in (("--cache-dir", cache), ("--storage", storage)):
+        if folder and "://" not in folder:  # a URI (s3://, gs://) is checked by its filesystem when used
+            check_writable(Path(folder), option)
+    check_name_lengths(grid, out)
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Refuse (GridError naming the option and path) a folder raygrid cannot create or write into."""
+    folder = Path(folder).expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise GridError(f"{option} {folder}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".raygrid-write-test-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise GridError(f"{option} {folder}: cannot write there ({err.strerror}); choose a writable folder") from None
+
+
+def check_name_lengths(grid: Grid, folder: Path) -> None:
+    """Refuse grid and stage names longer than the file system allows (they become file and folder names)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255  # ext4, xfs, APFS, NTFS
+    for name in (grid.name, *(f"{grid.name}-{stage}" for stage in grid.stage_order)):
+        if len(name) + _NAME_SUFFIX > limit:
+            key = "name" if name == grid.name else "stages[].name"
+            raise GridError(f"{grid.path}: {key}: {len(name)} characters; it names files and folders, which "
+                            f"{folder} limits to {limit} (with raygrid's suffixes: at most {limit - _NAME_SUFFIX})")
+
+
+def check_store_file(uri: str) -> None:
+    """Refuse a SQLite tracking store that is not a database or is cut short (a copy interrupted, a full disk)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # MLflow creates it
+    what_to_do = "move it away to start a new store, or restore it from a backup"
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(SQLITE_HEADER):
+        raise GridError(f"{path}: the MLflow store is not an SQLite database (file is not a database); {what_to_do}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The header's page count is valid only when the change counter matches "version-valid-for" (SQLite file format).
+    valid = header[24:28] == header[92:96]
+    wal = path.with_name(path.name + "-wal").exists()
+    if len(header) < 100 or (valid and not wal and path.stat().st_size < page_size * pages):
+        raise GridError(f"{path}: the MLflow store is truncated ({path.stat().st_size} of "
+                        f"{page_size * pages} bytes); {what_to_do}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as err:
+        if "locked" in str(err) or "busy" in str(err):
+            return  # another writer: the store's own retries deal with that
+        raise GridError(f"{path}: the MLflow store cannot be read ({err}); {what_to_do}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raygrid.attention.registry import cell_problem, default_params, params_union
 
@@ -263,6 +263,10 @@ class CellConfig(Strict):
         return self
 
 
+# Ray's resource granularity (ray._private.ray_constants.MIN_RESOURCE_GRANULARITY; not imported: no ray here).
+MIN_RAY_RESOURCE = 0.0001
+
+
 class Resources(Strict):
     """How each trial is placed on the cluster (not part of a cell's identity).
 
@@ -285,6 +289,15 @@ class Resources(Strict):
     # training throughput in tokens/s per GPU that overrides the FLOP model when set.
     plan_tflops: float = Field(100.0, gt=0)
     plan_tokens_per_s: float | None = Field(None, gt=0)
+
+    @field_validator("cpus_per_worker", "gpus_per_worker", "data_cpus")
+    @classmethod
+    def _schedulable(cls, amount: float) -> float:
+        # Ray counts resources in units of MIN_RAY_RESOURCE: less rounds to 0 and the trial never runs
+        # (seen: cpus_per_worker 1e-9 -> every cell failed with an empty "controller error").
+        if amount < MIN_RAY_RESOURCE:
+            raise ValueError(f"below {MIN_RAY_RESOURCE}, the smallest amount Ray can schedule")
+        return amount
 
 
 # Keys only the grid as a whole decides (one Tuner per stage): a cell or stage may not set them.

@@ -24,6 +24,7 @@ from raygrid.spec.dotted import section
 from raygrid.spec.config import GRID_ONLY_RESOURCES, CellConfig, GridConfig, Resources
 from raygrid.spec.names import cell_name, is_bundle, legacy_cell_name, short_value
 from raygrid.spec.suggest import did_you_mean, known_keys
+from raygrid.spec.yaml_rules import StrictYamlRules, read_yaml
 
 __all__ = ["cell_name", "is_bundle", "short_value"]  # re-exported: the names of cells live in raygrid.spec.names
 
@@ -108,16 +109,7 @@ def read_grid_file(path: Path, edit: Callable[[dict], dict] | None = None) -> tu
     `edit` changes the parsed tree before any check (command-line overrides), so its keys are
     checked exactly like the file's.
     """
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise GridError(f"{path}: cannot read grid file ({err.strerror})") from None
-    try:
-        raw = yaml.load(text, Loader=_counting_loader(path))  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise GridError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+    text, raw = read_yaml(path, _counting_loader(path), GridError)  # raygrid.spec.yaml_rules: duplicates, depth, binary
     if not isinstance(raw, dict):
         raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, resources")
     if edit is not None:
@@ -151,7 +143,7 @@ def clip(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-class _AliasCountingLoader(yaml.SafeLoader):
+class _AliasCountingLoader(StrictYamlRules):
     """SafeLoader that refuses more than MAX_YAML_ALIASES aliases (`*name`) in one file."""
 
     grid_path: Path = Path("?")

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from raygrid.spec.redact import redact, redact_tree
+
 # Dotted prefixes that do not apply to a cell of the kind, by kind.
 NOT_APPLICABLE = {
     "finetune": ("mlm.",),
@@ -46,7 +48,7 @@ def cell_params(config: dict, axis_values: dict[str, str]) -> dict[str, str]:
     kind = config.get("kind", "finetune")
     params = {f"axis.{k}": v for k, v in axis_values.items() if v is not None}
     params.update({k: v for k, v in flatten(config).items() if v is not None and applies(k, kind)})
-    return {k: str(v)[:MAX_VALUE] for k, v in params.items()}
+    return {k: redact(str(v))[:MAX_VALUE] for k, v in params.items()}  # no URI credentials in MLflow
 
 
 def unset_keys(config: dict) -> list[str]:
@@ -60,4 +62,4 @@ def unset_keys(config: dict) -> list[str]:
 
 def config_yaml(config: dict) -> str:
     """The cell's resolved config as YAML, in the config's own key order; loads back with CellConfig."""
-    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(redact_tree(config), sort_keys=False, allow_unicode=True)  # no URI credentials

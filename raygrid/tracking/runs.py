@@ -26,6 +26,7 @@ import pandas as pd
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
+from raygrid.spec.redact import redact
 from raygrid.tracking.cell_params import cell_params, config_yaml, unset_keys
 from raygrid.tracking.context import context_tags
 from raygrid.tracking.owners import Owner
@@ -156,7 +157,7 @@ class GridTracker(SharedStore, SpooledWrites):
             self.set_tags(self.parent_id, self.owner.tags())
         if TAG_ERROR in self.client.get_run(self.parent_id).data.tags:  # an earlier run's interruption
             self.client.delete_tag(self.parent_id, TAG_ERROR)
-        self.client.log_text(self.parent_id, grid_text, "grid.yaml")
+        self.client.log_text(self.parent_id, redact(grid_text), "grid.yaml")  # no URI credentials in MLflow
         self.context = context_tags(grid_path)
         self.note = experiment_note(self.grid_name, description, grid_path, stages or {})
         self.client.set_experiment_tag(self.experiment_id, NOTE, self.note)
