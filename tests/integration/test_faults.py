@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygrid.cli import main
-from raygrid.orchestration.interrupts import INTERRUPTED
+from raygrid.orchestration.interrupts import INTERRUPTED, ORPHANED
 from tests.conftest import tiny_grid_yaml
 from tests.integration.faults import Runs, kill, start_run, train_worker_pids, wait_for
 
@@ -100,9 +100,12 @@ def test_a_killed_run_is_closed_and_completed_by_the_same_command(ray_local, tin
     with pytest.warns(UserWarning, match="damaged cache entry"):
         assert main(["run", *run_args(grid, tmp_path)]) == 0
     after = runs.by_status()
-    # each cell finished exactly once; the one the kill cut short resumed in its own run, not a new one
-    assert after == {"FINISHED": ["seed=0", "seed=1"]}
-    assert sorted(r.data.tags["raygrid.cell"] for r in runs.cells()) == ["seed=0", "seed=1"]
+    assert after["FINISHED"] == ["seed=0", "seed=1"] and "RUNNING" not in after  # each cell finished once
+    # The cell the kill cut short resumed in its own run when Train had checkpointed it (test_store_faults
+    # checks that path in detail); killed before its first checkpoint, it was closed and run anew.
+    if after.get("KILLED"):
+        assert after["KILLED"] == before["RUNNING"]
+        assert next(r for r in runs.cells() if r.info.status == "KILLED").data.tags["raygrid.error"] == ORPHANED
     for name, run_id in first_done.items():  # finished before the kill: skipped, not retrained
         assert [r.info.run_id for r in runs.cells() if r.data.tags["raygrid.cell"] == name] == [run_id]
     assert runs.parent().info.status == "FINISHED"
