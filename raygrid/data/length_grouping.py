@@ -25,10 +25,14 @@ GROUP_BATCHES = 50
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world_size: int = 1, group_by_length: bool = True) -> list[np.ndarray]:
-    """Row indices of this rank's training batches for one epoch, in the order they run."""
+                  world_size: int = 1, group_by_length: bool = True, shuffle: bool = True) -> list[np.ndarray]:
+    """Row indices of this rank's training batches for one epoch, in the order they run.
+
+    shuffle=False: consecutive rows in their stored order, the same every epoch (no grouping).
+    """
     rng = np.random.default_rng([seed, epoch])  # independent of every other seed use in raygrid
-    order = rng.permutation(len(lengths))
+    order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
+    group_by_length = group_by_length and shuffle
     if len(order) % world_size:  # every rank needs the same number of rows: wrap around (as DistributedSampler)
         order = np.concatenate([order, order[: world_size - len(order) % world_size]])
     global_size = batch_size * world_size

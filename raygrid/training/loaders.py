@@ -31,7 +31,8 @@ def table_loaders(cfg: CellConfig, tables: dict[str, pa.Table], pad_token_id: in
     train_lengths = rows["train"].lengths
 
     def train(epoch: int):
-        plan = epoch_batches(train_lengths, optim.batch_size, cfg.seed, epoch, rank, world_size, grouped)
+        plan = epoch_batches(train_lengths, optim.batch_size, cfg.seed, epoch, rank, world_size, grouped,
+                             cfg.data.shuffle)
         return plan_batches(rows["train"], plan, pad_token_id, pin_memory)
 
     def split(name: str):

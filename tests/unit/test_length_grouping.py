@@ -28,6 +28,16 @@ def test_order_is_reproducible_per_seed_and_epoch_and_differs_between_epochs():
     assert not all(np.array_equal(a, b) for a, b in zip(first, other_seed))
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_shuffle_false_keeps_consecutive_rows_in_order_every_epoch(world_size):
+    for epoch in (0, 1):
+        ranks = [epoch_batches(LENGTHS, 16, seed=3, epoch=epoch, rank=r, world_size=world_size, shuffle=False)
+                 for r in range(world_size)]
+    # each global batch is consecutive rows; rank r holds its r-th slice
+        merged = np.concatenate([np.concatenate(parts) for parts in zip(*ranks)])
+        assert np.array_equal(merged[:len(LENGTHS)], np.arange(len(LENGTHS)))
+
+
 def test_grouping_cuts_padding_and_starts_with_the_longest_batch():
     grouped = epoch_batches(LENGTHS, 16, seed=0, epoch=0)
     plain = epoch_batches(LENGTHS, 16, seed=0, epoch=0, group_by_length=False)
