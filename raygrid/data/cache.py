@@ -59,9 +59,22 @@ class PreparedData:
     def read_split(self, split: str) -> pa.Table:
         return storage.read_parquet(self.split_path(split))
 
+    def stream_split(self, split: str, rows: int = 256):
+        """The split's rows as Arrow record batches of `rows`, in order, one row group in memory at a time."""
+        import pyarrow.parquet as pq
+
+        filesystem, path = storage.filesystem_of(self.split_path(split))
+        with filesystem.open_input_file(path) as file:
+            yield from pq.ParquetFile(file).iter_batches(batch_size=rows)
+
     @property
     def splits(self) -> list[str]:
         return list(self.meta["splits"])
+
+    @property
+    def split_rows(self) -> dict[str, int]:
+        """{split: rows} from meta.json (no data read)."""
+        return {split: stats.get("rows", 0) for split, stats in self.meta["splits"].items()}
 
     @property
     def num_labels(self) -> int:

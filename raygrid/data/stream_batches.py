@@ -36,24 +36,42 @@ def train_batches(stream: Iterable[pa.RecordBatch], batch_size: int, seed: int, 
     shuffle=False: consecutive rows in stream order (the study's unshuffled Wikipedia stage).
     group_by_length=False: plain batches in a seeded random order within each window.
     """
-    window_rows = batch_size if not shuffle else batch_size * window_batches
-    for index, window in enumerate(windows(stream, window_rows)):
-        if not shuffle:
-            yield _batch(window, np.arange(window.num_rows))
-            continue
-        rng = np.random.default_rng([seed, epoch, index])  # one stream per window: replayable alone
-        order = rng.permutation(window.num_rows)
-        if group_by_length:
-            lengths = row_lengths(window)
-            order = order[np.argsort(-lengths[order], kind="stable")]
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        if group_by_length:
-            rng.shuffle(batches)
-            if index == 0:  # the longest batch first, as HF Trainer: an out-of-memory shows at step 1
-                longest = max(range(len(batches)), key=lambda i: int(lengths[batches[i]].max()))
-                batches.insert(0, batches.pop(longest))
-        for rows in batches:
-            yield _batch(window, rows)
+    rows = batch_size * window_batches if shuffle else batch_size
+    for index, window in enumerate(windows(stream, rows)):
+        lengths = row_lengths(window) if group_by_length and shuffle else np.zeros(window.num_rows, np.int64)
+        for picked in window_plan(lengths, batch_size, seed, epoch, index, group_by_length, shuffle):
+            yield _batch(window, picked)
+
+
+def window_plan(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, index: int,
+                group_by_length: bool = True, shuffle: bool = True) -> list[np.ndarray]:
+    """Row positions of window `index`'s batches (rows 0..len(lengths)-1 of the window), in order."""
+    if not shuffle:
+        order = np.arange(len(lengths))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng = np.random.default_rng([seed, epoch, index])  # one stream per window: replayable alone
+    order = rng.permutation(len(lengths))
+    if group_by_length:
+        order = order[np.argsort(-lengths[order], kind="stable")]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_by_length:
+        rng.shuffle(batches)
+        if index == 0:  # the longest batch first, as HF Trainer: an out-of-memory shows at step 1
+            longest = max(range(len(batches)), key=lambda i: int(lengths[batches[i]].max()))
+            batches.insert(0, batches.pop(longest))
+    return batches
+
+
+def epoch_plan(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group_by_length: bool = True,
+               shuffle: bool = True, window_batches: int = WINDOW_BATCHES) -> list[np.ndarray]:
+    """The row numbers `train_batches` puts in each batch of a stream with these row lengths
+    (`raygrid bench padding` and the tests: the plan without the token ids)."""
+    rows = batch_size * window_batches if shuffle else batch_size
+    plan = []
+    for index, start in enumerate(range(0, len(lengths), rows)):
+        window = np.asarray(lengths[start:start + rows])
+        plan += [start + b for b in window_plan(window, batch_size, seed, epoch, index, group_by_length, shuffle)]
+    return plan
 
 
 def eval_batches(stream: Iterable[pa.RecordBatch], batch_size: int, group_by_length: bool = True,
@@ -105,5 +123,5 @@ def _batch(window: pa.Table, rows: np.ndarray) -> dict:
     offsets = offsets - offsets[0]
     out = {"input_ids": [values[offsets[i]:offsets[i + 1]] for i in range(len(rows))]}
     if "label" in window.column_names:  # MLM rows carry no label
-        out["label"] = np.asarray(picked["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
+        out["label"] = np.array(picked["label"].to_numpy(zero_copy_only=False), dtype=np.int64)  # writable: torch
     return out

@@ -103,3 +103,10 @@ def test_evaluation_covers_each_row_once_sorted_within_windows(grouped):
     for w in range(0, len(rows), 128):
         window = LENGTHS[rows[w:w + 128]]
         assert (np.diff(window) <= 0).all()  # longest first within the window
+
+
+@pytest.mark.parametrize("grouped, shuffle", [(True, True), (False, True), (True, False)])
+def test_the_plan_of_lengths_is_the_plan_the_stream_runs(grouped, shuffle):
+    plan = stream_batches.epoch_plan(LENGTHS, 16, seed=5, epoch=2, group_by_length=grouped, shuffle=shuffle)
+    ran = rows_of(train_batches(stream(table()), 16, 5, 2, group_by_length=grouped, shuffle=shuffle))
+    assert [b.tolist() for b in plan] == ran
