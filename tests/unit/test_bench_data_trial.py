@@ -1,6 +1,6 @@
 """`raygrid bench data trial`: its grid is a valid one-cell grid; its table reports the growth of both RSS figures."""
 from raygrid.bench.data_trial import _grid, _high_water_kb, _table
-from raygrid.spec.grid import load_grid
+from raygrid.spec.loader import load_grid
 
 
 def test_the_bench_grid_is_one_small_fine_tuning_cell(tmp_path):
