@@ -29,18 +29,31 @@ WINDOW_BATCHES = 50
 
 
 def train_batches(stream: Iterable[pa.RecordBatch], batch_size: int, seed: int, epoch: int,
-                  group_by_length: bool = True, shuffle: bool = True,
-                  window_batches: int = WINDOW_BATCHES) -> Iterator[dict]:
+                  group_by_length: bool = True, shuffle: bool = True, window_batches: int = WINDOW_BATCHES,
+                  total_rows: int | None = None) -> Iterator[dict]:
     """One epoch of training batches ({"input_ids": [row arrays], "label"?: array}) over `stream`.
 
     shuffle=False: consecutive rows in stream order (the study's unshuffled Wikipedia stage).
     group_by_length=False: plain batches in a seeded random order within each window.
+    total_rows: the stream's row count when known (meta.json), to cut it into equal windows.
     """
-    rows = batch_size * window_batches if shuffle else batch_size
+    rows = window_rows(batch_size, window_batches, total_rows) if shuffle else batch_size
     for index, window in enumerate(windows(stream, rows)):
         lengths = row_lengths(window) if group_by_length and shuffle else np.zeros(window.num_rows, np.int64)
         for picked in window_plan(lengths, batch_size, seed, epoch, index, group_by_length, shuffle):
             yield _batch(window, picked)
+
+
+def window_rows(batch_size: int, window_batches: int, total_rows: int | None = None) -> int:
+    """Rows per window: window_batches batches, or, when the stream's length is known, that many
+    rows spread evenly over round(total / window) windows (whole batches each). A short remainder
+    window sorts poorly (516 Hyperpartisan articles as 400 + 116 rows pad 1.09x, as one window
+    1.04x); the price is windows up to 1.5x the nominal size."""
+    nominal = batch_size * window_batches
+    if not total_rows:
+        return nominal
+    windows = max(1, round(total_rows / nominal))
+    return -(-(-(-total_rows // windows)) // batch_size) * batch_size
 
 
 def window_plan(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, index: int,
@@ -66,7 +79,7 @@ def epoch_plan(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, grou
                shuffle: bool = True, window_batches: int = WINDOW_BATCHES) -> list[np.ndarray]:
     """The row numbers `train_batches` puts in each batch of a stream with these row lengths
     (`raygrid bench padding` and the tests: the plan without the token ids)."""
-    rows = batch_size * window_batches if shuffle else batch_size
+    rows = window_rows(batch_size, window_batches, len(lengths)) if shuffle else batch_size
     plan = []
     for index, start in enumerate(range(0, len(lengths), rows)):
         window = np.asarray(lengths[start:start + rows])

@@ -37,6 +37,8 @@ def stream_loaders(cfg: CellConfig, read: Read, split_rows: Mapping[str, int], p
     optim, data = cfg.optim, cfg.data
     eval_size = optim.eval_batch_size or 2 * optim.batch_size
 
+    rows = split_rows["train"] // world_size if world_size > 1 else split_rows["train"]  # this rank's shard
+
     def pad(batches):
         for batch in batches:
             padded = pad_batch(batch, pad_token_id)
@@ -44,14 +46,13 @@ def stream_loaders(cfg: CellConfig, read: Read, split_rows: Mapping[str, int], p
 
     def train(epoch: int):
         return pad(train_batches(read("train"), optim.batch_size, cfg.seed, epoch, data.group_by_length,
-                                 data.shuffle))
+                                 data.shuffle, total_rows=rows))
 
     def split(name: str):
         if not split_rows.get(name):
             return None
         return lambda: pad(eval_batches(read(name), eval_size, data.group_by_length))
 
-    rows = split_rows["train"] // world_size if world_size > 1 else split_rows["train"]
     batches = -(-rows // optim.batch_size)
     return Loaders(train=train, validation=split("validation"), test=split("test"),
                    steps_per_epoch=-(-batches // optim.grad_accum))

@@ -108,5 +108,14 @@ def test_evaluation_covers_each_row_once_sorted_within_windows(grouped):
 @pytest.mark.parametrize("grouped, shuffle", [(True, True), (False, True), (True, False)])
 def test_the_plan_of_lengths_is_the_plan_the_stream_runs(grouped, shuffle):
     plan = stream_batches.epoch_plan(LENGTHS, 16, seed=5, epoch=2, group_by_length=grouped, shuffle=shuffle)
-    ran = rows_of(train_batches(stream(table()), 16, 5, 2, group_by_length=grouped, shuffle=shuffle))
+    ran = rows_of(train_batches(stream(table()), 16, 5, 2, group_by_length=grouped, shuffle=shuffle,
+                                total_rows=len(LENGTHS)))
     assert [b.tolist() for b in plan] == ran
+
+
+def test_a_known_length_is_cut_into_even_windows_of_whole_batches():
+    assert stream_batches.window_rows(8, 50, 516) == 520  # one window, not 400 + 116
+    assert stream_batches.window_rows(64, 50, 22_500) == 3264  # 7 windows, the last shorter
+    assert stream_batches.window_rows(8, 50, None) == 400
+    batches = rows_of(train_batches(stream(table()), 16, 0, 0, total_rows=len(LENGTHS)))
+    assert len(batches) == -(-len(LENGTHS) // 16) and sorted(r for b in batches for r in b) == list(range(1003))
