@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raygrid.data.length_grouping import padding_ratio
-from raygrid.data.stream_batches import epoch_plan
+from raygrid.data.stream_batches import epoch_plan, padding_ratio
 
 EPOCHS = 3  # ratios averaged over this many epochs' orders (they differ by < 1 % between epochs)
 

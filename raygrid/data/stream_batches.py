@@ -99,6 +99,15 @@ def eval_batches(stream: Iterable[pa.RecordBatch], batch_size: int, group_by_len
             yield _batch(window, order[i:i + batch_size])
 
 
+def padding_ratio(lengths: np.ndarray, batches: list[np.ndarray], multiple: int = 8) -> float:
+    """Padded tokens / real tokens of `batches` (row numbers into `lengths`) when each is padded to
+    its longest row, rounded up to `multiple` as raygrid.data.batching.pad_batch does."""
+    lengths = np.asarray(lengths)
+    real = sum(int(lengths[b].sum()) for b in batches)
+    padded = sum(len(b) * (-(-int(lengths[b].max()) // multiple) * multiple) for b in batches if len(b))
+    return padded / max(real, 1)
+
+
 def windows(stream: Iterable[pa.RecordBatch | pa.Table], rows: int) -> Iterator[pa.Table]:
     """The stream (record batches or tables, as Ray's `iter_batches(batch_format="pyarrow")` gives)
     cut into tables of exactly `rows` rows (the last may be shorter), in order.

@@ -88,7 +88,7 @@ class DataConfig(Strict):
     # (naming file and row); skip = such rows are dropped, counted in the cache's meta.json, the
     # log and each cell's MLflow run (metric data_skipped_rows).
     bad_rows: Literal["error", "skip"] = "error"
-    # Training batches of documents of similar length (less padding; raygrid.data.length_grouping);
+    # Training batches of documents of similar length (less padding; raygrid.data.stream_batches);
     # false = plain random batches. Changes batching only, never the cached rows.
     group_by_length: bool = True
     # false = training batches in cache order: consecutive rows, no reordering (group_by_length then

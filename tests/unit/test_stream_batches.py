@@ -4,8 +4,7 @@ import pyarrow as pa
 import pytest
 
 from raygrid.data import stream_batches
-from raygrid.data.length_grouping import padding_ratio
-from raygrid.data.stream_batches import eval_batches, train_batches, windows
+from raygrid.data.stream_batches import eval_batches, padding_ratio, train_batches, windows
 
 # Skewed like real reviews and articles: many short documents, a long tail.
 LENGTHS = np.random.default_rng(7).lognormal(5.0, 0.8, size=1003).astype(int).clip(8, 2048)
@@ -119,3 +118,8 @@ def test_a_known_length_is_cut_into_even_windows_of_whole_batches():
     assert stream_batches.window_rows(8, 50, None) == 400
     batches = rows_of(train_batches(stream(table()), 16, 0, 0, total_rows=len(LENGTHS)))
     assert len(batches) == -(-len(LENGTHS) // 16) and sorted(r for b in batches for r in b) == list(range(1003))
+
+
+def test_padding_ratio_counts_each_batch_padded_to_its_longest_row_rounded_to_8():
+    lengths = np.array([10, 3, 16, 16])
+    assert padding_ratio(lengths, [np.array([0, 1]), np.array([2, 3])]) == (2 * 16 + 2 * 16) / 45
