@@ -47,7 +47,7 @@ def bare_loop(cell: Cell, data, cpus: float, use_gpu: bool) -> dict:
     import torch
 
     from raygrid.training.cell_model import build_cell_model
-    from raygrid.training.loaders import table_loaders
+    from raygrid.training.loaders import stream_loaders
     from raygrid.training.train_loop import fit
 
     torch.set_num_threads(max(1, round(cpus)))  # as the Train worker does
@@ -56,8 +56,9 @@ def bare_loop(cell: Cell, data, cpus: float, use_gpu: bool) -> dict:
     model, objective = build_cell_model(cell.config, data)
     model = model.to(device)
     loaded = time.perf_counter()
-    tables = {split: data.read_split(split) for split in data.splits}
-    loaders = table_loaders(cell.config, tables, data.meta["pad_token_id"], pin_memory=device.type == "cuda")
+    # The cache's files streamed as a trial's worker streams its shards (raygrid.data.stream_batches).
+    loaders = stream_loaders(cell.config, data.stream_split, data.split_rows, data.meta["pad_token_id"],
+                             pin_memory=device.type == "cuda")
     read = time.perf_counter()
     final = fit(cell.config, model, loaders, objective, device, lambda metrics, state: None)
     return {**final, M.MODEL_LOAD_S: loaded - started, M.DATA_LOAD_S: read - loaded,

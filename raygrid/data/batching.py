@@ -53,7 +53,7 @@ class TokenRows:
 
 
 def plan_batches(rows: TokenRows, batches, pad_token_id: int, pin_memory: bool = False):
-    """Padded batches, one per index array in `batches` (raygrid.data.length_grouping).
+    """Padded batches, one per index array in `batches` (row numbers of a table).
 
     `pin_memory` (CUDA) lets the training loop copy each batch to the device without blocking.
     """

@@ -37,7 +37,7 @@ __all__ = ["CACHE_VERSION", "PreparedData", "cache_key", "cache_root", "find_ent
            "load_tokenizer", "prepare", "publish_entry", "tokenizer_location"]
 
 # 2: `split: study` is the study's exact rule (before: a merged 80/10/10 re-split, now `resplit`).
-CACHE_VERSION = 2  # bump when the cached rows of an unchanged config change
+CACHE_VERSION = 3  # bump when the cached rows of an unchanged config change (3: train rows permuted)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -60,9 +60,22 @@ class PreparedData:
     def read_split(self, split: str) -> pa.Table:
         return storage.read_parquet(self.split_path(split))
 
+    def stream_split(self, split: str, rows: int = 256):
+        """The split's rows as Arrow record batches of `rows`, in order, one row group in memory at a time."""
+        import pyarrow.parquet as pq
+
+        filesystem, path = storage.filesystem_of(self.split_path(split))
+        with filesystem.open_input_file(path) as file:
+            yield from pq.ParquetFile(file).iter_batches(batch_size=rows)
+
     @property
     def splits(self) -> list[str]:
         return list(self.meta["splits"])
+
+    @property
+    def split_rows(self) -> dict[str, int]:
+        """{split: rows} from meta.json (no data read)."""
+        return {split: stats.get("rows", 0) for split, stats in self.meta["splits"].items()}
 
     @property
     def num_labels(self) -> int:
@@ -126,7 +139,7 @@ def prepare(cfg: DataConfig, tokenizer_location: str, root: str | Path, progress
         _check_routed(cfg, source, found, routing)
         with builds.build_dir(folder, storage.is_uri(folder)) as tmp:
             stats, leaks = _write(source, found, routing, TokenizeSpec(tokenizer_location, cfg.max_len), tmp,
-                                  tokenize or in_process, progress)
+                                  tokenize or in_process, progress, cfg.split_seed)
             if found.skipped:
                 warnings.warn(f"{cfg.dataset}: skipped {sum(found.skipped.values())} bad rows {found.skipped} "
                               f"(data.bad_rows: skip)", stacklevel=2)
@@ -161,12 +174,20 @@ class _Batches:
         return stream(self.source, self.found, self.routing)
 
 
-def _write(source, found, routing, spec: TokenizeSpec, folder: Path, tokenize: Tokenize, progress: bool):
-    """Tokenize the routed documents into the split files; (per-split statistics, cross-split duplicates)."""
+def _write(source, found, routing, spec: TokenizeSpec, folder: Path, tokenize: Tokenize, progress: bool,
+           split_seed: int):
+    """Tokenize the routed documents into the split files; (per-split statistics, cross-split duplicates).
+
+    The training split is stored in a random order seeded by data.split_seed: trials shuffle only
+    within bounded windows of the stream (raygrid.data.stream_batches), and sources are often
+    sorted by label (IMDB: all negatives, then all positives). Evaluation splits keep source order.
+    """
     from tqdm.auto import tqdm
 
+    train_rows = sum(int((ids == SPLIT_IDS["train"]).sum()) for ids in routing.values())
+    permute = {"train": np.random.default_rng([split_seed, 0x5EED]).permutation(train_rows)}
     files = SplitFiles(folder, SPLITS, DOCUMENT_SCHEMA, rows_per_group(spec.max_len),
-                       on_group=lambda: builds.touch(folder))
+                       on_group=lambda: builds.touch(folder), permute=permute)
     hashes: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
     total = sum(int((ids != -1).sum()) for ids in routing.values())
     bar = tqdm(total=total, desc=f"tokenize {source.dataset}", unit="doc", disable=not progress)

@@ -11,7 +11,8 @@ Then `data.limit` takes a stratified, seeded subsample of each split.
 A policy only looks at labels and row order, never at texts: `route` maps every row of every
 shipped part to its split (or to none), so the texts can be streamed afterwards in bounded memory.
 Rows keep their source order inside each split (parts in the order given, rows in file order);
-which rows form a split is the rule's, and training shuffles anyway.
+which rows form a split is the rule's. The cache then stores the training split in a seeded random
+order (raygrid.data.cache._write: trials shuffle only within bounded windows of their stream).
 """
 from __future__ import annotations
 

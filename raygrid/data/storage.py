@@ -34,6 +34,11 @@ def _resolve(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
 
 
+def filesystem_of(location: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path of a location (Ray Data's readers take both)."""
+    return _resolve(location)
+
+
 def exists(location: str) -> bool:
     fs, path = _resolve(location)
     return fs.get_file_info(path).type != pafs.FileType.NotFound

@@ -2,7 +2,8 @@
 
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
 workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
-delivers to each worker and raygrid.training.loaders batches (length-grouped). Metrics flow worker ->
+streams to each worker (the training split sharded across them) and raygrid.training.loaders
+batches (length-grouped within bounded windows). Metrics flow worker ->
 ray.train.report -> TuneReportCallback -> Tune. Like every module of raygrid.orchestration (the only
 package that imports ray), it is started by raygrid.orchestration.launch (via .tuner).
 """
@@ -15,7 +16,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import pyarrow as pa
 import ray
 import ray.train
 import ray.tune
@@ -32,9 +32,13 @@ from raygrid.orchestration.payload import PARAM_KEY, TrialPayload
 from raygrid.orchestration.progress_relay import progress_sender
 from raygrid.orchestration.prune import prune_finished_run
 from raygrid.orchestration.resume import train_run_name
-from raygrid.training.loaders import table_loaders
+from raygrid.training.loaders import stream_loaders
 from raygrid.training.reports import EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
 from raygrid.training.train_loop import Loaders, fit
+
+# Rows per Arrow batch a worker takes from its stream: small against a batching window (memory is one
+# window plus one such batch), large enough that Ray's per-batch overhead does not show.
+STREAM_BATCH_ROWS = 256
 
 # --- Train worker ------------------------------------------------------------------------------
 
@@ -65,7 +69,7 @@ def train_worker(config: dict) -> None:
     else:
         model = model.to(device)
     started = time.perf_counter()
-    loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
+    loaders = _loaders(cfg, data, context.get_world_size(), device)
     timings[M.DATA_LOAD_S] = time.perf_counter() - started
     resume = _load_checkpoint(ray.train.get_checkpoint())
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
@@ -96,21 +100,21 @@ def _export(model, tokenizer: str, folder: Path) -> str:
     return weights_fingerprint(getattr(model, "module", model).encoder)
 
 
-def _loaders(cfg: CellConfig, data: PreparedData, rank: int, world_size: int, device: torch.device) -> Loaders:
-    """Every split held in memory on each worker, batched by raygrid.training.loaders.
+def _loaders(cfg: CellConfig, data: PreparedData, world_size: int, device: torch.device) -> Loaders:
+    """Batches streamed from this worker's Ray Data shards, batched by raygrid.training.loaders.
 
-    Ray Data delivers each whole split to every worker (nothing is split by Ray): length-grouped
-    batching needs all lengths to build one global batch order that every rank slices alike.
+    Ray splits the training split across the DDP workers (equal row counts, so every rank runs the
+    same number of steps); each worker streams the whole validation and test splits, so every rank
+    scores the same documents. No worker holds a split: one window of rows at a time.
     """
-    tables = {split: _read_shard(split) for split in data.splits}
-    return table_loaders(cfg, tables, data.meta["pad_token_id"], rank, world_size,
-                         pin_memory=device.type == "cuda")
+    return stream_loaders(cfg, _read_shard, data.split_rows, data.meta["pad_token_id"], world_size,
+                          pin_memory=device.type == "cuda")
 
 
-def _read_shard(split: str) -> pa.Table:
-    """This worker's copy of a split, rows in the cache's order (the DataConfig preserves order)."""
-    blocks = list(ray.train.get_dataset_shard(split).iter_batches(batch_size=None, batch_format="pyarrow"))
-    return pa.concat_tables(blocks)
+def _read_shard(split: str):
+    """This worker's shard of a split as a stream of Arrow tables, in the cache's order (the
+    DataConfig preserves order). Each call starts a new pass over the shard: one per epoch."""
+    return ray.train.get_dataset_shard(split).iter_batches(batch_size=STREAM_BATCH_ROWS, batch_format="pyarrow")
 
 
 class _Reporter:
@@ -161,9 +165,10 @@ def _load_checkpoint(checkpoint) -> dict | None:
 def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
     """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
 
-    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) share one copy of
-    each table in the object store among all trials. The trial makes no Dataset of its own: that
-    would start a whole-CPU task, which can starve on a full cluster (see tuner._shared_datasets).
+    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) are
+    lazy reads of the cache's Parquet files: each trial executes its own stream, and the object
+    store holds only the blocks in flight. The trial makes no Dataset of its own: that could start
+    a whole-CPU metadata task, which can starve on a full cluster (see tuner._shared_datasets).
     """
     payload = TrialPayload.from_tune(config)
     if payload.config.kind == "tfidf":
@@ -193,8 +198,9 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets[data.folder],
-        # No split: each worker holds every split whole and takes its rank's share of the batches.
-        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=_data_options(res)),
+        # The training split is sharded across the workers (streaming_split, equal rows per rank);
+        # validation and test stream whole to every worker, so all ranks score the same documents.
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_data_options(res)),
     )
     result = trainer.fit()
     if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.orchestration.prune)
@@ -227,5 +233,7 @@ def _data_options(res: Resources) -> ray.data.ExecutionOptions:
     both safe and enough; the tasks still only run on CPUs that are free. Nothing is excluded from
     the budget: that is Ray 2.60's default, so the deprecated `exclude_resources` is not passed.
     """
+    # preserve_order: batching windows are cut from the stream in the cache's row order, so one
+    # worker's batches are the same every run (with several workers, Ray deals blocks to ranks).
     return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus),
-                                     preserve_order=True)  # batch plans index rows by position
+                                     preserve_order=True)

@@ -88,9 +88,13 @@ class DataConfig(Strict):
     # (naming file and row); skip = such rows are dropped, counted in the cache's meta.json, the
     # log and each cell's MLflow run (metric data_skipped_rows).
     bad_rows: Literal["error", "skip"] = "error"
-    # Training batches of documents of similar length (less padding; raygrid.data.length_grouping);
+    # Training batches of documents of similar length (less padding; raygrid.data.stream_batches);
     # false = plain random batches. Changes batching only, never the cached rows.
     group_by_length: bool = True
+    # false = training batches in cache order: consecutive rows, no reordering (group_by_length then
+    # applies to evaluation only). The study's Wikipedia stage trains unshuffled: its 450,000 x 128
+    # sequences, then its 150,000 x 512, in that order (research_design.md). Batching only, as above.
+    shuffle: bool = True
 
     @model_validator(mode="after")
     def _rules(self) -> "DataConfig":
@@ -107,7 +111,7 @@ class DataConfig(Strict):
 
     def rows_fields(self) -> dict:
         """The fields the tokenized rows depend on (cache identity): all but the batching ones."""
-        return self.model_dump(exclude={"group_by_length"})
+        return self.model_dump(exclude={"group_by_length", "shuffle"})
 
     @property
     def mlm_rules(self) -> bool:

@@ -1,20 +1,25 @@
-"""A cell's batches from in-memory Arrow tables of tokenized rows (framework-free).
+"""A cell's batches from streams of tokenized Arrow rows (framework-free).
 
-The Ray worker (raygrid.orchestration.trial) fills the tables from Ray Data; the bare loop of `raygrid bench
-loop` and the tests read them from the cache. Both then batch identically: training batches
-from raygrid.data.length_grouping (seeded by cell seed and epoch, this rank's share), evaluation
-batches sorted by length, each padded to its longest row.
+The Ray worker (raygrid.orchestration.trial) streams its shard of each split from Ray Data; the
+bare loop of `raygrid bench loop` streams the cache's Parquet files; the tests stream in-memory
+tables. All batch identically (raygrid.data.stream_batches): training batches length-grouped
+within bounded windows, seeded by cell seed and epoch; evaluation batches sorted by length
+within windows; each padded to its longest row. No process holds a whole split.
 """
 from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from raygrid.spec.config import CellConfig
-from raygrid.data.batching import TokenRows, plan_batches
-from raygrid.data.length_grouping import batches_per_epoch, epoch_batches, eval_batches
+from raygrid.data.batching import pad_batch
+from raygrid.data.stream_batches import eval_batches, train_batches
 from raygrid.training.train_loop import Loaders
+
+Read = Callable[[str], Iterable]  # split -> this rank's rows of it, as Arrow record batches or tables, in order
 
 
 def row_lengths(table: pa.Table) -> np.ndarray:
@@ -22,22 +27,39 @@ def row_lengths(table: pa.Table) -> np.ndarray:
     return np.asarray(pc.list_value_length(table["input_ids"]).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def table_loaders(cfg: CellConfig, tables: dict[str, pa.Table], pad_token_id: int, rank: int = 0,
-                  world_size: int = 1, pin_memory: bool = False) -> Loaders:
-    """Loaders for `fit` over `tables` ({split: table}; train, validation, optionally test)."""
-    optim, grouped = cfg.optim, cfg.data.group_by_length
+def stream_loaders(cfg: CellConfig, read: Read, split_rows: Mapping[str, int], pad_token_id: int,
+                   world_size: int = 1, pin_memory: bool = False) -> Loaders:
+    """Loaders for `fit`: each call of train(epoch) / validation() / test() reads its split anew.
+
+    `split_rows`: the whole split's row counts (cache meta.json), for the LR schedule's length;
+    with several workers each rank's shard holds rows // world_size of them (Ray's equal split).
+    """
+    optim, data = cfg.optim, cfg.data
     eval_size = optim.eval_batch_size or 2 * optim.batch_size
-    rows = {split: TokenRows.from_table(table) for split, table in tables.items()}
-    train_lengths = rows["train"].lengths
+
+    rows = split_rows["train"] // world_size if world_size > 1 else split_rows["train"]  # this rank's shard
+
+    def pad(batches):
+        for batch in batches:
+            padded = pad_batch(batch, pad_token_id)
+            yield {k: v.pin_memory() for k, v in padded.items()} if pin_memory else padded
 
     def train(epoch: int):
-        plan = epoch_batches(train_lengths, optim.batch_size, cfg.seed, epoch, rank, world_size, grouped)
-        return plan_batches(rows["train"], plan, pad_token_id, pin_memory)
+        return pad(train_batches(read("train"), optim.batch_size, cfg.seed, epoch, data.group_by_length,
+                                 data.shuffle, total_rows=rows))
 
     def split(name: str):
-        plan = eval_batches(rows[name].lengths, eval_size, grouped)
-        return lambda: plan_batches(rows[name], plan, pad_token_id, pin_memory)
+        if not split_rows.get(name):
+            return None
+        return lambda: pad(eval_batches(read(name), eval_size, data.group_by_length))
 
-    batches = batches_per_epoch(len(train_lengths), optim.batch_size, world_size)
-    return Loaders(train=train, validation=split("validation"), test=split("test") if "test" in rows else None,
+    batches = -(-rows // optim.batch_size)
+    return Loaders(train=train, validation=split("validation"), test=split("test"),
                    steps_per_epoch=-(-batches // optim.grad_accum))
+
+
+def table_loaders(cfg: CellConfig, tables: dict[str, pa.Table], pad_token_id: int,
+                  pin_memory: bool = False) -> Loaders:
+    """`stream_loaders` over in-memory tables ({split: table}; train, validation, optionally test)."""
+    return stream_loaders(cfg, lambda split: tables[split].to_batches(), {k: t.num_rows for k, t in tables.items()},
+                          pad_token_id, pin_memory=pin_memory)

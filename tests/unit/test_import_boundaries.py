@@ -8,7 +8,7 @@ PURE = ["raygrid.spec.config", "raygrid.spec.grid", "raygrid.attention", "raygri
         "raygrid.report.tables", "raygrid.training.metrics", "raygrid.cli", "raygrid.training.objectives", "raygrid.spec.stages",
         "raygrid.data.mlm_data", "raygrid.data.storage", "raygrid.model.positions", "raygrid.cost.estimate", "raygrid.report.plots",
         "raygrid.report.render", "raygrid.cost.sizes", "raygrid.orchestration.preflight", "raygrid.orchestration.run_lock", "raygrid.orchestration.interrupts",
-        "raygrid.orchestration.prune", "raygrid.data.verify", "raygrid.data.length_grouping", "raygrid.training.loaders",
+        "raygrid.orchestration.prune", "raygrid.data.verify", "raygrid.data.stream_batches", "raygrid.training.loaders",
         "raygrid.training.cell_model", "raygrid.bench.padding", "raygrid.bench.loop", "raygrid.orchestration.placement"]
 
 

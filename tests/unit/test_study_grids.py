@@ -17,8 +17,9 @@ STUDY_GRIDS = ("study_pretrain.yaml", "study_finetune.yaml", "study_attention.ya
 DATASETS = {"imdb": (None, "study", 512), "hyperpartisan": ("bypublisher", "study", 4096),
             "arxiv": (None, "study", 16384), "wikipedia": (None, "standard", 512)}
 # "Wikipedia corpus (MLM)": 600,000 keyword-selected articles, one sequence each, 450,000 cut to 128, no validation.
+# "training order not shuffled": shuffle false (the 128-token sequences, then the 512-token ones, in order).
 STUDY_WIKIPEDIA = {"corpus_rule": "study", "mlm_layout": "document", "short_rows": 450_000, "short_len": 128,
-                   "val_fraction": 0.0, "path": None}
+                   "val_fraction": 0.0, "path": None, "shuffle": False}
 # research_design.md, "Attention grid": Reformer's rules; num_hashes {2, 4} x chunk_size {64, 128}, mask off;
 # "LSH bucket count": max_len / chunk_size, fixed per dataset (the study pads to max_len).
 STUDY_LSH = {"qk": "shared", "look_backward": 1, "look_forward": 1, "exclude_self": True, "round_combine": "mean",
@@ -64,6 +65,7 @@ def test_every_cell_has_the_study_split_and_max_len(name):
             assert data.limit.train == 600_000, cell.name
         else:  # the study's documents of each task; task MLM: one sequence per document, cut at max_len
             assert data.text_rule == "study" and data.study_sizes is None, cell.name
+            assert data.shuffle, cell.name  # the design says "not shuffled" of the Wikipedia stage only
             assert data.mlm_layout == ("document" if cell.config.kind == "mlm" else "packed"), cell.name
 
 
@@ -200,6 +202,7 @@ def test_the_design_states_the_stages_this_test_checks():
     wiki = re.search(r"(\d+) epochs, lr ([\d.e-]+), batch (\d+), max_len 512, warmup (\d+) %, then \*\*cosine\*\* "
                      r"decay to `min_lr_ratio` ([\d.]+); .*?seed (\d+);", text)
     assert wiki and (int(wiki[1]), float(wiki[2]), int(wiki[3]), 1) == STAGES["wiki_mlm"]["wikipedia"]
+    assert "training order not shuffled" in wiki[0] and text.count("not shuffled") == 1  # STUDY_WIKIPEDIA's shuffle
     assert float(wiki[4]) / 100 == 0.1 and float(wiki[5]) == MIN_LR_RATIO["wiki_mlm"] and int(wiki[6]) == STUDY_SEED
     tapt = re.search(r"\(lr ([\d.e-]+); IMDB (\d+) epochs bs (\d+); Hyperpartisan (\d+) epochs bs (\d+); "
                      r"ArXiv (\d+) epochs bs (\d+)\)", text)
