@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from raygrid.spec.dotted import flatten
 from raygrid.spec.redact import redact, redact_tree
 
 # Dotted prefixes that do not apply to a cell of the kind, by kind.
@@ -23,18 +24,6 @@ NOT_APPLICABLE = {
     "tfidf": ("model.", "attention.", "optim.", "mlm."),
 }
 MAX_VALUE = 6000  # MLflow's limit on a param value (characters)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{'model': {'pooling': 'cls'}} -> {'model.pooling': 'cls'}; an empty mapping leaves no key."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def applies(key: str, kind: str) -> bool:
