@@ -10,8 +10,6 @@ config, unset values included, is the run's `config.yaml` artifact.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
 from raygrid.spec.dotted import flatten
