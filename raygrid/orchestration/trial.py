@@ -2,8 +2,7 @@
 
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
 workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
-streams to each worker (the training split sharded across them) and raygrid.training.loaders
-batches (length-grouped within bounded windows). Metrics flow worker ->
+delivers to each worker and raygrid.training.loaders batches (length-grouped within bounded windows). Metrics flow worker ->
 ray.train.report -> TuneReportCallback -> Tune. Like every module of raygrid.orchestration (the only
 package that imports ray), it is started by raygrid.orchestration.launch (via .tuner).
 """
@@ -16,6 +15,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
 import ray
 import ray.train
 import ray.tune
@@ -35,10 +35,6 @@ from raygrid.orchestration.resume import train_run_name
 from raygrid.training.loaders import stream_loaders
 from raygrid.training.reports import EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
 from raygrid.training.train_loop import Loaders, fit
-
-# Rows per Arrow batch a worker takes from its stream: small against a batching window (memory is one
-# window plus one such batch), large enough that Ray's per-batch overhead does not show.
-STREAM_BATCH_ROWS = 256
 
 # --- Train worker ------------------------------------------------------------------------------
 
@@ -69,7 +65,7 @@ def train_worker(config: dict) -> None:
     else:
         model = model.to(device)
     started = time.perf_counter()
-    loaders = _loaders(cfg, data, context.get_world_size(), device)
+    loaders = _loaders(cfg, data, context.get_world_rank(), context.get_world_size(), device)
     timings[M.DATA_LOAD_S] = time.perf_counter() - started
     resume = _load_checkpoint(ray.train.get_checkpoint())
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
@@ -100,21 +96,25 @@ def _export(model, tokenizer: str, folder: Path) -> str:
     return weights_fingerprint(getattr(model, "module", model).encoder)
 
 
-def _loaders(cfg: CellConfig, data: PreparedData, world_size: int, device: torch.device) -> Loaders:
-    """Batches streamed from this worker's Ray Data shards, batched by raygrid.training.loaders.
+def _loaders(cfg: CellConfig, data: PreparedData, rank: int, world_size: int, device: torch.device) -> Loaders:
+    """Batches of this worker's rows, batched as a stream by raygrid.training.loaders.
 
-    Ray splits the training split across the DDP workers (equal row counts, so every rank runs the
-    same number of steps); each worker streams the whole validation and test splits, so every rank
-    scores the same documents. No worker holds a split: one window of rows at a time.
+    Ray Data still delivers each whole split to every worker (the lazy Parquet stream is not yet
+    green in the integration tests; see issue #20): the worker keeps an equal contiguous share of
+    the training split (the same row count on every rank) and every validation/test row.
     """
-    return stream_loaders(cfg, _read_shard, data.split_rows, data.meta["pad_token_id"], world_size,
+    tables = {split: _read_shard(split) for split in data.splits}
+    share = tables["train"].num_rows // world_size
+    tables["train"] = tables["train"].slice(rank * share, share)
+    rows = {split: table.num_rows for split, table in tables.items()}
+    return stream_loaders(cfg, lambda split: tables[split].to_batches(), rows, data.meta["pad_token_id"],
                           pin_memory=device.type == "cuda")
 
 
-def _read_shard(split: str):
-    """This worker's shard of a split as a stream of Arrow tables, in the cache's order (the
-    DataConfig preserves order). Each call starts a new pass over the shard: one per epoch."""
-    return ray.train.get_dataset_shard(split).iter_batches(batch_size=STREAM_BATCH_ROWS, batch_format="pyarrow")
+def _read_shard(split: str) -> pa.Table:
+    """This worker's copy of a split, rows in the cache's order (the DataConfig preserves order)."""
+    blocks = list(ray.train.get_dataset_shard(split).iter_batches(batch_size=None, batch_format="pyarrow"))
+    return pa.concat_tables(blocks)
 
 
 class _Reporter:
@@ -165,10 +165,9 @@ def _load_checkpoint(checkpoint) -> dict | None:
 def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
     """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
 
-    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) are
-    lazy reads of the cache's Parquet files: each trial executes its own stream, and the object
-    store holds only the blocks in flight. The trial makes no Dataset of its own: that could start
-    a whole-CPU metadata task, which can starve on a full cluster (see tuner._shared_datasets).
+    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) share one
+    copy of each table in the object store among all trials. The trial makes no Dataset of its own:
+    that would start a whole-CPU task, which can starve on a full cluster (see tuner._shared_datasets).
     """
     payload = TrialPayload.from_tune(config)
     if payload.config.kind == "tfidf":
@@ -198,9 +197,8 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets[data.folder],
-        # The training split is sharded across the workers (streaming_split, equal rows per rank);
-        # validation and test stream whole to every worker, so all ranks score the same documents.
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_data_options(res)),
+        # No split: each worker receives every split whole and keeps its share (see _loaders).
+        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=_data_options(res)),
     )
     result = trainer.fit()
     if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.orchestration.prune)

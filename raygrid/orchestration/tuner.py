@@ -8,7 +8,7 @@ import ray
 import ray.tune
 
 from raygrid.data.cache import PreparedData
-from raygrid.data.storage import filesystem_of, join
+from raygrid.data.storage import join
 from raygrid.orchestration.console import CellLines, Console
 from raygrid.orchestration.capacity import concurrent_trials, use_gpu
 from raygrid.orchestration.parent_links import ParentWeights
@@ -66,34 +66,22 @@ def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], pr
             console.line(line)
 
 
-# CPU each Parquet read task of a trial's stream asks for. A whole CPU (Ray's default) can wait
-# forever beside the trials: on 1-CPU autoscaled nodes, each holding a trial driver's 0.01 CPU, no
-# node ever has a whole CPU free. Reading and decoding row groups is light; the trial's Data budget
-# (trial._data_options) still bounds how many run at once.
-READ_CPUS = 0.1
-
-
 def _shared_datasets(entries: dict[str, PreparedData]) -> dict[str, dict[str, ray.data.Dataset]]:
-    """{cache folder: {split: Dataset}}: lazy reads of the cache's Parquet files, handed to every trial.
+    """{cache folder: {split: Dataset}}, built here, once, and handed to every trial of the Tuner.
 
-    A Dataset here is only a plan: each trial executes its own stream of the files (a local folder
-    every node sees, or the `--storage`/cache URI), so no process holds a split and the object
-    store holds only the blocks in flight. Built here and not in the trials: reading Parquet
-    metadata can start a task that asks for a whole CPU. Inside a trial that task can wait forever
-    on a full cluster (seen in `ray status` as `{'CPU': 1.0}: 2+ pending tasks`); here no trial is
-    placed yet, so it always runs.
+    Each cached table sits once in the object store, shared by all trials (nine Wikipedia-MLM
+    variants would otherwise hold nine copies of ~2 GB); it is freed when the stage ends.
+    Built here and not in the trials: making a Dataset from tables runs a metadata task that asks
+    for a whole CPU. Inside a trial that task can wait forever: on 1-CPU autoscaled nodes, each
+    holding a trial driver's 0.01 CPU, no node ever has a whole CPU free (seen in `ray status` as
+    `{'CPU': 1.0}: 2+ pending tasks`). Here no trial is placed yet, so the task always runs.
     """
-    datasets = {folder: {split: _read_split(entry, split) for split in entry.splits}
+    datasets = {folder: {split: ray.data.from_arrow(entry.read_split(split)) for split in entry.splits}
                 for folder, entry in entries.items()}
     first = next((ds for splits in datasets.values() for ds in splits.values()), None)
     if first is not None:
         _pin_ray_data_actors(first)
     return datasets
-
-
-def _read_split(entry: PreparedData, split: str) -> ray.data.Dataset:
-    filesystem, path = filesystem_of(entry.split_path(split))
-    return ray.data.read_parquet(path, filesystem=filesystem, num_cpus=READ_CPUS, file_extensions=None)
 
 
 def _pin_ray_data_actors(ds: ray.data.Dataset) -> None:
