@@ -30,7 +30,12 @@ def init_ray() -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], configure_logging=False)
+        address = os.environ["RAY_ADDRESS"]
+        # A loopback address is a single-machine Ray (start_local_ray's, e.g. the test tier's): join it as one,
+        # else this driver takes the host's address as its node's and waits for a raylet there forever.
+        loopback = address.split("://")[-1].rsplit(":", 1)[0] in ("127.0.0.1", "localhost")
+        with _single_machine() if loopback else contextlib.nullcontext():
+            ray.init(address=address, configure_logging=False)
     else:
         start_local_ray(configure_logging=False, dashboard_host="127.0.0.1")
 
