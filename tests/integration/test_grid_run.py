@@ -100,7 +100,8 @@ def test_running_cells_print_their_progress_and_log_it_as_step_metrics(grid_run)
         lines = [line for line in grid_run["printed"].splitlines() if re.match(rf"\[\d/4\] {cell}: ", line)]
         progress = [line for line in lines if ": step " in line]
         assert progress, lines
-        assert re.fullmatch(rf"\[\d/4\] {cell}: step \d+/{steps} \(\d+%\): \d+ tokens/s, ETA \d+s", progress[0])
+        assert re.fullmatch(rf"\[\d/4\] {cell}: epoch [12]/2: step [1-4]/4, cell \d+/{steps} \(\d+%\): \d+ tokens/s, "
+                            r"ETA \d+s", progress[0])
         assert lines.index(progress[0]) > 0 and lines[0].endswith(": started")  # printed while it ran
     client, runs = cell_runs(grid_run["uri"])
     for run in runs:
