@@ -243,7 +243,7 @@ class CellLines(ray.tune.Callback):
 
 
 def progress_text(figures: ProgressFigures, epochs: int = 0) -> str:
-    """`epoch 1/3: step 120/300, cell 120/900 (13%): 5432 tokens/s, ETA 12m05s` (ETA: training steps only).
+    """`epoch 1/3: step 120/300, cell 120/900 (13%): 5432 tokens/s, ETA 12m05s` (ETA: steps and validation left).
 
     The step in its epoch comes from the cell's `epochs` (each has total / epochs optimizer steps);
     without them (0), the cell's step alone: `step 120/900 (13%): ...`.
