@@ -169,6 +169,7 @@ class _CellState:
     train_loss: str = ""
     val: str = ""
     started: float = field(default_factory=time.monotonic)
+    epochs: int = 0  # the cell's epochs (its progress lines place a step in its epoch); 0: unknown
 
 
 class CellLines(ray.tune.Callback):
@@ -184,8 +185,10 @@ class CellLines(ray.tune.Callback):
         return f"[{self.order.get(name, '?')}/{len(self.order)}] {name}"
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        name = TrialPayload.from_tune(trial.config).name
+        payload = TrialPayload.from_tune(trial.config)
+        name = payload.name
         state = self.cells.setdefault(name, _CellState())
+        state.epochs = payload.config.optim.epochs if payload.config.kind != "tfidf" else 0
         self.console.stop_heartbeat()  # the cells' own lines show from now on that the run is alive
         if state.status != "RUNNING":  # a restarted trial is not a new start
             state.status, state.started = "RUNNING", time.monotonic()
@@ -208,7 +211,8 @@ class CellLines(ray.tune.Callback):
     def on_progress(self, name: str, report: CellReport) -> None:
         """A running cell's progress inside an epoch (raygrid.orchestration.progress_relay, every ~30 s)."""
         if self.cells.get(name, _CellState()).status == "RUNNING":
-            self.console.line(f"{self._tag(name)}: {progress_text(ProgressFigures.from_metrics(report.metrics))}")
+            figures = ProgressFigures.from_metrics(report.metrics)
+            self.console.line(f"{self._tag(name)}: {progress_text(figures, self.cells[name].epochs)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trial)
@@ -238,11 +242,20 @@ class CellLines(ray.tune.Callback):
         return ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def progress_text(figures: ProgressFigures) -> str:
-    """`step 120/900 (13%): 5432 tokens/s, ETA 12m05s` (ETA: training steps only)."""
+def progress_text(figures: ProgressFigures, epochs: int = 0) -> str:
+    """`epoch 1/3: step 120/300, cell 120/900 (13%): 5432 tokens/s, ETA 12m05s` (ETA: steps and validation left).
+
+    The step in its epoch comes from the cell's `epochs` (each has total / epochs optimizer steps);
+    without them (0), the cell's step alone: `step 120/900 (13%): ...`.
+    """
     share = figures.step / figures.total_steps if figures.total_steps else 0.0
-    return (f"step {figures.step}/{figures.total_steps} ({share:.0%}): {figures.tokens_per_s:.0f} tokens/s, "
-            f"ETA {duration(figures.eta_s)}")
+    where = f"step {figures.step}/{figures.total_steps} ({share:.0%})"
+    if epochs > 0 and figures.total_steps >= epochs:
+        per_epoch = figures.total_steps // epochs
+        epoch = min(max(figures.step - 1, 0) // per_epoch, epochs - 1)
+        where = (f"epoch {epoch + 1}/{epochs}: step {figures.step - epoch * per_epoch}/{per_epoch}, "
+                 f"cell {figures.step}/{figures.total_steps} ({share:.0%})")
+    return f"{where}: {figures.tokens_per_s:.0f} tokens/s, ETA {duration(figures.eta_s)}"
 
 
 def _number(value) -> str:

@@ -67,7 +67,7 @@ CELL_METRICS = (TEST_F1_MACRO, TEST_ACCURACY, TEST_LOSS, BEST_VAL_F1_MACRO, BEST
 PROGRESS_STEP = "progress_step"  # optimizer steps done in the cell (all epochs)
 PROGRESS_STEPS_TOTAL = "progress_steps_total"  # the cell's optimizer steps, all epochs
 PROGRESS_TOKENS_PER_S = "progress_tokens_per_s"  # real tokens per second of training so far (this run)
-PROGRESS_ETA_S = "progress_eta_s"  # mean step time so far x steps left (training only: no evaluation)
+PROGRESS_ETA_S = "progress_eta_s"  # mean step time so far x steps left + the validation passes still due
 PROGRESS_METRICS = (PROGRESS_STEP, PROGRESS_STEPS_TOTAL, PROGRESS_TOKENS_PER_S, PROGRESS_ETA_S)
 
 # --- the grid's parent run (raygrid.tracking), one value per `raygrid run` ----------------------

@@ -22,19 +22,20 @@ class ProgressFigures:
     step: int  # optimizer steps done in the cell (all epochs)
     total_steps: int  # the cell's optimizer steps, all epochs
     tokens_per_s: float  # real tokens per second of training so far
-    eta_s: float  # mean step time so far x steps left
+    eta_s: float  # mean step time so far x steps left, plus the validation passes still due
 
     @classmethod
-    def of(cls, step: int, total_steps: int, tokens: int, seconds: float) -> ProgressFigures:
+    def of(cls, step: int, total_steps: int, tokens: int, seconds: float, evaluation_s: float = 0.0) -> ProgressFigures:
         """The figures after `step` steps that took `seconds` of training and saw `tokens` real tokens.
 
-        ETA = mean step time so far x steps left: training only (evaluation, checkpoints and the
-        test split come on top), and the first steps (compilation, warm caches) weigh in the mean.
+        ETA = mean step time so far x steps left + `evaluation_s` (the validation passes still due, at
+        the time the ones so far took; 0 before the first). Checkpoints and the test split come on
+        top, and the first steps (compilation, warm caches) weigh in the mean.
         """
         seconds = max(seconds, 0.0)
         tokens_per_s = tokens / seconds if seconds > 0 else 0.0
         eta_s = seconds / step * max(0, total_steps - step) if step > 0 else 0.0
-        return cls(step, total_steps, tokens_per_s, eta_s)
+        return cls(step, total_steps, tokens_per_s, eta_s + max(evaluation_s, 0.0))
 
     def metrics(self) -> dict[str, float]:
         """Under metric_names' PROGRESS_METRICS (MLflow step metrics at step = `step`)."""
@@ -56,12 +57,12 @@ class ProgressThrottle:
         self.emit, self.interval_s, self.clock = emit, interval_s, clock
         self.last = clock()
 
-    def __call__(self, step: int, total_steps: int, tokens: int, seconds: float) -> None:
+    def __call__(self, step: int, total_steps: int, tokens: int, seconds: float, evaluation_s: float = 0.0) -> None:
         now = self.clock()
         if now - self.last < self.interval_s:
             return
         self.last = now
-        self.emit(ProgressFigures.of(step, total_steps, tokens, seconds))
+        self.emit(ProgressFigures.of(step, total_steps, tokens, seconds, evaluation_s))
 
 
 def duration(seconds: float) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import math
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -172,7 +173,8 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     passes on: the best-on-validation ones for classification, the last ones for MLM. Without a
     validation split (`loaders.validation` None: MLM only) epochs report no val_* metrics, the
     last epoch is the best, and the cell's loss is its `final_train_loss`. After each optimizer
-    step, `on_progress(step, total steps, real tokens, seconds of training)`, the cell's so far
+    step, `on_progress(step, total steps, real tokens, seconds of training, seconds of validation still
+    due)`, the cell's so far
     (raygrid.training.progress throttles it into progress reports).
     """
     optim = cfg.optim
@@ -198,11 +200,14 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
             if hook:
                 hook(progress.step)
 
+    evaluation_left = partial(_evaluation_left, progress, progress.epoch, optim.epochs, spent,
+                              loaders.validation is not None)
     for epoch in range(progress.epoch, optim.epochs):
         set_bottom_frozen(core, cfg.model.n_freeze, frozen=epoch < frozen_epochs(cfg.model.n_freeze, optim.epochs))
         objective.start_epoch(epoch, device)
         stats = train_epoch(model, objective, loaders.train(epoch), optimizer, scheduler, optim, device, step_hook,
-                            precision, _cell_progress(on_progress, progress, optim.epochs * loaders.steps_per_epoch))
+                            precision, _cell_progress(on_progress, progress, optim.epochs * loaders.steps_per_epoch,
+                                                      evaluation_left))
         train_loss = host_loss(stats["loss_sum"], stats["batches"], epoch, progress.step)  # checked: finite
         val = {}
         if loaders.validation is not None:
@@ -232,12 +237,23 @@ def fit(cfg: CellConfig, model: nn.Module, loaders: Loaders, objective, device: 
     return final
 
 
-def _cell_progress(on_progress, progress: Progress, total_steps: int) -> Callable[[int, float], None] | None:
-    """train_epoch's (epoch tokens, epoch seconds) -> on_progress(cell step, total steps, cell tokens, cell seconds)."""
+def _cell_progress(on_progress, progress: Progress, total_steps: int,
+                   evaluation_left: Callable[[], float]) -> Callable[[int, float], None] | None:
+    """train_epoch's (epoch tokens, epoch seconds) -> on_progress(cell step, total steps, cell tokens, cell seconds,
+    seconds of validation still due)."""
     if on_progress is None:
         return None
     return lambda tokens, seconds: on_progress(progress.step, total_steps, progress.train_tokens + tokens,
-                                               progress.train_seconds + seconds)
+                                               progress.train_seconds + seconds, evaluation_left())
+
+
+def _evaluation_left(progress: Progress, first_epoch: int, epochs: int, spent: dict, validates: bool) -> float:
+    """Seconds of validation still due in the cell: the epochs left (the running one included) at the mean
+    time of this run's validation passes so far (0 before the first, or without validation)."""
+    done = progress.epoch - first_epoch  # progress.epoch: the running epoch (it counts finished ones)
+    if not validates or done <= 0:
+        return 0.0
+    return (epochs - progress.epoch) * spent[M.EVAL_TIME_S] / done
 
 
 def _final_metrics(progress: Progress, test: dict | None, precision: str) -> dict:

@@ -100,7 +100,8 @@ def test_running_cells_print_their_progress_and_log_it_as_step_metrics(grid_run)
         lines = [line for line in grid_run["printed"].splitlines() if re.match(rf"\[\d/4\] {cell}: ", line)]
         progress = [line for line in lines if ": step " in line]
         assert progress, lines
-        assert re.fullmatch(rf"\[\d/4\] {cell}: step \d+/{steps} \(\d+%\): \d+ tokens/s, ETA \d+s", progress[0])
+        assert re.fullmatch(rf"\[\d/4\] {cell}: epoch [12]/2: step [1-4]/4, cell \d+/{steps} \(\d+%\): \d+ tokens/s, "
+                            r"ETA \d+s", progress[0])
         assert lines.index(progress[0]) > 0 and lines[0].endswith(": started")  # printed while it ran
     client, runs = cell_runs(grid_run["uri"])
     for run in runs:
@@ -175,12 +176,16 @@ def test_rerun_skips_finished_cells_and_keeps_history(grid_run, capsys):
 
 def test_two_workers_per_trial_fine_tune_with_frozen_layers_and_train_an_mlm_cell(ray_local, tiny_checkpoint, tmp_path):
     """DDP across 2 Train workers: N_freeze leaves layers without gradients for the first epoch; the
-    masked-LM wrapper (tuple outputs, head on masked positions only) trains and exports its weights."""
+    masked-LM wrapper (tuple outputs, head on masked positions only) trains and exports its weights;
+    accumulation over 2 micro-batches (the first under no_sync), and progress sent by rank 0 alone
+    (no rank waits on it)."""
     grid = tmp_path / "ddp.yaml"
     grid.write_text(tiny_grid_yaml(tiny_checkpoint, axes="  - model.n_freeze: [1]\n  - kind: [mlm]\n", name="ddp")
                     # 2 cells x 2 workers x 0.45 CPU: both trials at once on the 2 cores
-                    .replace("resources: {cpus_per_worker: 0.8}", "resources: {cpus_per_worker: 0.45, workers_per_trial: 2}"))
-    assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+                    .replace("resources: {cpus_per_worker: 0.8}", "resources: {cpus_per_worker: 0.45, workers_per_trial: 2}")
+                    .replace("batch_size: 8}", "batch_size: 8, grad_accum: 2}"))
+    with _environment(RAYGRID_PROGRESS_S="0.01"):
+        assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id], "tags.`raygrid.role` = 'cell'")
     runs = {r.data.tags["raygrid.cell"]: r for r in runs}
@@ -192,6 +197,8 @@ def test_two_workers_per_trial_fine_tune_with_frozen_layers_and_train_an_mlm_cel
     # the exported weights stay; their resume state went when the cell finished (resources.keep_checkpoints)
     assert (Path(exported) / "config.json").is_file() and not (Path(exported) / "state.pt").exists()
     assert mlm.data.tags["raygrid.weights_in"] != mlm.data.tags["raygrid.weights_out"]
+    for run in runs.values():
+        assert client.get_metric_history(run.info.run_id, "progress_step")
 
 
 def test_ray_data_tokenization_writes_the_same_cache(ray_local, tiny_checkpoint, tmp_path, capsys):

@@ -5,7 +5,7 @@ import sys
 import warnings
 from types import SimpleNamespace
 
-from raygrid.orchestration.console import CellLines, Console, Heartbeat, quiet_console
+from raygrid.orchestration.console import CellLines, Console, Heartbeat, progress_text, quiet_console
 from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.config import CellConfig, Resources
@@ -128,8 +128,16 @@ def test_a_running_cell_prints_its_progress_between_start_and_end():
     lines.on_progress("a", report)
     lines.on_trial_complete(0, [], trial("a"))
     lines.on_progress("a", report)  # a late report after the end: nothing
-    assert console.lines[1] == "[1/2] a: step 120/900 (13%): 5432 tokens/s, ETA 12m05s"
+    # trial("a") has 2 epochs: 450 steps each
+    assert console.lines[1] == "[1/2] a: epoch 1/2: step 120/450, cell 120/900 (13%): 5432 tokens/s, ETA 12m05s"
     assert len(console.lines) == 3 and "finished" in console.lines[2]
+
+
+def test_a_progress_line_places_the_step_in_its_epoch():
+    at = [ProgressFigures(step=s, total_steps=900, tokens_per_s=10.0, eta_s=60.0) for s in (1, 300, 301, 900)]
+    assert [progress_text(f, epochs=3).split(":")[0] for f in at] == ["epoch 1/3", "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert progress_text(at[2], epochs=3) == "epoch 2/3: step 1/300, cell 301/900 (33%): 10 tokens/s, ETA 1m00s"
+    assert progress_text(at[2]) == "step 301/900 (33%): 10 tokens/s, ETA 1m00s"  # epochs unknown: the cell's step
 
 
 def test_the_heartbeat_says_what_the_run_does_until_stopped_and_not_after():

@@ -72,6 +72,15 @@ def test_fit_calls_the_hook_after_every_step_with_the_cells_running_totals(tiny_
     assert seconds == sorted(seconds)
     # at the last step the running totals are the cell's: its tokens/s figure is the final one
     assert tokens[-1] / seconds[-1] == pytest.approx(finals[0][M.TOKENS_PER_S], rel=0.05)
+    # validation still due: none known in the first epoch; in the second, its own pass at the first one's time
+    first, second = calls[:loaders.steps_per_epoch], calls[loaders.steps_per_epoch:]
+    assert {c[4] for c in first} == {0.0} and len({c[4] for c in second}) == 1 and second[0][4] > 0
+    assert second[0][4] <= finals[0][M.EVAL_TIME_S]  # (the final figure adds the second pass and the test split)
+
+
+def test_the_eta_adds_the_validation_still_due():
+    assert ProgressFigures.of(30, 120, 60_000, 15.0, evaluation_s=20.0).eta_s == 90 * 0.5 + 20.0
+    assert ProgressFigures.of(120, 120, 10, 2.0, evaluation_s=3.0).eta_s == 3.0  # steps done, last validation due
 
 
 def test_the_reports_tables_leave_the_progress_metrics_out():
