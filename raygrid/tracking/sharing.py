@@ -65,6 +65,8 @@ class SharedStore:
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def _owned_by_other_live(self, run) -> bool:
+        if run.info.status != "RUNNING":  # an ended run is nobody's, whatever process wrote it (main() twice in one)
+            return False
         owner = Owner.from_tags(run.data.tags)
         if owner is None or (self.owner is not None and owner.run == self.owner.run):
             return False
