@@ -21,7 +21,7 @@ def dataset_label(cell) -> str:
 
 def data_summary(cell) -> str:
     """`hyperpartisan/bypublisher split=study text=study max_len=4096` (TF-IDF: no max_len); a corpus shows
-    its rule and layout instead of a split: `wikipedia corpus=study layout=document short=450000x128 no-validation`."""
+    its rule and layout instead of a split: `wikipedia corpus=study no-validation layout=document short=450000x128 unshuffled`."""
     data = cell.config.data
     parts = [dataset_label(cell)]
     if data.dataset in ("wikipedia", "wikitext"):
@@ -33,7 +33,8 @@ def data_summary(cell) -> str:
     if cell.config.kind == "mlm":
         parts.append(f"layout={data.mlm_layout}")
         parts += [f"short={data.short_rows}x{data.short_len}"] * bool(data.short_rows)
-    if cell.config.kind != "tfidf":  # TF-IDF reads whole texts
+    if cell.config.kind != "tfidf":  # TF-IDF reads whole texts (and has no batch order)
+        parts += ["unshuffled"] * (not data.shuffle)  # data.shuffle: false, training batches in cache order
         parts.append(f"max_len={data.max_len}")
     return " ".join(parts)
 

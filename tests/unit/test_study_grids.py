@@ -130,7 +130,8 @@ def test_plan_shows_the_split_and_lsh_rules_of_each_stage(capsys):
     out = capsys.readouterr().out
     assert ("data     task_mlm: imdb split=study text=study layout=document max_len=512 | hyperpartisan/bypublisher "
             "split=study text=study layout=document max_len=4096") in out
-    assert "data     wiki_mlm: wikipedia corpus=study no-validation layout=document short=450000x128 max_len=512" in out
+    assert ("data     wiki_mlm: wikipedia corpus=study no-validation layout=document short=450000x128 unshuffled "
+            "max_len=512") in out  # the study's Wikipedia stage trains in corpus order
     assert ("lsh      wiki_mlm: qk=shared window=-1..+1 self=masked rounds=mean mask_within_chunks=False "
             "buckets=max_len/chunk (4 cells)") in out
     assert "optim    task_mlm: imdb epochs=15 lr=0.0002 batch=64 accum=1 | hyperpartisan/bypublisher epochs=6 " in out
