@@ -3,9 +3,9 @@
 The documents are tokenized through the cell's own path (raygrid.data.cache, truncated at
 max_len), then the batches of `epochs` epochs are planned exactly as a trial's stream batches them
 (raygrid.data.stream_batches: length-sorted within bounded windows) and each batch is padded to its
-longest row rounded up to 8 (raygrid.data.batching). With N workers, rank 0 batches its shard: a
-1/N share of the training split (Ray deals the cache's rows out in blocks). No model runs: the
-ratio is a property of lengths and batch order only.
+longest row rounded up to 8 (raygrid.data.batching). With N workers, the batches of all ranks
+together (each rank keeps every N-th batch of the same window plans). No model runs: the ratio is
+a property of lengths and batch order only.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ EPOCHS = 3  # ratios averaged over this many epochs' orders (they differ by < 1 
 
 def padding_ratios(lengths: np.ndarray, batch_size: int, world_size: int = 1, seed: int = 0,
                    epochs: int = EPOCHS) -> dict[str, float]:
-    """Mean padding ratio over `epochs` of random and of length-grouped batches (rank 0's share)."""
-    out, shard = {}, np.asarray(lengths)[:len(lengths) // world_size]
+    """Mean padding ratio over `epochs` of random and of length-grouped batches (all ranks' batches)."""
+    out, lengths = {}, np.asarray(lengths)
     for label, grouped in (("random", False), ("grouped", True)):
-        ratios = [padding_ratio(shard, epoch_plan(shard, batch_size, seed, e, grouped)) for e in range(epochs)]
+        ratios = [padding_ratio(lengths, epoch_plan(lengths, batch_size, seed, e, grouped, rank=None,
+                                                    world_size=world_size)) for e in range(epochs)]
         out[label] = float(np.mean(ratios))
     return out
 

@@ -12,8 +12,13 @@ boundary replays the same batches. Rows never move between windows, which is why
 classification training rows in a seeded random order (raygrid.data.splits) rather than the
 source's (often label-sorted) order.
 
-Data parallelism: each rank streams its own shard and batches it alone with the per-rank batch
-size; equal shards (Ray's `streaming_split(equal=True)`) give every rank the same batch count.
+Data parallelism: every rank streams the whole split and plans every window alike (windows of
+`window_batches` rounds of `world_size` batches), then keeps every `world_size`-th batch of the
+plan from its rank on. So the batches of all ranks together are exactly the one-worker plan at the
+global batch size: padding does not grow with the worker count (a rank sorting only its own 1/N
+of the rows pads more: Hyperpartisan 4096 / 8 on 4 workers 1.17x instead of 1.04x), the order is a
+function of (seed, epoch) alone, and every rank runs the same number of steps. The price is that
+every rank reads the whole split (bytes, never memory: one window at a time).
 """
 from __future__ import annotations
 
@@ -30,18 +35,38 @@ WINDOW_BATCHES = 50
 
 def train_batches(stream: Iterable[pa.RecordBatch], batch_size: int, seed: int, epoch: int,
                   group_by_length: bool = True, shuffle: bool = True, window_batches: int = WINDOW_BATCHES,
-                  total_rows: int | None = None) -> Iterator[dict]:
-    """One epoch of training batches ({"input_ids": [row arrays], "label"?: array}) over `stream`.
+                  total_rows: int | None = None, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+    """One epoch of rank `rank`'s training batches ({"input_ids": [row arrays], "label"?: array}) over
+    `stream`, the whole split (every rank reads all of it and keeps its batches).
 
     shuffle=False: consecutive rows in stream order (the study's unshuffled Wikipedia stage).
     group_by_length=False: plain batches in a seeded random order within each window.
     total_rows: the stream's row count when known (meta.json), to cut it into equal windows.
     """
-    rows = window_rows(batch_size, window_batches, total_rows) if shuffle else batch_size
+    rows = _window_size(batch_size, window_batches, total_rows, shuffle, world_size)
     for index, window in enumerate(windows(stream, rows)):
         lengths = row_lengths(window) if group_by_length and shuffle else np.zeros(window.num_rows, np.int64)
-        for picked in window_plan(lengths, batch_size, seed, epoch, index, group_by_length, shuffle):
+        plan = window_plan(lengths, batch_size, seed, epoch, index, group_by_length, shuffle, world_size)
+        for picked in plan[rank::world_size]:
             yield _batch(window, picked)
+
+
+def _window_size(batch_size: int, window_batches: int, total_rows: int | None, shuffle: bool, world_size: int) -> int:
+    """Rows per window: whole rounds of world_size batches (one round when unshuffled)."""
+    if not shuffle:
+        return batch_size * world_size
+    return window_rows(batch_size * world_size, window_batches, total_rows)
+
+
+def rank_batches(total_rows: int, batch_size: int, world_size: int = 1, shuffle: bool = True,
+                 window_batches: int = WINDOW_BATCHES) -> int:
+    """How many batches each rank gets in one epoch of `total_rows` rows (the same for every rank)."""
+    rows = _window_size(batch_size, window_batches, total_rows, shuffle, world_size)
+    count = 0
+    for start in range(0, total_rows, rows):
+        size = min(rows, total_rows - start)
+        count += size // (batch_size * world_size) + (size % (batch_size * world_size) >= world_size)
+    return count
 
 
 def window_rows(batch_size: int, window_batches: int, total_rows: int | None = None) -> int:
@@ -57,33 +82,48 @@ def window_rows(batch_size: int, window_batches: int, total_rows: int | None = N
 
 
 def window_plan(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, index: int,
-                group_by_length: bool = True, shuffle: bool = True) -> list[np.ndarray]:
-    """Row positions of window `index`'s batches (rows 0..len(lengths)-1 of the window), in order."""
+                group_by_length: bool = True, shuffle: bool = True, world_size: int = 1) -> list[np.ndarray]:
+    """Row positions of window `index`'s batches (rows 0..len(lengths)-1 of the window), in order,
+    for all ranks: batch i goes to rank i % world_size, and the count is a multiple of world_size."""
     if not shuffle:
-        order = np.arange(len(lengths))
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return _cut(np.arange(len(lengths)), batch_size, world_size)
     rng = np.random.default_rng([seed, epoch, index])  # one stream per window: replayable alone
     order = rng.permutation(len(lengths))
     if group_by_length:
         order = order[np.argsort(-lengths[order], kind="stable")]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = _cut(order, batch_size, world_size)
     if group_by_length:
         rng.shuffle(batches)
-        if index == 0:  # the longest batch first, as HF Trainer: an out-of-memory shows at step 1
-            longest = max(range(len(batches)), key=lambda i: int(lengths[batches[i]].max()))
-            batches.insert(0, batches.pop(longest))
+        if index == 0 and batches:  # the longest batches first, as HF Trainer: an out-of-memory shows at step 1
+            first = sorted(range(len(batches)), key=lambda i: -int(lengths[batches[i]].max()))[:world_size]
+            batches = [batches[i] for i in first] + [b for i, b in enumerate(batches) if i not in first]
     return batches
 
 
+def _cut(order: np.ndarray, batch_size: int, world_size: int) -> list[np.ndarray]:
+    """`order` in batches of batch_size, then the rows short of a whole round of world_size
+    batches cut into world_size near-equal batches, so every rank gets as many. Fewer such rows
+    than ranks (at most world_size - 1 per epoch, in the last window) are left out."""
+    whole = len(order) // (batch_size * world_size) * batch_size * world_size
+    batches = [order[i:i + batch_size] for i in range(0, whole, batch_size)]
+    tail = order[whole:]
+    if world_size == 1:
+        return batches + ([tail] if len(tail) else [])
+    return batches + (np.array_split(tail, world_size) if len(tail) >= world_size else [])
+
+
 def epoch_plan(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group_by_length: bool = True,
-               shuffle: bool = True, window_batches: int = WINDOW_BATCHES) -> list[np.ndarray]:
-    """The row numbers `train_batches` puts in each batch of a stream with these row lengths
-    (`raygrid bench padding` and the tests: the plan without the token ids)."""
-    rows = window_rows(batch_size, window_batches, len(lengths)) if shuffle else batch_size
+               shuffle: bool = True, window_batches: int = WINDOW_BATCHES, rank: int | None = 0,
+               world_size: int = 1) -> list[np.ndarray]:
+    """The row numbers `train_batches` puts in each of rank `rank`'s batches of a stream with these
+    row lengths (rank None: every rank's batches) (`raygrid bench padding` and the tests: the plan
+    without the token ids)."""
+    rows = _window_size(batch_size, window_batches, len(lengths), shuffle, world_size)
     plan = []
     for index, start in enumerate(range(0, len(lengths), rows)):
         window = np.asarray(lengths[start:start + rows])
-        plan += [start + b for b in window_plan(window, batch_size, seed, epoch, index, group_by_length, shuffle)]
+        batches = window_plan(window, batch_size, seed, epoch, index, group_by_length, shuffle, world_size)
+        plan += [start + b for b in (batches if rank is None else batches[rank::world_size])]
     return plan
 
 

@@ -123,3 +123,49 @@ def test_a_known_length_is_cut_into_even_windows_of_whole_batches():
 def test_padding_ratio_counts_each_batch_padded_to_its_longest_row_rounded_to_8():
     lengths = np.array([10, 3, 16, 16])
     assert padding_ratio(lengths, [np.array([0, 1]), np.array([2, 3])]) == (2 * 16 + 2 * 16) / 45
+
+
+def rank_rows(world, seed=3, epoch=1, chunk=37, **kw):
+    return [rows_of(train_batches(stream(table(), chunk), 16, seed, epoch, total_rows=len(LENGTHS), rank=r,
+                                  world_size=world, **kw)) for r in range(world)]
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_ranks_share_every_window_equally_and_together_take_every_row_once(world, shuffle):
+    ranks = rank_rows(world, shuffle=shuffle)
+    counts = {len(batches) for batches in ranks}
+    assert counts == {stream_batches.rank_batches(len(LENGTHS), 16, world, shuffle)}  # the same steps on every rank
+    taken = sorted(r for batches in ranks for b in batches for r in b)
+    assert len(set(taken)) == len(taken) and len(LENGTHS) - len(taken) < world  # at most world - 1 left out
+    assert all(0 < len(b) <= 16 for batches in ranks for b in batches)
+    if not shuffle:  # consecutive rows dealt round-robin: rank r takes rows [16 (r + k world), ...)
+        assert ranks[1][0] == list(range(16, 32)) and ranks[0][1] == list(range(16 * world, 16 * world + 16))
+
+
+def test_a_ranks_batches_depend_on_seed_and_epoch_only():
+    first = rank_rows(4)
+    assert first == rank_rows(4, chunk=250)  # however the stream's Arrow batches are cut
+    assert first != rank_rows(4, epoch=2) and first != rank_rows(4, seed=4)
+
+
+def test_several_ranks_pad_no_more_than_one_worker_with_their_batch_size():
+    one = stream_batches.epoch_plan(LENGTHS, 4, 0, 0)
+    four = stream_batches.epoch_plan(LENGTHS, 4, 0, 0, rank=None, world_size=4)
+    shard_alone = stream_batches.epoch_plan(LENGTHS[:len(LENGTHS) // 4], 4, 0, 0)  # what a rank sorting its own rows gets
+    assert padding_ratio(LENGTHS, four) < padding_ratio(LENGTHS[:len(LENGTHS) // 4], shard_alone)
+    assert padding_ratio(LENGTHS, four) <= padding_ratio(LENGTHS, one) + 0.005
+
+
+def test_every_ranks_first_batch_is_one_of_the_longest():
+    plan = stream_batches.epoch_plan(LENGTHS, 16, 0, 0, rank=None, world_size=4)
+    tops = sorted((int(LENGTHS[b].max()) for b in plan), reverse=True)[:4]
+    assert sorted(int(LENGTHS[b].max()) for b in plan[:4]) == sorted(tops)
+
+
+@pytest.mark.parametrize("rows, batch, world", [(1, 8, 2), (7, 4, 4), (33, 4, 4), (516, 8, 4), (22_500, 64, 8)])
+def test_rank_batches_counts_what_the_plan_deals(rows, batch, world):
+    lengths = np.arange(rows) % 97 + 1
+    for shuffle in (True, False):
+        plan = stream_batches.epoch_plan(lengths, batch, 0, 0, shuffle=shuffle, rank=None, world_size=world)
+        assert len(plan) == world * stream_batches.rank_batches(rows, batch, world, shuffle)
