@@ -28,6 +28,7 @@ from raygrid.training.reports import PROGRESS, CellReport
 INBOX = "raygrid-progress"  # named in the run's own Ray namespace: its trials' workers find it, no one else
 INTERVAL_ENV = "RAYGRID_PROGRESS_S"  # seconds between a cell's progress lines (tests shrink it)
 POLL_S = 1.0  # how often the driver drains the inbox (at most)
+_HELD: dict = {}  # this process's handles on the inbox in its current Ray job, across Tuners (see ProgressRelay.setup)
 
 
 @ray.remote(num_cpus=0)
@@ -98,6 +99,15 @@ class ProgressRelay(ray.tune.Callback):
     def setup(self, **info):
         # Not detached: it ends with this run's Ray job. A second Tuner (the next stage) reuses it.
         self._inbox = _Inbox.options(name=INBOX, get_if_exists=True).remote(self.interval_s)
+        # Held by the process for its Ray job: a non-detached actor dies when its creator's handle
+        # goes (a handle found by name does not keep it), and the Tuner drops its callbacks when it
+        # ends, so the next stage's get_if_exists found a dying inbox and its reset failed
+        # (ActorDiedError) when stages followed each other quickly.
+        job = ray.get_runtime_context().get_job_id()
+        if _HELD.get("job") != job:
+            _HELD.clear()
+            _HELD.update(job=job, handles=[])
+        _HELD["handles"].append(self._inbox)
         ray.get(self._inbox.reset.remote(self.interval_s))  # before any trial starts and asks for it
 
     def on_step_end(self, iteration, trials, **info):
