@@ -31,6 +31,41 @@ def check_storage(grid: Grid, pending: list[Cell], storage: str | None) -> None:
                         f"give --storage s3://... (or a path mounted on every node)")
 
 
+PROBE_TIMEOUT_S = 60
+
+
+def check_cache_on_every_node(grid: Grid, folders: list[str]) -> None:
+    """Trials read the cache where it lives: on several nodes a local cache folder must be one every
+    node sees (a shared mount). Each live node is asked (a zero-CPU task pinned to it) whether it
+    finds each entry; a node that does not is refused now, in one line, rather than as failed cells.
+    Nodes an autoscaler adds later are not asked: a worker there names the problem itself."""
+    local = sorted({folder for folder in folders if "://" not in folder})
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if not local or len(nodes) < 2:
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(_missing_entries)
+    answers = {node["NodeManagerAddress"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node["NodeID"], soft=False)).remote(local) for node in nodes}
+    for address, answer in answers.items():
+        try:
+            missing = ray.get(answer, timeout=PROBE_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:  # a node too busy or going away: its workers will say it
+            ray.cancel(answer, force=True)
+            continue
+        if missing:
+            raise GridError(f"{grid.path}: cache entry {missing[0]} is not on node {address}: with {len(nodes)} Ray "
+                            f"nodes the cache must be on storage every node reads; give --cache-dir s3://... "
+                            f"(or a path mounted on every node)")
+
+
+def _missing_entries(folders: list[str]) -> list[str]:
+    import os
+
+    return [folder for folder in folders if not os.path.isfile(os.path.join(folder, "meta.json"))]
+
+
 def use_gpu(res: Resources, shapes: list[NodeShape]) -> bool:
     """`auto`: GPUs when the cluster has or can add a GPU node (an autoscaler may start with none)."""
     if res.use_gpu != "auto":

@@ -1,8 +1,9 @@
 """One grid cell on Ray: the Tune trial function (Train driver) and the Train worker loop.
 
 Shape (Ray 2.60, Train V2): the Tune trial runs `train_driver`, which builds a TorchTrainer; its
-workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which Ray Data
-delivers to each worker and raygrid.training.loaders batches (length-grouped within bounded windows). Metrics flow worker ->
+workers run `train_worker` -> `train_loop.fit` on the cached tokenized splits, which each worker
+streams from the cache itself (a folder every node sees, or a storage URI) and
+raygrid.training.loaders batches (length-grouped within bounded windows). Metrics flow worker ->
 ray.train.report -> TuneReportCallback -> Tune. Like every module of raygrid.orchestration (the only
 package that imports ray), it is started by raygrid.orchestration.launch (via .tuner).
 """
@@ -15,7 +16,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import pyarrow as pa
 import ray
 import ray.train
 import ray.tune
@@ -23,7 +23,8 @@ import torch
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from raygrid.spec.config import CellConfig, Resources
+from raygrid.spec.config import CellConfig
+from raygrid.spec.redact import redact
 from raygrid.data.cache import PreparedData, tokenizer_location
 from raygrid.training import metric_names as M
 from raygrid.training.cell_model import build_cell_model
@@ -33,7 +34,7 @@ from raygrid.orchestration.progress_relay import progress_sender
 from raygrid.orchestration.prune import prune_finished_run
 from raygrid.orchestration.resume import train_run_name
 from raygrid.training.loaders import stream_loaders
-from raygrid.training.reports import EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
+from raygrid.training.reports import DATA_FROM, EPOCH, FINAL, NODE_ID, WEIGHTS_IN, WEIGHTS_OUT, CellReport
 from raygrid.training.train_loop import Loaders, fit
 
 # --- Train worker ------------------------------------------------------------------------------
@@ -44,7 +45,7 @@ def train_worker(config: dict) -> None:
     started_at = time.time()  # against the driver's clock: how long the worker group took to start
     payload = TrialPayload.from_tune(config)
     cfg = payload.config
-    data = PreparedData.load(payload.data_dir)
+    data = _cache_entry(payload.data_dir)
     context = ray.train.get_context()
     cpus = payload.resources.cpus_per_worker
     torch.set_num_threads(max(1, round(cpus)))  # no oversubscription of cores
@@ -71,7 +72,8 @@ def train_worker(config: dict) -> None:
     exporter = partial(_export, model, tokenizer_location(cfg.model)) if cfg.kind == "mlm" else None
     # The node is recorded on the cell's run: which machine ran it, when a result needs explaining.
     node = ray.get_runtime_context().get_node_id()
-    report = _Reporter(context.get_world_rank(), exporter, {WEIGHTS_IN: weights_in, NODE_ID: node, **timings})
+    report = _Reporter(context.get_world_rank(), exporter,
+                       {WEIGHTS_IN: weights_in, NODE_ID: node, DATA_FROM: redact(data.folder), **timings})
     # In-epoch progress: rank 0 alone, out of band (ray.train.report is collective: see progress_relay).
     on_progress = progress_sender(payload.name) if context.get_world_rank() == 0 else None
     fit(cfg, model, loaders, objective, device, report, resume,  # redraws: fit asks the model's bound attention
@@ -96,25 +98,33 @@ def _export(model, tokenizer: str, folder: Path) -> str:
     return weights_fingerprint(getattr(model, "module", model).encoder)
 
 
+def _cache_entry(folder: str) -> PreparedData:
+    """The cell's cache entry, read by this worker from where it lives; a clear error when this node cannot see it."""
+    try:
+        return PreparedData.load(folder)
+    except (FileNotFoundError, OSError) as err:
+        node = ray.util.get_node_ip_address()
+        raise RuntimeError(f"cache entry {folder} is not readable on node {node} ({type(err).__name__}): trials "
+                           f"read the cache where it lives; give --cache-dir on storage every node reads "
+                           f"(s3://..., gs://..., or a path mounted on every node)") from None
+
+
 def _loaders(cfg: CellConfig, data: PreparedData, rank: int, world_size: int, device: torch.device) -> Loaders:
-    """Batches of this worker's rows, batched as a stream by raygrid.training.loaders.
+    """This worker's batches, streamed from the cache's Parquet files by raygrid.training.loaders.
 
-    Ray Data still delivers each whole split to every worker (the lazy Parquet stream is not yet
-    green in the integration tests; see issue #20): the worker keeps an equal contiguous share of
-    the training split (the same row count on every rank) and every validation/test row.
+    Each epoch every rank streams the whole training split, one row group at a time, plans every
+    window as all ranks do and keeps its own batches (raygrid.data.stream_batches); it streams
+    validation and test whole. Nothing passes through the driver or the object store, and no
+    process holds more than a window of rows.
+
+    Why not Ray Data's `streaming_split`: it deals blocks to ranks as they ask, so a rank's rows
+    (and so its batches) are not a function of (seed, epoch) and a resumed cell would not replay
+    its order; each rank would sort only its own rows (padding 1.17x instead of 1.04x on
+    Hyperpartisan 4096 / 8 with 4 workers); and its read tasks need CPUs the training workers hold
+    (a whole-CPU listing task starved a grid under test).
     """
-    tables = {split: _read_shard(split) for split in data.splits}
-    share = tables["train"].num_rows // world_size
-    tables["train"] = tables["train"].slice(rank * share, share)
-    rows = {split: table.num_rows for split, table in tables.items()}
-    return stream_loaders(cfg, lambda split: tables[split].to_batches(), rows, data.meta["pad_token_id"],
+    return stream_loaders(cfg, data.stream_split, data.split_rows, data.meta["pad_token_id"], rank, world_size,
                           pin_memory=device.type == "cuda")
-
-
-def _read_shard(split: str) -> pa.Table:
-    """This worker's copy of a split, rows in the cache's order (the DataConfig preserves order)."""
-    blocks = list(ray.train.get_dataset_shard(split).iter_batches(batch_size=None, batch_format="pyarrow"))
-    return pa.concat_tables(blocks)
 
 
 class _Reporter:
@@ -162,20 +172,13 @@ def _load_checkpoint(checkpoint) -> dict | None:
 # --- Tune trial = Train driver -----------------------------------------------------------------
 
 
-def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]]) -> None:
-    """One Tune trial: a TorchTrainer for one cell, with Ray Data streaming its cached splits.
-
-    `datasets` ({cache folder: {split: Dataset}}, built once by raygrid.orchestration.tuner) share one
-    copy of each table in the object store among all trials. The trial makes no Dataset of its own:
-    that would start a whole-CPU task, which can starve on a full cluster (see tuner._shared_datasets).
-    """
+def train_driver(config: dict) -> None:
+    """One Tune trial: a TorchTrainer for one cell, whose workers stream the cell's cached splits
+    from the cache themselves (see _loaders): the trial reads no data."""
     payload = TrialPayload.from_tune(config)
     if payload.config.kind == "tfidf":
         return _tfidf_cell(payload.config)
     res = payload.resources
-    data = PreparedData.load(payload.data_dir)
-    # Tune's trial table is the progress view; per-operator Data bars from every trial drown it.
-    ray.data.DataContext.get_current().enable_progress_bars = False
     payload = payload.model_copy(update={"driver_started": time.time()})  # workers time their group's start from here
     # Train's controller polls its workers every 2 s by default, so it sees each report and the end
     # of the run up to 2 s late: the trial ends ~1 s later on average, and a short cell pays it at
@@ -196,9 +199,6 @@ def train_driver(config: dict, datasets: dict[str, dict[str, ray.data.Dataset]])
             storage_path=payload.storage_path, callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
-        datasets=datasets[data.folder],
-        # No split: each worker receives every split whole and keeps its share (see _loaders).
-        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=_data_options(res)),
     )
     result = trainer.fit()
     if not res.keep_checkpoints:  # finished: resume state is dead weight (raygrid.orchestration.prune)
@@ -220,18 +220,3 @@ def _tfidf_cell(cfg: CellConfig) -> None:
     ray.tune.report(CellReport(EPOCH, epoch, step=0).to_wire())
     final = {**scores, M.BEST_VAL_F1_MACRO: scores[M.VAL_F1_MACRO], M.PEAK_GPU_MEM_MB: 0.0}
     ray.tune.report(CellReport.of(FINAL, final).to_wire())
-
-
-def _data_options(res: Resources) -> ray.data.ExecutionOptions:
-    """A fixed CPU budget (`resources.data_cpus`) for this trial's Data pipeline.
-
-    By default Ray Data's budget is "cluster minus training resources"; with every trial's
-    workers placed that can round down to less than one task, and the pipeline stalls forever
-    (seen on 2 cores with two trials). Streaming the cached tables is light, so a fixed budget is
-    both safe and enough; the tasks still only run on CPUs that are free. Nothing is excluded from
-    the budget: that is Ray 2.60's default, so the deprecated `exclude_resources` is not passed.
-    """
-    # preserve_order: batching windows are cut from the stream in the cache's row order, so one
-    # worker's batches are the same every run (with several workers, Ray deals blocks to ranks).
-    return ray.data.ExecutionOptions(resource_limits=ray.data.ExecutionResources(cpu=res.data_cpus),
-                                     preserve_order=True)

@@ -18,9 +18,10 @@ from raygrid.orchestration.payload import TrialPayload
 from raygrid.orchestration.summary import RunSummary
 from raygrid.spec.grid import Cell
 from raygrid.training.metric_names import DATA_SKIPPED_ROWS
-from raygrid.training.reports import CHECKPOINT_PATH, FINAL, NODE_ID, PRECISION, WEIGHTS_IN, WEIGHTS_OUT, CellReport
+from raygrid.training.reports import (CHECKPOINT_PATH, DATA_FROM, FINAL, NODE_ID, PRECISION, WEIGHTS_IN, WEIGHTS_OUT,
+                                     CellReport)
 from raygrid.tracking.runs import (TAG_CHECKPOINT, TAG_INIT_CELL, TAG_INIT_CHECKPOINT, TAG_INIT_GRID, TAG_INIT_RUN,
-                                   TAG_NODE, TAG_PRECISION, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
+                                   TAG_DATA_FROM, TAG_NODE, TAG_PRECISION, TAG_STAGE, TAG_WEIGHTS_IN, TAG_WEIGHTS_OUT, GridTracker)
 
 
 class MlflowCells(ray.tune.Callback):
@@ -67,7 +68,8 @@ class MlflowCells(ray.tune.Callback):
         run_id = self.run_ids[name]
         self.tracker.log_metrics(run_id, report.metrics, step=0)
         tags = {TAG_WEIGHTS_IN: report.tags.get(WEIGHTS_IN), TAG_WEIGHTS_OUT: report.tags.get(WEIGHTS_OUT),
-                TAG_NODE: report.tags.get(NODE_ID), TAG_PRECISION: report.tags.get(PRECISION)}
+                TAG_NODE: report.tags.get(NODE_ID), TAG_DATA_FROM: report.tags.get(DATA_FROM),
+                TAG_PRECISION: report.tags.get(PRECISION)}
         if report.tags.get(WEIGHTS_OUT) and report.tags.get(CHECKPOINT_PATH):
             tags[TAG_CHECKPOINT] = storage_uri(payload.storage_path, report.tags[CHECKPOINT_PATH])
         self.tracker.set_tags(run_id, {k: v for k, v in tags.items() if v})

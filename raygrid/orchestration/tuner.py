@@ -1,9 +1,10 @@
-"""One Ray Tune Tuner per stage: the trials' payloads, the shared Datasets, and the Tuner itself."""
+"""One Ray Tune Tuner per stage: the trials' payloads and the Tuner itself (trials read their data from the cache)."""
 from __future__ import annotations
 
 import os
 import re
 
+import pyarrow as pa
 import ray
 import ray.tune
 
@@ -41,10 +42,9 @@ def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], pr
     # In-epoch progress, beside Tune's results; first, so a cell's waiting progress is delivered before its results.
     callbacks.insert(0, ProgressRelay(callbacks[:]))
     experiment = grid.name if cells[0].stage is None else f"{grid.name}-{cells[0].stage}"
-    entries = {prepared[cell.name].folder: prepared[cell.name] for cell in cells if cell.name in prepared}
-    datasets = _shared_datasets(entries)
+    _pin_cluster_helpers()
     tuner = ray.tune.Tuner(
-        ray.tune.with_resources(ray.tune.with_parameters(train_driver, datasets=datasets), {"CPU": DRIVER_CPUS}),
+        ray.tune.with_resources(train_driver, {"CPU": DRIVER_CPUS}),
         param_space={PARAM_KEY: ray.tune.grid_search([payload.to_tune() for payload in payloads])},
         tune_config=ray.tune.TuneConfig(
             max_concurrent_trials=concurrent_trials(grid.spec.resources, cells, shapes),
@@ -66,33 +66,17 @@ def run_cells(grid: Grid, cells: list[Cell], links: dict[str, ParentWeights], pr
             console.line(line)
 
 
-def _shared_datasets(entries: dict[str, PreparedData]) -> dict[str, dict[str, ray.data.Dataset]]:
-    """{cache folder: {split: Dataset}}, built here, once, and handed to every trial of the Tuner.
+def _pin_cluster_helpers() -> None:
+    """Start Ray Data's cluster-wide helper actors here, on the driver's node, before any trial.
 
-    Each cached table sits once in the object store, shared by all trials (nine Wikipedia-MLM
-    variants would otherwise hold nine copies of ~2 GB); it is freed when the stage ends.
-    Built here and not in the trials: making a Dataset from tables runs a metadata task that asks
-    for a whole CPU. Inside a trial that task can wait forever: on 1-CPU autoscaled nodes, each
-    holding a trial driver's 0.01 CPU, no node ever has a whole CPU free (seen in `ray status` as
-    `{'CPU': 1.0}: 2+ pending tasks`). Here no trial is placed yet, so the task always runs.
+    Ray Train's controller asks Ray Data's AutoscalingCoordinator for resources; that detached actor
+    (like Ray Data's stats actors) starts on the node of whichever process first needs it and lives
+    as long as the cluster. Left to a trial, that is an autoscaled worker node, which then never
+    goes idle and is never scaled down (seen: one of two added nodes still up 2 min after the grid
+    finished). Executing a one-row Dataset here creates them on this node; it runs no task, so it
+    also works on a head with no CPU.
     """
-    datasets = {folder: {split: ray.data.from_arrow(entry.read_split(split)) for split in entry.splits}
-                for folder, entry in entries.items()}
-    first = next((ds for splits in datasets.values() for ds in splits.values()), None)
-    if first is not None:
-        _pin_ray_data_actors(first)
-    return datasets
-
-
-def _pin_ray_data_actors(ds: ray.data.Dataset) -> None:
-    """Run Ray Data once here, so its cluster-wide helper actors start on this (the driver's) node.
-
-    Ray Data starts detached helper actors (stats, usage, autoscaling coordinator) on the node of
-    whichever process first executes a Dataset, and they live as long as the cluster. Left to the
-    Train workers, that is an autoscaled worker node, which then never goes idle and is never
-    scaled down (seen: one of two added nodes still up minutes after the grid finished).
-    """
-    for _ in ds.iter_batches(batch_size=1, batch_format="pyarrow"):
+    for _ in ray.data.from_arrow(pa.table({"pin": [0]})).iter_batches(batch_size=1, batch_format="pyarrow"):
         break
 
 

@@ -285,7 +285,9 @@ class Resources(Strict):
     # None = as many as the cluster's GPUs (or CPUs) allow at once.
     max_concurrent_trials: int | None = Field(None, gt=0)
     max_failures: int = Field(0, ge=0, description="worker restarts per trial, resuming from the last checkpoint")
-    data_cpus: float = Field(1.0, gt=0, description="CPU budget of each trial's Ray Data reads")
+    # Unused since trials stream the cache themselves (raygrid.orchestration.trial._loaders); still
+    # accepted so grids written for the Ray Data reader load.
+    data_cpus: float = Field(1.0, gt=0, description="unused (was the CPU budget of each trial's Ray Data reads)")
     # false = a finished cell's resume state (Train checkpoints) is deleted, keeping only the
     # exported weights of MLM cells (raygrid.orchestration.prune); true keeps it all (debugging).
     keep_checkpoints: bool = False

@@ -44,6 +44,7 @@ TAG_STAGE, TAG_CHECKPOINT, TAG_WEIGHTS_OUT = "raygrid.stage", "raygrid.checkpoin
 TAG_INIT_GRID, TAG_INIT_CELL, TAG_INIT_RUN = "raygrid.init_grid", "raygrid.init_cell", "raygrid.init_run_id"
 TAG_INIT_CHECKPOINT, TAG_WEIGHTS_IN = "raygrid.init_checkpoint", "raygrid.weights_in"
 TAG_NODE = "raygrid.node"  # the Ray node id of the cell's rank-0 worker
+TAG_DATA_FROM = "raygrid.data_from"  # where the cell's workers read the tokenized cache (a folder or URI)
 TAG_PRECISION = "raygrid.precision"  # what the cell ran at: optim.precision on GPU, fp32 on CPU
 TAG_TRAIN_RUN = "raygrid.train_run"  # the cell's Ray Train run folder (raygrid.orchestration.resume)
 TAG_UNSET = "raygrid.unset"  # comma-separated config keys the cell left unset (None: not among its params)

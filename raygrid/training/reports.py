@@ -30,9 +30,10 @@ KIND_KEY, STEP_KEY = "report_kind", "report_step"
 WEIGHTS_IN = "weights_in"  # fingerprint of the encoder weights the cell started from
 WEIGHTS_OUT = "weights_out"  # fingerprint of the weights an MLM cell exported
 NODE_ID = "node_id"  # the Ray node that ran the cell
+DATA_FROM = "data_from"  # the cache entry the workers streamed their splits from (credentials redacted)
 PRECISION = "precision"  # what ran (fp32 on CPU whatever was asked)
 CHECKPOINT_PATH = "checkpoint_path"  # added on the wire by Ray's TuneReportCallback, never by raygrid
-TAGS = (WEIGHTS_IN, WEIGHTS_OUT, NODE_ID, PRECISION, CHECKPOINT_PATH)
+TAGS = (WEIGHTS_IN, WEIGHTS_OUT, NODE_ID, DATA_FROM, PRECISION, CHECKPOINT_PATH)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def _ray_job(root: Path, shared_data: Path, server) -> dict:
         (project / "grids").mkdir(parents=True)
         (project / "grids" / "chain.yaml").write_text(chain_yaml(shared_data))
         shared = root / "shared"  # stands for storage every node mounts (here: the same disk), or s3://
-        run = ["run", "grids/chain.yaml", "--out", str(shared / "runs"), "--cache-dir", str(shared / "cache")]
+        # The cache as a storage URI (file:// here, s3:// on a real cluster): trials read it there, not from the head.
+        run = ["run", "grids/chain.yaml", "--out", str(shared / "runs"), "--cache-dir", f"file://{shared / 'cache'}"]
         env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": server.uri,
                "AWS_SECRET_ACCESS_KEY": SECRET}
         env.pop("RAY_ADDRESS", None)
@@ -143,6 +144,9 @@ def test_the_ray_job_ran_on_both_nodes_through_shared_storage_and_kept_secrets_o
     # tokenized cache and the parent's weights that the other node (or the driver) wrote.
     for stage in ("wiki", "tapt", "ft"):
         assert len({r.data.tags["raygrid.node"] for name, r in runs.items() if name.startswith(f"{stage}/")}) == 2
+    # Each cell's workers streamed the tokenized cache from the storage URI (nothing passes through
+    # the head: trials get no tables from the driver or the object store).
+    assert all(r.data.tags["raygrid.data_from"].startswith(f"file://{shared / 'cache'}/") for r in runs.values())
     # raygrid records no environment: the dummy secret is nowhere in MLflow or the run folders.
     for path in [*chain["server"].root.rglob("*"), *shared.rglob("*")]:
         if path.is_file():
