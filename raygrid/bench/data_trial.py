@@ -28,6 +28,7 @@ POLL_S = 0.2
 def add_arguments(parser) -> None:
     parser.add_argument("--documents", type=int, default=1_000, help="long documents at 1x (default 1,000)")
     parser.add_argument("--factor", type=int, default=10, help="the larger cache is this many times the first")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the cell (the training, not the data, sets the wall time)")
     parser.add_argument("--shared", default=str(SHARED), help="folder of hyperpartisan_byarticle_all.parquet")
     parser.add_argument("--tokenizer", default=MINILM, help="checkpoint whose tokenizer and config the cell uses")
     parser.add_argument("--work", help="folder for corpora, caches and runs (default: a temporary folder, removed)")
@@ -41,14 +42,14 @@ def main(args) -> int:
     return 0
 
 
-def _grid(work: Path, scale: int, tokenizer: str) -> Path:
+def _grid(work: Path, scale: int, tokenizer: str, epochs: int = 2) -> Path:
     path = work / f"trial-{scale}.yaml"
     path.write_text(
         f"name: bench-trial-{scale}\nbase:\n  kind: finetune\n"
         f"  data: {{dataset: local, path: {work / f'long-{scale}'}, max_len: 512}}\n"
         f"  model: {{checkpoint: '{tokenizer}', from_scratch: true, config_overrides: {{num_hidden_layers: 1, "
         f"hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}}}}\n"
-        f"  optim: {{epochs: 2, batch_size: 32, lr: 1.0e-3, precision: fp32}}\n"
+        f"  optim: {{epochs: {epochs}, batch_size: 32, lr: 1.0e-3, precision: fp32}}\n"
         f"resources: {{workers_per_trial: 1, cpus_per_worker: 1}}\n")
     return path
 
@@ -57,7 +58,7 @@ def _measure(args, work: Path, scale: int) -> dict:
     """Prepare the cache (not measured), then one `raygrid run` in a child: peak RSS of driver and worker."""
     long_documents(Path(args.shared) / "hyperpartisan_byarticle_all.parquet", args.documents * scale,
                             work / f"long-{scale}")
-    grid, cache, out = _grid(work, scale, args.tokenizer), work / f"cache-{scale}", work / f"out-{scale}"
+    grid, cache, out = _grid(work, scale, args.tokenizer, args.epochs), work / f"cache-{scale}", work / f"out-{scale}"
     subprocess.run([sys.executable, "-m", "raygrid.cli", "data", "prepare", str(grid), "--cache-dir", str(cache)],
                    check=True, capture_output=True)
     status, log = work / f"driver-{scale}.status", work / f"run-{scale}.log"

@@ -1,11 +1,11 @@
 """`raygrid bench loop`: what Ray costs a cell. One cell's training loop runs twice on the same data,
 device and thread count: bare (raygrid.training.train_loop.fit in this process, no Ray, no checkpoints) and
-through raygrid (`raygrid run` of that one cell: Tune -> Train -> Ray Data -> MLflow, fresh store).
+through raygrid (`raygrid run` of that one cell: Tune -> Train -> MLflow, fresh store).
 
 Printed: training tokens/s of each and their ratio, then where each wall time goes: model load, data
 load, evaluation, checkpoints (measured inside the loop, reported as cell metrics), the Train worker
 group's start (driver to worker function), and from the cell run's MLflow timestamps
-(raygrid.tracking.timeline): before the trial (finished-cell check, Datasets, Tuner, the trial's
+(raygrid.tracking.timeline): before the trial (finished-cell check, Tuner, the trial's
 process), Ray's teardown after the final report, and after the trial (the grid's summary and report).
 The rest is what no clock covers (Tune's and Train's report round trips). Ray's start and a new
 MLflow store's schema are paid once per `raygrid run` and once per store, so they are shown apart
@@ -24,7 +24,7 @@ from raygrid.training import metric_names as M
 
 PARTS = (("model load", M.MODEL_LOAD_S), ("data load", M.DATA_LOAD_S), ("evaluation", M.EVAL_TIME_S),
          ("checkpoints", M.CHECKPOINT_TIME_S),
-         ("before the trial (finished cells, Datasets, Tuner, trial process)", "before_trial_s"),
+         ("before the trial (finished cells, Tuner, trial process)", "before_trial_s"),
          ("Train worker group start (trial to worker function)", M.WORKER_START_S),
          ("Ray teardown after the final report", "teardown_s"),
          ("after the trial (grid summary, report to MLflow)", "after_trial_s"))
@@ -99,7 +99,7 @@ def render(cell: Cell, bare: dict, ray: dict, device: str) -> str:
     """The comparison as a Markdown table (what BENCHMARKS.md shows)."""
     ratio = ray[M.TOKENS_PER_S] / bare[M.TOKENS_PER_S]
     lines = [f"cell `{cell.name}` on {device}: raygrid keeps {ratio:.1%} of the bare loop's tokens/s", "",
-             "| | bare loop | raygrid (Tune -> Train -> Ray Data) |", "|---|---|---|",
+             "| | bare loop | raygrid (Tune -> Train) |", "|---|---|---|",
              f"| training tokens/s | {bare['tokens_per_s']:,.0f} | {ray['tokens_per_s']:,.0f} ({ratio:.2f}x) |",
              f"| training time s | {bare['train_time_s']:.1f} | {ray['train_time_s']:.1f} |"]
     for label, key in PARTS:

@@ -31,8 +31,8 @@ def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int, multiple: int = 8
 class TokenRows:
     """A split's token rows as flat arrays owned by this process: row i is values[offsets[i]:offsets[i+1]].
 
-    Copied out of the Arrow table once, so batches never read buffers that belong to someone else
-    (a Ray worker's tables are views into the shared object store).
+    Copied out of the Arrow table once, so batches never keep the table's buffers alive (the
+    in-memory path of the tests and `iterate_table`; trials batch streams with raygrid.data.stream_batches).
     """
 
     offsets: np.ndarray  # (rows + 1,)

@@ -176,8 +176,8 @@ def row_lengths(table: pa.Table) -> np.ndarray:
 
 
 def _batch(window: pa.Table, rows: np.ndarray) -> dict:
-    """The rows of `window` at `rows` as numpy arrays this process owns (Ray's batches may be views
-    into the shared object store; copies let the window go as soon as its batches are built)."""
+    """The rows of `window` at `rows` as numpy arrays this process owns (views would keep the
+    window's Arrow buffers alive; copies let the window go as soon as its batches are built)."""
     picked = window.take(pa.array(rows, type=pa.int64()))
     ids = picked["input_ids"].combine_chunks()
     offsets = ids.offsets.to_numpy()
