@@ -62,3 +62,16 @@ def test_a_shared_folder_one_node_or_a_uri_pass_without_asking(monkeypatch, tmp_
     asked2 = fake_cluster(monkeypatch, {"a": False, "b": False})
     capacity.check_cache_on_every_node(FakeGrid(), ["s3://bucket/cache/tokenized/abc"])
     assert asked == [] and asked2 == []
+
+
+def test_a_worker_that_cannot_read_the_entry_says_where_and_what_to_do(tmp_path):
+    from raygrid.orchestration.trial import _cache_entry
+
+    folder = entry(tmp_path)
+    (tmp_path / "cache" / "tokenized" / "abc" / "meta.json").write_text('{"splits": {"train": {"rows": 3}}}')
+    assert _cache_entry(folder).split_rows == {"train": 3}
+    with pytest.raises(RuntimeError) as err:
+        _cache_entry(str(tmp_path / "elsewhere" / "abc"))
+    message = str(err.value)
+    assert message.startswith(f"cache entry {tmp_path / 'elsewhere' / 'abc'} is not readable on node ")
+    assert "FileNotFoundError" in message and "--cache-dir" in message and "\n" not in message
