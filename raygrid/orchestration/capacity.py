@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ray
 
+from raygrid.orchestration.cluster import autoscaler_node_types
 from raygrid.orchestration.placement import DRIVER_CPUS, NodeShape, Unplaceable, check_placeable, max_concurrent, trial_demand
 from raygrid.spec.config import Resources
 from raygrid.spec.grid import Cell, Grid, GridError
@@ -58,6 +59,16 @@ def check_cache_on_every_node(grid: Grid, folders: list[str]) -> None:
             raise GridError(f"{grid.path}: cache entry {missing[0]} is not on node {address}: with {len(nodes)} Ray "
                             f"nodes the cache must be on storage every node reads; give --cache-dir s3://... "
                             f"(or a path mounted on every node)")
+
+
+def cache_warning_for_added_nodes(folders: list[str]) -> str | None:
+    """A warning when the cache is a local folder and an autoscaler may add nodes no one could ask yet."""
+    local = sorted({folder for folder in folders if "://" not in folder})
+    types = autoscaler_node_types()
+    if not local or not types or not any(shape.count > 0 for shape in types):
+        return None
+    return (f"warning: the cache ({local[0]}) is a local folder and the autoscaler may add nodes: trials read the "
+            f"cache where it lives, so it must be a path mounted on every node (else give --cache-dir s3://...)")
 
 
 def _missing_entries(folders: list[str]) -> list[str]:

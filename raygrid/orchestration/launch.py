@@ -20,7 +20,8 @@ from raygrid.data.cache import PreparedData
 from raygrid.data.prepare import prepare_cells
 from raygrid.data.sources import DataError
 from raygrid.model.encoder import check_checkpoint
-from raygrid.orchestration.capacity import check_cache_on_every_node, check_placeable_cells, check_storage
+from raygrid.orchestration.capacity import (cache_warning_for_added_nodes, check_cache_on_every_node,
+                                            check_placeable_cells, check_storage)
 from raygrid.orchestration.cluster import init_ray, node_shapes
 from raygrid.orchestration.console import Console
 from raygrid.orchestration.finished import finished_cells
@@ -94,6 +95,8 @@ def _run_locked(grid: Grid, out_dir: Path, cache_dir, uri: str, log, tokenize_ac
         reinstall_handlers()  # ray.init() replaced raygrid's SIGTERM handler with its own
         check_storage(grid, pending, storage)
         check_cache_on_every_node(grid, [entry.folder for entry in prepared.values()])
+        if warning := cache_warning_for_added_nodes([entry.folder for entry in prepared.values()]):
+            log(warning)
         shapes = node_shapes()
         check_placeable_cells(grid, pending, shapes)
         beat("starting the first trials")

@@ -75,3 +75,15 @@ def test_a_worker_that_cannot_read_the_entry_says_where_and_what_to_do(tmp_path)
     message = str(err.value)
     assert message.startswith(f"cache entry {tmp_path / 'elsewhere' / 'abc'} is not readable on node ")
     assert "FileNotFoundError" in message and "--cache-dir" in message and "\n" not in message
+
+
+def test_a_local_cache_on_an_autoscaling_cluster_is_warned_about(monkeypatch, tmp_path):
+    from raygrid.orchestration.placement import NodeShape
+
+    folder = entry(tmp_path)
+    monkeypatch.setattr(capacity, "autoscaler_node_types", lambda: [NodeShape("cpu1", {"CPU": 1.0}, 2)])
+    warning = capacity.cache_warning_for_added_nodes([folder])
+    assert warning.startswith(f"warning: the cache ({folder}) is a local folder") and "mounted on every node" in warning
+    assert capacity.cache_warning_for_added_nodes(["s3://bucket/cache/tokenized/abc"]) is None
+    monkeypatch.setattr(capacity, "autoscaler_node_types", lambda: None)
+    assert capacity.cache_warning_for_added_nodes([folder]) is None
